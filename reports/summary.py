@@ -1,0 +1,57 @@
+"""The end-of-run Markdown summary: rows = methods, columns = metrics, mean over clips."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from stsa_bench.results import ResultRow
+
+
+def metric_name(metric_id: str) -> str:
+    return metric_id.split("[", 1)[0]
+
+
+def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None = None, max_failures: int = 30) -> str:
+    """Mean of ok values per (method, metric); `n` clips, and failures counted in each cell and listed below."""
+    directions = directions or {}
+    methods = list(dict.fromkeys(r.method for r in rows))
+    metrics = list(dict.fromkeys(r.metric for r in rows))
+    cells: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
+    for r in rows:
+        cells[(r.method, r.metric)].append(r)
+
+    def arrow(m: str) -> str:
+        hib = directions.get(metric_name(m))
+        return "" if hib is None else (" ↑" if hib else " ↓")
+
+    head = ["method"] + [metric_name(m) + arrow(m) for m in metrics] + ["n", "n_failed"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for method in methods:
+        out = [method]
+        clips, failed_clips = set(), set()
+        for metric in metrics:
+            group = cells.get((method, metric), [])
+            ok = [r.value for r in group if r.status == "ok"]
+            n_fail = sum(r.status == "failed" for r in group)
+            clips.update(r.clip for r in group)
+            failed_clips.update(r.clip for r in group if r.status == "failed")
+            cell = f"{sum(ok) / len(ok):.4f}" if ok else "—"
+            if n_fail:
+                cell += f" ({len(ok)} ok, {n_fail} failed)"
+            out.append(cell)
+        out += [str(len(clips)), str(len(failed_clips))]
+        lines.append("| " + " | ".join(out) + " |")
+    lines.append("")
+    lines.append("Metric protocols: " + "; ".join(f"`{m}`" for m in metrics))
+    failures = [r for r in rows if r.status == "failed"]
+    if failures:
+        groups: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
+        for r in failures:
+            groups[(r.clip, r.error or "")].append(r)
+        lines += ["", f"**{len(failures)} failed rows** in {len(groups)} groups (clip: reason [rows]):", ""]
+        for (clip, error), group in list(groups.items())[:max_failures]:
+            which = ", ".join(f"{r.method}/{metric_name(r.metric)}" for r in group[:6]) + (" …" if len(group) > 6 else "")
+            lines.append(f"- {clip}: {error} [{len(group)}: {which}]")
+        if len(groups) > max_failures:
+            lines.append(f"- … and {len(groups) - max_failures} more groups in results.jsonl")
+    return "\n".join(lines) + "\n"

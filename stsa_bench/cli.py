@@ -1,0 +1,236 @@
+"""`stsa-bench` command line: flags become Hydra overrides; the composed config becomes a RunConfig.
+
+    stsa-bench run --suite lrs2 --methods gt,static --metrics psnr,ssim --out DIR [key=value ...]
+    stsa-bench prepare --suite folder data.root=DIR
+    stsa-bench ls [suites|methods|metrics]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import ConfigError
+from .registry import METHODS, METRICS, SUITES, did_you_mean
+
+EPILOG = """\
+Trailing key=value arguments are Hydra overrides of configs/config.yaml, e.g.
+  shift.frames=3  runtime.device=cpu  data.root=/data/lrs2  preprocess.crop_size=96
+Data roots: lrs2 reads $STSA_BENCH_LRS2_ROOT, cmlr $STSA_BENCH_CMLR_ROOT (or data.root=...).
+Cache: $STSA_BENCH_CACHE (default ~/.cache/stsa-bench)."""
+
+
+def suite_names() -> list[str]:
+    from configs import CONFIG_DIR
+
+    return sorted(p.stem for p in (CONFIG_DIR / "suite").glob("*.yaml"))
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def to_overrides(args: argparse.Namespace) -> list[str]:
+    """Flags -> Hydra overrides (`--suite x` is `suite=x`, `--methods a,b` is `methods=[a,b]`)."""
+    overrides = []
+    if getattr(args, "suite", None):
+        if args.suite not in suite_names():
+            raise ConfigError(f"unknown suite {args.suite!r}{did_you_mean(args.suite, suite_names())}")
+        overrides.append(f"suite={args.suite}")
+    for flag, registry in (("methods", METHODS), ("metrics", METRICS)):
+        value = getattr(args, flag, None)
+        if value:
+            names = [v.strip() for v in value.split(",") if v.strip()]
+            registry.check(names)
+            overrides.append(f"{flag}=[{','.join(names)}]")
+    if getattr(args, "out", None):
+        overrides.append(f"out={_quote(str(Path(args.out).expanduser()))}")
+    return overrides + list(args.overrides)
+
+
+def compose(overrides: list[str]) -> dict:
+    """Compose configs/config.yaml with overrides and resolve it into a plain dict."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from configs import CONFIG_DIR
+
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if key == "suite" and "=" in o and o.split("=", 1)[1] not in suite_names():
+            name = o.split("=", 1)[1]
+            raise ConfigError(f"unknown suite {name!r}{did_you_mean(name, suite_names())}")
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+        return OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        msg = " ".join(str(exc).split())
+        keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+        bad = [k for k in keys if f"'{k}'" in msg]
+        if not bad:
+            raise ConfigError(f"bad override: {msg}") from exc
+        from .config import flatten
+
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            known = list(flatten(OmegaConf.to_container(hydra_compose(config_name="config"))))
+        raise ConfigError(f"unknown setting {bad[0]!r}{did_you_mean(bad[0], known).split(' (known')[0]}") from exc
+
+
+def load_config(args: argparse.Namespace):
+    from .config import run_config_from_dict
+
+    return run_config_from_dict(compose(to_overrides(args)))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    if args.print_config:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(OmegaConf.create(dict(cfg.resolved))), end="")
+        return 0
+    from .runner import run
+
+    t0 = time.time()
+    outcome = run(cfg)
+    print(outcome.summary)
+    print(
+        f"{len(outcome.rows)} rows ({outcome.n_new} new, {outcome.n_failed} failed) in {time.time() - t0:.1f} s -> "
+        f"{outcome.out / 'results.jsonl'}"
+    )
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .preprocess import Preprocessor
+    from .runner import report_unavailable, suite_context
+    from .suites import load_suite
+
+    cfg = load_config(args)
+    clips = load_suite(suite_context(cfg))
+    report_unavailable(cfg.suite, clips, lambda m: print(m, file=sys.stderr))
+    prep = Preprocessor(cfg.preprocess, cfg.cache_dir)
+    rows, hits, failed = [], 0, 0
+    t0 = time.time()
+    try:
+        for clip in tqdm(clips, desc=f"prepare {cfg.suite}", unit="clip", disable=None if cfg.runtime.progress else True):
+            hit = not clip.error and prep.is_cached(clip)
+            try:
+                p = prep.prepare(clip)
+                rows.append((clip.id, str(p.n_frames), str(p.n_face), "cached" if hit else "prepared"))
+                hits += hit
+            except Exception as exc:  # noqa: BLE001 - reported per clip
+                from .errors import one_line
+
+                failed += 1
+                rows.append((clip.id, "-", "-", f"failed: {one_line(exc)}"))
+    finally:
+        prep.close()
+    width = max(len(r[0]) for r in rows) if rows else 4
+    print(f"{'clip':<{width}}  frames  with face  status")
+    for cid, n, nf, status in rows:
+        print(f"{cid:<{width}}  {n:>6}  {nf:>9}  {status}")
+    frames = sum(int(r[1]) for r in rows if r[1] != "-")
+    print(
+        f"{len(clips)} clips, {frames} frames, {hits} cache hits, {failed} failed in {time.time() - t0:.1f} s "
+        f"(cache: {cfg.cache_dir})"
+    )
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    what = args.what or "all"
+    if what in ("suites", "all"):
+        from omegaconf import OmegaConf
+
+        from configs import CONFIG_DIR
+
+        print("suites:")
+        for name in suite_names():
+            desc = OmegaConf.load(CONFIG_DIR / "suite" / f"{name}.yaml").get("description", "")
+            print(f"  {name:<10} {desc}")
+    if what in ("methods", "all"):
+        print("methods:")
+        for name in METHODS.names():
+            doc = (METHODS.get(name).__doc__ or "").strip().splitlines()[0]
+            print(f"  {name:<10} {doc}")
+    if what in ("metrics", "all"):
+        from .config import PreprocessConfig
+
+        print("metrics (id = name[protocol]; ↑ higher is better):")
+        tag = PreprocessConfig().crop_tag()
+        for name in METRICS.names():
+            cls = METRICS.get(name)
+            m = cls(crop_tag=tag, device="cpu")
+            doc = (cls.__doc__ or "").strip().splitlines()[0]
+            print(f"  {name:<8} {'↑' if cls.higher_is_better else '↓'}  {m.id}\n           {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stsa-bench",
+        description="Benchmark harness for audio-driven visual dubbing (lip-sync).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_common(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--suite", help=f"suite to use ({', '.join(suite_names())}); default demo")
+        sp.add_argument("overrides", nargs="*", metavar="key=value", help="Hydra overrides, e.g. data.root=DIR shift.frames=3")
+        return sp
+
+    r = with_common(
+        sub.add_parser(
+            "run",
+            help="generate with each method and score every clip; writes results.jsonl and summary.md",
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+    r.add_argument("--methods", help=f"comma-separated ({', '.join(METHODS.names())})")
+    r.add_argument("--metrics", help=f"comma-separated ({', '.join(METRICS.names())})")
+    r.add_argument("--out", help="results directory (default results/<suite>); rerun with the same config to resume")
+    r.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    r.set_defaults(func=cmd_run)
+
+    pr = with_common(
+        sub.add_parser(
+            "prepare",
+            help="decode, find landmarks and cut face crops of a suite into the cache",
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+    pr.set_defaults(func=cmd_prepare)
+
+    ls = sub.add_parser("ls", help="list suites, methods and metrics")
+    ls.add_argument("what", nargs="?", choices=["suites", "methods", "metrics"])
+    ls.set_defaults(func=cmd_ls)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"stsa-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stsa-bench: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Typed configuration objects, built once at the CLI edge from the composed Hydra config.
+
+Everything below the CLI takes these frozen dataclasses as explicit arguments; nothing
+inward reads Hydra or the environment for settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from .errors import ConfigError
+from .paths import cache_key, cache_root
+from .registry import did_you_mean
+
+T = TypeVar("T")
+
+PREP_VERSION = 1
+"""Bump when preprocessing output changes for the same parameters (invalidates the cache)."""
+
+# Keys of the resolved config that do not change any result value: left out of the config hash.
+UNHASHED_KEYS = ("out", "cache_dir", "runtime", "data")
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            return _coerce(value, arg, where)
+    if hint is Any:
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1]
+        return tuple(_coerce(v, item, where) for v in value)
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return str(value)
+    if hint is Path:
+        return Path(str(value)).expanduser()
+    return value
+
+
+def typed(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
+    """Build dataclass `cls` from a plain mapping; unknown keys and wrong types are ConfigErrors."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"unknown setting {where}.{key}{did_you_mean(key, names)}")
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """The paper's protocol: 25 fps, 16 kHz mono, MediaPipe FaceMesh, 128x128 face crops."""
+
+    fps: int = 25
+    sample_rate: int = 16000
+    crop_size: int = 128
+    box_scale: float = 1.2
+    smooth_sigma: float = 2.0
+    min_frames: int = 5
+    min_face_ratio: float = 0.5
+    max_av_mismatch_s: float = 0.5
+    static_image_mode: bool = True
+    refine_landmarks: bool = True
+    min_detection_confidence: float = 0.5
+
+    def params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        return cache_key("preprocess", params=self.params(), version=PREP_VERSION)
+
+    def crop_tag(self) -> str:
+        """Crop identity for metric ids, e.g. `face128@25fps/pp=1a2b3c4d`."""
+        return f"face{self.crop_size}@{self.fps}fps/pp={self.key()[:8]}"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: Path | None = None
+    audio_root: Path | None = None
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = "auto"
+    progress: bool = True
+    batch_size: int = 64
+    retry_failed: bool = False
+    save_videos: bool = False
+    refreeze: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, resolved and typed."""
+
+    suite: str
+    suite_options: Mapping[str, Any]
+    data: DataConfig
+    methods: tuple[str, ...]
+    metrics: tuple[str, ...]
+    out: Path
+    cache_dir: Path
+    seed: int
+    preprocess: PreprocessConfig
+    runtime: RuntimeConfig
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    resolved: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.resolved)
+
+    def options_for(self, name: str) -> Mapping[str, Any]:
+        return self.options.get(name) or {}
+
+
+TOP_LEVEL = ("suite", "data", "methods", "metrics", "out", "cache_dir", "seed", "preprocess", "runtime")
+
+
+def config_hash(resolved: Mapping[str, Any]) -> str:
+    """sha256 of the resolved config without the keys that cannot change a value (12 hex)."""
+    kept = {k: v for k, v in resolved.items() if k not in UNHASHED_KEYS}
+    return cache_key("config", params=kept)[:12]
+
+
+def run_config_from_dict(resolved: Mapping[str, Any]) -> RunConfig:
+    """Validate the resolved (plain-dict) Hydra config and turn it into a RunConfig."""
+    resolved = dict(resolved)
+    suite = dict(resolved.get("suite") or {})
+    if "name" not in suite:
+        raise ConfigError("the suite config has no 'name'")
+    known_components = set(_component_names())
+    options = {}
+    for key, value in resolved.items():
+        if key in TOP_LEVEL:
+            continue
+        if key not in known_components:
+            raise ConfigError(f"unknown setting {key!r}{did_you_mean(key, list(TOP_LEVEL) + sorted(known_components))}")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping of options, got {value!r}")
+        options[key] = dict(value)
+    cfg = RunConfig(
+        suite=str(suite.pop("name")),
+        suite_options=suite,
+        data=typed(DataConfig, resolved.get("data"), "data"),
+        methods=_coerce(resolved.get("methods") or [], tuple[str, ...], "methods"),
+        metrics=_coerce(resolved.get("metrics") or [], tuple[str, ...], "metrics"),
+        out=Path(str(resolved.get("out") or "results")).expanduser(),
+        cache_dir=cache_root(resolved.get("cache_dir")),
+        seed=_coerce(resolved.get("seed", 0), int, "seed"),
+        preprocess=typed(PreprocessConfig, resolved.get("preprocess"), "preprocess"),
+        runtime=typed(RuntimeConfig, resolved.get("runtime"), "runtime"),
+        options=options,
+        resolved=resolved,
+    )
+    if not cfg.methods:
+        raise ConfigError("no methods given (--methods a,b)")
+    if not cfg.metrics:
+        raise ConfigError("no metrics given (--metrics x,y)")
+    return cfg
+
+
+def _component_names() -> list[str]:
+    from .registry import METHODS, METRICS
+
+    return METHODS.names() + METRICS.names()
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}"""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,76 @@
+"""MediaPipe FaceMesh landmarks (478 points with refine_landmarks) per frame."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Iterator
+
+import numpy as np
+
+N_LANDMARKS = 478
+
+
+def backend_version() -> str:
+    import mediapipe
+
+    return f"mediapipe-{mediapipe.__version__}"
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what MediaPipe's C++ side (glog/absl/TFLite) prints to fd 2 while setting up."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class FaceMeshDetector:
+    """Landmarks of the most prominent face in each RGB frame.
+
+    Returns image-normalised (x, y) in [0, 1] and MediaPipe's relative depth z, shape
+    (N, 478, 3) float32, NaN where no face was found, and the (N,) found mask.
+    """
+
+    def __init__(self, static_image_mode: bool = True, refine_landmarks: bool = True, min_detection_confidence: float = 0.5):
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import mediapipe as mp
+
+        with quiet_native_stderr():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=static_image_mode,
+                refine_landmarks=refine_landmarks,
+                max_num_faces=1,
+                min_detection_confidence=min_detection_confidence,
+            )
+            self._mesh.process(np.zeros((64, 48, 3), dtype=np.uint8))
+        self.n_points = N_LANDMARKS if refine_landmarks else 468
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = np.full((len(frames), self.n_points, 3), np.nan, dtype=np.float32)
+        found = np.zeros(len(frames), dtype=bool)
+        for i, frame in enumerate(frames):
+            res = self._mesh.process(np.ascontiguousarray(frame))
+            if res.multi_face_landmarks:
+                pts = res.multi_face_landmarks[0].landmark
+                out[i] = [(p.x, p.y, p.z) for p in pts]
+                found[i] = True
+        return out, found
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> "FaceMeshDetector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

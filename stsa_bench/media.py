@@ -1,0 +1,182 @@
+"""Video and audio I/O through PyAV (FFmpeg libraries in the wheel; no system ffmpeg).
+
+Video is resampled to a constant rate by timestamps, as FFmpeg's `fps` filter does with
+`round=near`: input frame i lands in output slot round((t_i - t_0) * fps); each output slot
+shows the latest input frame whose slot is <= it. Variable-frame-rate input is handled the
+same way. Audio is resampled to mono float32 at the target rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ClipError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    src_fps: float
+    src_frames: int
+    width: int
+    height: int
+    duration_s: float
+    variable_rate: bool
+
+
+def _open(path: Path):
+    import av
+
+    path = Path(path)
+    if not path.exists():
+        raise ClipError(f"{path}: no such file")
+    if not path.is_file():
+        raise ClipError(f"{path}: not a regular file")
+    try:
+        return av.open(str(path))
+    except Exception as exc:  # PyAV raises several FFmpeg error types
+        raise ClipError(f"{path}: cannot be opened as media ({' '.join(str(exc).split())})") from exc
+
+
+def decode_video(path: Path, fps: int = 25) -> tuple[np.ndarray, VideoInfo]:
+    """RGB uint8 frames (N, H, W, 3) at exactly `fps`, and facts about the source stream."""
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.video:
+            raise ClipError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = float(stream.average_rate or stream.guessed_rate or fps)
+        times: list[float] = []
+        slots: list[int] = []
+        out: list[np.ndarray] = []
+        prev: np.ndarray | None = None
+        t0 = None
+        try:
+            for frame in container.decode(stream):
+                t = frame.time if frame.time is not None else len(times) / rate
+                if t0 is None:
+                    t0 = t
+                slot = int(round((t - t0) * fps))
+                if slots and slot < slots[-1]:
+                    slot = slots[-1]
+                if prev is not None:
+                    out.extend([prev] * (slot - slots[-1]))
+                prev = frame.to_ndarray(format="rgb24")
+                times.append(t)
+                slots.append(slot)
+        except Exception as exc:
+            if not times:
+                raise ClipError(f"{path}: video cannot be decoded ({' '.join(str(exc).split())})") from exc
+            raise ClipError(f"{path}: video is corrupt after frame {len(times)} ({' '.join(str(exc).split())})") from exc
+    if prev is None:
+        raise ClipError(f"{path}: video stream has no frames")
+    intervals = np.diff(times) if len(times) > 1 else np.array([1.0 / rate])
+    last_dur = float(np.median(intervals)) if len(intervals) else 1.0 / rate
+    duration = times[-1] - times[0] + last_dur
+    n_out = max(len(out) + 1, int(round(duration * fps)))
+    out.extend([prev] * (n_out - len(out)))
+    variable = len(intervals) > 1 and float(np.ptp(intervals)) > 0.25 / max(rate, 1.0)
+    info = VideoInfo(
+        src_fps=len(times) / duration if duration > 0 else rate,
+        src_frames=len(times),
+        width=prev.shape[1],
+        height=prev.shape[0],
+        duration_s=duration,
+        variable_rate=variable,
+    )
+    return np.stack(out), info
+
+
+def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at `sample_rate` from the first audio stream of `path`."""
+    import av
+
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise ClipError(f"{path}: no audio stream")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                for res in resampler.resample(frame):
+                    chunks.append(res.to_ndarray().reshape(-1))
+            for res in resampler.resample(None):
+                chunks.append(res.to_ndarray().reshape(-1))
+        except Exception as exc:
+            raise ClipError(f"{path}: audio cannot be decoded ({' '.join(str(exc).split())})") from exc
+    if not chunks:
+        raise ClipError(f"{path}: audio stream has no samples")
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def write_video(
+    path: Path,
+    frames: np.ndarray,
+    fps: int = 25,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+    lossless: bool = True,
+) -> None:
+    """Write RGB uint8 frames (and mono float audio) to `path`.
+
+    lossless=True: FFV1 (bgr0) + 16-bit PCM in Matroska, bit-exact on decode.
+    lossless=False: H.264 yuv420p + AAC in MP4, for viewing.
+    """
+    import av
+
+    frames = np.ascontiguousarray(frames)
+    n, h, w, _ = frames.shape
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        if lossless:
+            vstream = container.add_stream("ffv1", rate=fps)
+            vstream.pix_fmt = "bgr0"
+        else:
+            vstream = container.add_stream("libx264", rate=fps)
+            vstream.pix_fmt = "yuv420p"
+            vstream.options = {"crf": "18"}
+            w, h = w - w % 2, h - h % 2
+        vstream.width, vstream.height = w, h
+        astream = None
+        if audio is not None:
+            astream = container.add_stream("pcm_s16le" if lossless else "aac", rate=sample_rate, layout="mono")
+        for img in frames:
+            frame = av.VideoFrame.from_ndarray(img[:h, :w], format="rgb24")
+            for packet in vstream.encode(frame):
+                container.mux(packet)
+        for packet in vstream.encode():
+            container.mux(packet)
+        if astream is not None:
+            pcm = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+            fmt = "s16" if lossless else "fltp"
+            data = (pcm * 32767.0).round().astype(np.int16) if lossless else pcm
+            block = 1024
+            for start in range(0, len(data), block):
+                chunk = data[start : start + block].reshape(1, -1)
+                aframe = av.AudioFrame.from_ndarray(chunk, format=fmt, layout="mono")
+                aframe.sample_rate = sample_rate
+                aframe.pts = start
+                for packet in astream.encode(aframe):
+                    container.mux(packet)
+            for packet in astream.encode():
+                container.mux(packet)
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int = 16000) -> None:
+    """16-bit PCM mono WAV."""
+    import wave
+
+    pcm = (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sample_rate)
+        f.writeframes(pcm.tobytes())

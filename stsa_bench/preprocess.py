@@ -1,0 +1,201 @@
+"""The paper's preprocessing, cached per clip by content.
+
+decode (25 fps, 16 kHz mono) -> FaceMesh landmarks -> square face box from the landmark
+extent, missing frames interpolated, Gaussian-smoothed over time -> 128x128 face crops.
+Cache entry key = clip sha256 + preprocessing parameters + version + backend versions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import PREP_VERSION, PreprocessConfig
+from .errors import ClipError
+from .paths import build_dir_atomically, cache_key, entry_dir
+from .suites import Clip
+
+
+@dataclass
+class Prepared:
+    """A clip after preprocessing. `boxes` rows are (cx, cy, side) in pixels."""
+
+    clip: Clip
+    n_frames: int
+    width: int
+    height: int
+    audio: np.ndarray
+    landmarks: np.ndarray
+    has_face: np.ndarray
+    boxes: np.ndarray
+    crops: np.ndarray
+    meta: dict
+
+    @property
+    def n_face(self) -> int:
+        return int(self.has_face.sum())
+
+
+def prep_key(clip: Clip, cfg: PreprocessConfig) -> str:
+    import av
+
+    from .faces import backend_version
+
+    params = {"pp": cfg.params(), "backend": backend_version(), "av": av.__version__}
+    return cache_key("prep", content=[clip.sha256], params=params, version=PREP_VERSION)
+
+
+def load_media(clip: Clip, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Frames at cfg.fps and audio at cfg.sample_rate trimmed/padded to exactly n_frames.
+
+    Audio and video may differ in length by at most cfg.max_av_mismatch_s; beyond that the
+    clip fails with both lengths in the reason.
+    """
+    from .media import decode_audio, decode_video
+
+    frames, info = decode_video(clip.video, cfg.fps)
+    n = len(frames)
+    if n < cfg.min_frames:
+        raise ClipError(f"{clip.video}: {n} frame(s) at {cfg.fps} fps, need at least {cfg.min_frames} (preprocess.min_frames)")
+    audio_path = clip.audio or clip.video
+    audio = decode_audio(audio_path, cfg.sample_rate)
+    video_s, audio_s = n / cfg.fps, len(audio) / cfg.sample_rate
+    if abs(audio_s - video_s) > cfg.max_av_mismatch_s:
+        raise ClipError(
+            f"{audio_path}: audio lasts {audio_s:.2f} s but the video {video_s:.2f} s "
+            f"(differ by more than preprocess.max_av_mismatch_s={cfg.max_av_mismatch_s})"
+        )
+    want = n * cfg.sample_rate // cfg.fps
+    audio = np.pad(audio[:want], (0, max(0, want - len(audio))))
+    meta = {
+        "src_fps": info.src_fps,
+        "src_frames": info.src_frames,
+        "variable_rate": info.variable_rate,
+        "video_s": video_s,
+        "audio_s": audio_s,
+    }
+    return frames, audio, meta
+
+
+def face_boxes(landmarks: np.ndarray, has_face: np.ndarray, width: int, height: int, scale: float, sigma: float) -> np.ndarray:
+    """(cx, cy, side) per frame: landmark extent squared and scaled, gaps interpolated, smoothed."""
+    from scipy.ndimage import gaussian_filter1d
+
+    n = len(landmarks)
+    raw = np.zeros((n, 3), dtype=np.float64)
+    idx = np.flatnonzero(has_face)
+    if len(idx) == 0:
+        raise ValueError("no face in any frame")
+    xy = landmarks[idx, :, :2].astype(np.float64) * [width, height]
+    lo, hi = xy.min(axis=1), xy.max(axis=1)
+    raw[idx, :2] = (lo + hi) / 2
+    raw[idx, 2] = (hi - lo).max(axis=1) * scale
+    for c in range(3):
+        raw[:, c] = np.interp(np.arange(n), idx, raw[idx, c])
+    if sigma > 0 and n > 1:
+        raw = gaussian_filter1d(raw, sigma, axis=0, mode="nearest")
+    return raw.astype(np.float32)
+
+
+def crop_faces(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Square crops (N, size, size, 3) uint8; outside the frame is black.
+
+    Resize: cv2 INTER_AREA when shrinking, INTER_LINEAR when enlarging.
+    """
+    import cv2
+
+    out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
+    for i, (frame, (cx, cy, side)) in enumerate(zip(frames, boxes)):
+        s = max(int(round(side)), 1)
+        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        h, w = frame.shape[:2]
+        patch = np.zeros((s, s, 3), dtype=np.uint8)
+        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
+        if sx1 > sx0 and sy1 > sy0:
+            patch[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
+        interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
+        out[i] = cv2.resize(patch, (size, size), interpolation=interp)
+    return out
+
+
+class Preprocessor:
+    """Prepares clips into the cache, reusing one FaceMesh instance."""
+
+    def __init__(self, cfg: PreprocessConfig, cache_dir: Path):
+        self.cfg = cfg
+        self.cache_dir = Path(cache_dir)
+        self._detector = None
+
+    def _detect(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._detector is None:
+            from .faces import FaceMeshDetector
+
+            c = self.cfg
+            self._detector = FaceMeshDetector(c.static_image_mode, c.refine_landmarks, c.min_detection_confidence)
+        return self._detector(frames)
+
+    def entry(self, clip: Clip) -> Path:
+        return entry_dir(self.cache_dir, "prep", prep_key(clip, self.cfg))
+
+    def is_cached(self, clip: Clip) -> bool:
+        return (self.entry(clip) / "meta.json").is_file()
+
+    def prepare(self, clip: Clip) -> Prepared:
+        """Load from cache, or compute and store atomically. Raises ClipError for bad input."""
+        if clip.error:
+            raise ClipError(clip.error)
+        final = self.entry(clip)
+        if not (final / "meta.json").is_file():
+            build_dir_atomically(final, lambda tmp: self._build(clip, tmp))
+        return self._load(clip, final)
+
+    def _build(self, clip: Clip, tmp: Path) -> None:
+        cfg = self.cfg
+        frames, audio, meta = load_media(clip, cfg)
+        n, h, w = frames.shape[:3]
+        landmarks, has_face = self._detect(frames)
+        n_face = int(has_face.sum())
+        if n_face == 0:
+            raise ClipError(f"{clip.video}: no face found in any of {n} frames")
+        if n_face < cfg.min_face_ratio * n:
+            raise ClipError(
+                f"{clip.video}: face found in only {n_face} of {n} frames (preprocess.min_face_ratio={cfg.min_face_ratio})"
+            )
+        boxes = face_boxes(landmarks, has_face, w, h, cfg.box_scale, cfg.smooth_sigma)
+        crops = crop_faces(frames, boxes, cfg.crop_size)
+        np.save(tmp / "audio.npy", audio)
+        np.save(tmp / "landmarks.npy", landmarks)
+        np.save(tmp / "has_face.npy", has_face)
+        np.save(tmp / "boxes.npy", boxes)
+        np.save(tmp / "crops.npy", crops)
+        meta.update(clip=clip.id, sha256=clip.sha256, n_frames=n, n_face=n_face, width=w, height=h, prep=cfg.params())
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+
+    def _load(self, clip: Clip, final: Path) -> Prepared:
+        meta = json.loads((final / "meta.json").read_text())
+        return Prepared(
+            clip=clip,
+            n_frames=meta["n_frames"],
+            width=meta["width"],
+            height=meta["height"],
+            audio=np.load(final / "audio.npy"),
+            landmarks=np.load(final / "landmarks.npy"),
+            has_face=np.load(final / "has_face.npy"),
+            boxes=np.load(final / "boxes.npy"),
+            crops=np.load(final / "crops.npy"),
+            meta=meta,
+        )
+
+    def frames(self, clip: Clip) -> np.ndarray:
+        """The clip's frames at cfg.fps (decoded again: cheaper than caching raw frames)."""
+        from .media import decode_video
+
+        return decode_video(clip.video, self.cfg.fps)[0]
+
+    def close(self) -> None:
+        if self._detector is not None:
+            self._detector.close()
+            self._detector = None

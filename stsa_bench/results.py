@@ -1,0 +1,93 @@
+"""Typed result rows, stored one JSON object per line in `<out>/results.jsonl`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterable
+
+from .paths import atomic_write_text
+
+STATUSES = ("ok", "failed")
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One value of one metric for one clip and method, or the reason there is none."""
+
+    suite: str
+    clip: str
+    method: str
+    metric: str
+    value: float | None
+    n_frames: int | None
+    status: str
+    error: str | None
+    config_hash: str
+    git_sha: str
+    weights_sha: str | None = None
+    clip_sha256: str = ""
+    seed: int = 0
+    harness_version: str = ""
+    time: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.suite, self.clip, self.method, self.metric)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), allow_nan=False, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ResultRow":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def check_row(row: ResultRow) -> ResultRow:
+    if row.status not in STATUSES:
+        raise ValueError(f"bad status {row.status!r}")
+    if row.status == "ok" and (row.value is None or not math.isfinite(row.value)):
+        raise ValueError(f"ok row with non-finite value: {row}")
+    if row.status == "failed" and not row.error:
+        raise ValueError(f"failed row without a reason: {row}")
+    return row
+
+
+def read_rows(path: Path) -> list[ResultRow]:
+    """All complete rows; a torn last line (a run killed mid-write) is ignored. Last row per key wins."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    by_key: dict[tuple, ResultRow] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            try:
+                row = ResultRow.from_dict(json.loads(line))
+            except (json.JSONDecodeError, TypeError):
+                continue
+            by_key[row.key] = row
+    return list(by_key.values())
+
+
+def rewrite_rows(path: Path, rows: Iterable[ResultRow]) -> None:
+    """Replace the file atomically with exactly these rows."""
+    atomic_write_text(Path(path), "".join(r.to_json() + "\n" for r in rows))
+
+
+def append_rows(path: Path, rows: list[ResultRow]) -> None:
+    """Append rows in one write and fsync, so a kill leaves at most one torn line."""
+    if not rows:
+        return
+    data = "".join(check_row(r).to_json() + "\n" for r in rows).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,222 @@
+"""The run loop: clips x methods x metrics -> typed rows in `<out>/results.jsonl`.
+
+Resumable: rows are appended (one write + fsync per clip and method); a new invocation
+with the same config skips every (clip, method, metric) that already has a row. Bad input
+never stops the run: it becomes `failed` rows with a one-line reason naming the file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .config import UNHASHED_KEYS, RunConfig, flatten
+from .errors import ClipError, ConfigError, one_line
+from .paths import atomic_write_text
+from .provenance import git_sha, harness_version
+from .registry import METHODS, METRICS
+from .results import ResultRow, append_rows, read_rows, rewrite_rows
+from .suites import Clip, SuiteContext, load_suite, manifest_hash
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class RunOutcome:
+    out: Path
+    rows: list[ResultRow]
+    summary: str
+    n_new: int
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r.status == "failed" for r in self.rows)
+
+
+def suite_context(cfg: RunConfig) -> SuiteContext:
+    return SuiteContext(cfg.suite, cfg.suite_options, cfg.data, cfg.cache_dir, cfg.runtime.refreeze)
+
+
+def report_unavailable(suite: str, clips: list[Clip], log: Log) -> None:
+    bad = [c for c in clips if c.error]
+    if bad:
+        log(f"{suite}: {len(bad)} of {len(clips)} clips unavailable (they get failed rows):")
+        for c in bad:
+            log(f"  {c.id}: {c.error}")
+
+
+def init_run_dir(out: Path, cfg: RunConfig) -> None:
+    """Save the resolved config once (read-only); refuse to resume a run made with another config."""
+    run_json = out / "run.json"
+    if run_json.is_file():
+        prev = json.loads(run_json.read_text())
+        if prev["config_hash"] != cfg.config_hash:
+            a = {k: v for k, v in flatten(prev["config"]).items() if k.split(".")[0] not in UNHASHED_KEYS}
+            b = {k: v for k, v in flatten(cfg.resolved).items() if k.split(".")[0] not in UNHASHED_KEYS}
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            raise ConfigError(
+                f"{out} holds a run made with another config (hash {prev['config_hash']}, now {cfg.config_hash}; "
+                f"differs in {', '.join(diff[:8])}); use another --out"
+            )
+        return
+    from omegaconf import OmegaConf
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.yaml"
+    atomic_write_text(cfg_path, OmegaConf.to_yaml(OmegaConf.create(dict(cfg.resolved))))
+    os.chmod(cfg_path, 0o444)
+    info = {
+        "config_hash": cfg.config_hash,
+        "git_sha": git_sha(),
+        "harness_version": harness_version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": dict(cfg.resolved),
+    }
+    atomic_write_text(run_json, json.dumps(info, indent=1))
+
+
+def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
+    METHODS.check(cfg.methods)
+    METRICS.check(cfg.metrics)
+    clips = load_suite(suite_context(cfg))
+    report_unavailable(cfg.suite, clips, log)
+
+    from baselines import build_method
+    from metrics import build_metric
+
+    from .preprocess import Preprocessor
+
+    methods = {name: build_method(name, cfg.options_for(name)) for name in cfg.methods}
+    crop_tag = cfg.preprocess.crop_tag()
+    metrics = [build_metric(n, crop_tag, cfg.runtime.device, cfg.options_for(n)) for n in cfg.metrics]
+
+    out = cfg.out
+    init_run_dir(out, cfg)
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        listing = {c.id: {"video": str(c.video), "audio": str(c.audio) if c.audio else None, "sha256": c.sha256, "error": c.error} for c in clips}
+        atomic_write_text(manifest, json.dumps({"suite": cfg.suite, "manifest_hash": manifest_hash(clips), "clips": listing}, indent=1))
+
+    results = out / "results.jsonl"
+    kept = [r for r in read_rows(results) if r.status == "ok" or not cfg.runtime.retry_failed]
+    rewrite_rows(results, kept)
+    done = {r.key for r in kept}
+
+    base = dict(
+        suite=cfg.suite, config_hash=cfg.config_hash, git_sha=git_sha(), seed=cfg.seed, harness_version=harness_version()
+    )
+    prep = Preprocessor(cfg.preprocess, cfg.cache_dir)
+    errors_log = out / "errors.log"
+    n_new = n_failed = 0
+
+    def row(clip: Clip, method: str, metric, value=None, n_frames=None, error=None) -> ResultRow:
+        return ResultRow(
+            clip=clip.id,
+            method=method,
+            metric=metric.id,
+            value=value,
+            n_frames=n_frames,
+            status="failed" if error else "ok",
+            error=error,
+            weights_sha=metric.weights_sha256,
+            clip_sha256=clip.sha256,
+            time=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **base,
+        )
+
+    def reason(exc: BaseException, clip: Clip) -> str:
+        if not isinstance(exc, ClipError):
+            with open(errors_log, "a", encoding="utf-8") as f:
+                f.write(f"--- {clip.id} ({clip.video})\n{traceback.format_exc()}\n")
+            return f"{clip.video}: {one_line(exc)}"
+        return one_line(exc)
+
+    from tqdm import tqdm
+
+    bar = tqdm(clips, desc=f"run {cfg.suite}", unit="clip", disable=None if cfg.runtime.progress else True, file=sys.stderr)
+    try:
+        for clip in bar:
+            todo = {m: [x for x in metrics if (cfg.suite, clip.id, m, x.id) not in done] for m in methods}
+            todo = {m: xs for m, xs in todo.items() if xs}
+            if not todo:
+                continue
+            try:
+                prepared = prep.prepare(clip)
+                frames = prep.frames(clip)
+            except Exception as exc:  # noqa: BLE001 - any bad input becomes rows
+                why = reason(exc, clip)
+                rows = [row(clip, m, x, error=why) for m, xs in todo.items() for x in xs]
+                append_rows(results, rows)
+                n_new, n_failed = n_new + len(rows), n_failed + len(rows)
+                bar.set_postfix(failed=n_failed, refresh=False)
+                continue
+            for rows in evaluate_clip(clip, prepared, frames, {m: methods[m] for m in todo}, todo, cfg, row, reason):
+                append_rows(results, rows)
+                n_new += len(rows)
+                n_failed += sum(r.status == "failed" for r in rows)
+            bar.set_postfix(failed=n_failed, refresh=False)
+    finally:
+        bar.close()
+        prep.close()
+
+    ids = {x.id for x in metrics}
+    rows = [r for r in read_rows(results) if r.method in methods and r.metric in ids]
+    from reports.summary import summary_markdown
+
+    directions = {x.name: x.higher_is_better for x in metrics}
+    summary = summary_markdown(rows, directions)
+    header = f"# stsa-bench: {cfg.suite}\n\nconfig {cfg.config_hash} · git {git_sha()} · {len({r.clip for r in rows})} clips\n\n"
+    atomic_write_text(out / "summary.md", header + summary)
+    return RunOutcome(out=out, rows=rows, summary=header + summary, n_new=n_new)
+
+
+def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, reason) -> Iterator[list[ResultRow]]:
+    """Per method, generate and compute its pending metrics on face crops cut with the GT boxes; yield its rows."""
+    from baselines import Sample
+
+    from .preprocess import crop_faces
+
+    pp = cfg.preprocess
+    sample = Sample(clip.id, frames, prepared.audio, pp.fps, pp.sample_rate, prepared.landmarks, prepared.boxes)
+    batch = max(1, cfg.runtime.batch_size)
+    for name, method in methods.items():
+        pending = todo[name]
+        try:
+            gen = method.generate(sample)
+            if gen.frames.shape != frames.shape:
+                raise ClipError(
+                    f"{clip.video}: method {name} returned frames of shape {tuple(gen.frames.shape)}, expected {tuple(frames.shape)}"
+                )
+            gen_crops = crop_faces(gen.frames, prepared.boxes, pp.crop_size)
+            if cfg.runtime.save_videos:
+                from .media import write_video
+
+                write_video(cfg.out / "videos" / name / f"{clip.id}.mp4", gen.frames, pp.fps, gen.audio, pp.sample_rate, lossless=False)
+        except Exception as exc:  # noqa: BLE001
+            why = reason(exc, clip)
+            yield [row(clip, name, x, error=why) for x in pending]
+            continue
+        rows = []
+        for metric in pending:
+            try:
+                metric.reset()
+                for i in range(0, len(gen_crops), batch):
+                    metric.update(gen_crops[i : i + batch], prepared.crops[i : i + batch])
+                value = metric.compute()
+                if not math.isfinite(value):
+                    raise ClipError(f"{clip.video}: {metric.name} is not finite ({value})")
+                rows.append(row(clip, name, metric, value=value, n_frames=len(gen_crops)))
+            except Exception as exc:  # noqa: BLE001
+                rows.append(row(clip, name, metric, n_frames=len(gen_crops), error=reason(exc, clip)))
+        yield rows

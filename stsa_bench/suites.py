@@ -1,0 +1,224 @@
+"""Suites: fixed lists of clips (id, video, audio, content sha256).
+
+A suite's manifest (id -> sha256) is frozen in the cache on first use; later uses compare
+every file against it, and a changed file is reported by name instead of silently
+evaluated. Missing files become clips with an `error`, so the run reports them and goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .config import DataConfig, typed
+from .errors import ClipError, ConfigError
+from .paths import atomic_write_text, cache_key, entry_dir, file_lock, sha256_bytes, sha256_file
+from .registry import SUITES
+
+VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".mpg", ".mpeg", ".webm", ".m4v", ".flv")
+AUDIO_EXTS = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One test video. `error` is set (and `sha256` empty) when it cannot be used."""
+
+    id: str
+    video: Path
+    audio: Path | None = None
+    sha256: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SuiteContext:
+    name: str
+    options: Mapping[str, Any]
+    data: DataConfig
+    cache_dir: Path
+    refreeze: bool = False
+
+
+def hash_clip(clip_id: str, video: Path, audio: Path | None = None) -> Clip:
+    """Clip with sha256 over its video (and separate audio) bytes, or with the reason it is unusable."""
+    parts = []
+    for path in (video, audio):
+        if path is None:
+            continue
+        try:
+            parts.append(sha256_file(path))
+        except FileNotFoundError:
+            return Clip(clip_id, video, audio, error=f"{path}: missing (clip {clip_id})")
+        except (IsADirectoryError, PermissionError, OSError) as exc:
+            return Clip(clip_id, video, audio, error=f"{path}: unreadable ({exc.strerror or exc})")
+    return Clip(clip_id, video, audio, sha256=parts[0] if len(parts) == 1 else sha256_bytes("".join(parts).encode()))
+
+
+def manifest_hash(clips: list[Clip]) -> str:
+    return cache_key("suite-manifest", params=sorted((c.id, c.sha256) for c in clips))
+
+
+def freeze_manifest(ctx: SuiteContext, identity: Mapping[str, Any], clips: list[Clip]) -> list[Clip]:
+    """Compare clips with the manifest frozen on first use; changed files get an error."""
+    key = cache_key("manifest", params={"suite": ctx.name, **identity})
+    path = entry_dir(ctx.cache_dir, "manifests", key).with_suffix(".json")
+    with file_lock(path):
+        frozen = json.loads(path.read_text()) if path.is_file() and not ctx.refreeze else None
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        if frozen is None:
+            frozen = {"suite": ctx.name, "identity": dict(identity), "frozen_at": now, "clips": {}}
+        out = []
+        changed = False
+        for clip in clips:
+            if clip.error:
+                out.append(clip)
+                continue
+            old = frozen["clips"].get(clip.id)
+            if old is None:
+                frozen["clips"][clip.id] = clip.sha256
+                changed = True
+            elif old != clip.sha256:
+                clip = replace(
+                    clip,
+                    error=(
+                        f"{clip.video}: content changed since the {ctx.name} manifest was frozen on {frozen['frozen_at']} "
+                        f"(sha256 {old[:12]} -> {clip.sha256[:12]}); pass runtime.refreeze=true to accept it"
+                    ),
+                )
+            out.append(clip)
+        if changed:
+            atomic_write_text(path, json.dumps(frozen, indent=1, sort_keys=True))
+    return out
+
+
+def resolve_root(ctx: SuiteContext, env: str | None, layout: str) -> Path:
+    root = ctx.data.root or (Path(os.environ[env]) if env and os.environ.get(env) else None)
+    if root is None:
+        how = f"set {env}=/path/to/{ctx.name} or pass data.root=/path" if env else "pass data.root=/path/to/videos"
+        raise ConfigError(f"suite {ctx.name!r} needs its data root: {how} (layout: {layout})")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        src = "data.root" if ctx.data.root else env
+        raise ConfigError(f"suite {ctx.name!r}: data root {root} (from {src}) is not a directory (layout: {layout})")
+    return root.resolve()
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    root_env: str | None = None
+    video_dir: str = "."
+    video_ext: str = ".mp4"
+    audio_dir: str | None = None
+    audio_ext: str = ".wav"
+    ids: tuple[str, ...] = ()
+    description: str = ""
+
+
+class SplitSuite:
+    """A fixed id list under a dataset's own layout (LRS2: main/<id>.mp4; CMLR: video/ + audio/)."""
+
+    def __init__(self, ctx: SuiteContext):
+        self.ctx = ctx
+        self.opts = typed(SplitOptions, ctx.options, "suite")
+        if not self.opts.ids:
+            raise ConfigError(f"suite {ctx.name!r} lists no ids")
+
+    @property
+    def layout(self) -> str:
+        o = self.opts
+        s = f"<root>/{o.video_dir}/<id>{o.video_ext}"
+        return s + (f" and <root>/{o.audio_dir}/<id>{o.audio_ext}" if o.audio_dir else "")
+
+    def clips(self) -> list[Clip]:
+        o = self.opts
+        root = resolve_root(self.ctx, o.root_env, self.layout)
+        audio_root = Path(self.ctx.data.audio_root).expanduser() if self.ctx.data.audio_root else root
+        clips = [
+            hash_clip(
+                i,
+                root / o.video_dir / f"{i}{o.video_ext}",
+                audio_root / o.audio_dir / f"{i}{o.audio_ext}" if o.audio_dir else None,
+            )
+            for i in o.ids
+        ]
+        return freeze_manifest(self.ctx, {"root": str(root), "ids": list(o.ids)}, clips)
+
+
+SUITES.register("lrs2")(SplitSuite)
+SUITES.register("cmlr")(SplitSuite)
+
+
+@dataclass(frozen=True)
+class FolderOptions:
+    recursive: bool = False
+    description: str = ""
+
+
+@SUITES.register("folder")
+class FolderSuite:
+    """Every video file in `data.root`; audio from a same-named file in `data.audio_root` (or root) if present."""
+
+    def __init__(self, ctx: SuiteContext):
+        self.ctx = ctx
+        self.opts = typed(FolderOptions, ctx.options, "suite")
+
+    def clips(self) -> list[Clip]:
+        root = resolve_root(self.ctx, None, "any directory of videos, optionally with same-named audio files")
+        audio_root = Path(self.ctx.data.audio_root).expanduser() if self.ctx.data.audio_root else root
+        pattern = "**/*" if self.opts.recursive else "*"
+        videos = sorted(p for p in root.glob(pattern) if p.suffix.lower() in VIDEO_EXTS)
+        if not videos:
+            raise ConfigError(f"suite 'folder': no video files ({', '.join(VIDEO_EXTS)}) in {root}")
+        clips, seen = [], {}
+        for video in videos:
+            clip_id = str(video.relative_to(root).with_suffix(""))
+            if clip_id in seen:
+                clips.append(Clip(clip_id, video, error=f"{video}: clip id {clip_id!r} also used by {seen[clip_id]}"))
+                continue
+            seen[clip_id] = video
+            rel = video.relative_to(root).with_suffix("")
+            audio = next((a for a in (audio_root / rel.with_suffix(e) for e in AUDIO_EXTS) if a.exists()), None)
+            clips.append(hash_clip(clip_id, video, audio))
+        return freeze_manifest(self.ctx, {"root": str(root), "audio_root": str(audio_root)}, clips)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    n_clips: int = 3
+    seconds: float = 2.4
+    size: int = 224
+    seed: int = 0
+    description: str = ""
+
+
+@SUITES.register("demo")
+class DemoSuite:
+    """Clips generated deterministically from skimage's astronaut portrait (a smoke suite)."""
+
+    def __init__(self, ctx: SuiteContext):
+        self.ctx = ctx
+        self.opts = typed(DemoOptions, ctx.options, "suite")
+
+    def clips(self) -> list[Clip]:
+        from . import demo
+
+        o = self.opts
+        params = {"n_clips": o.n_clips, "seconds": o.seconds, "size": o.size, "seed": o.seed}
+        folder = entry_dir(self.ctx.cache_dir, "demo", cache_key("demo", params=params, version=demo.DEMO_VERSION))
+        demo.ensure_demo_clips(folder, o.n_clips, o.seconds, o.size, o.seed)
+        clips = [hash_clip(p.stem, p) for p in sorted(folder.glob("*.mkv"))]
+        return freeze_manifest(self.ctx, {"demo": params, "version": demo.DEMO_VERSION}, clips)
+
+
+def load_suite(ctx: SuiteContext) -> list[Clip]:
+    """The suite's clips (missing/changed ones carry an error). ConfigError when it cannot start."""
+    options = dict(ctx.options)
+    cls = SUITES.get(options.pop("kind", ctx.name))
+    try:
+        return cls(replace(ctx, options=options)).clips()
+    except ClipError as exc:
+        raise ConfigError(str(exc)) from exc
