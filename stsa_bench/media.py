@@ -26,6 +26,12 @@ class VideoInfo:
     variable_rate: bool
 
 
+def _reason(exc: BaseException, path: Path) -> str:
+    """FFmpeg's message without the errno prefix and the path it repeats."""
+    msg = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(msg.replace(f": '{path}'", "").replace(str(path), "").split())
+
+
 def _open(path: Path):
     import av
 
@@ -37,7 +43,7 @@ def _open(path: Path):
     try:
         return av.open(str(path))
     except Exception as exc:  # PyAV raises several FFmpeg error types
-        raise ClipError(f"{path}: cannot be opened as media ({' '.join(str(exc).split())})") from exc
+        raise ClipError(f"{path}: cannot be opened as media ({_reason(exc, path)})") from exc
 
 
 def decode_video(path: Path, fps: int = 25) -> tuple[np.ndarray, VideoInfo]:
@@ -69,8 +75,8 @@ def decode_video(path: Path, fps: int = 25) -> tuple[np.ndarray, VideoInfo]:
                 slots.append(slot)
         except Exception as exc:
             if not times:
-                raise ClipError(f"{path}: video cannot be decoded ({' '.join(str(exc).split())})") from exc
-            raise ClipError(f"{path}: video is corrupt after frame {len(times)} ({' '.join(str(exc).split())})") from exc
+                raise ClipError(f"{path}: video cannot be decoded ({_reason(exc, path)})") from exc
+            raise ClipError(f"{path}: video is corrupt after frame {len(times)} ({_reason(exc, path)})") from exc
     if prev is None:
         raise ClipError(f"{path}: video stream has no frames")
     intervals = np.diff(times) if len(times) > 1 else np.array([1.0 / rate])
@@ -108,7 +114,7 @@ def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
             for res in resampler.resample(None):
                 chunks.append(res.to_ndarray().reshape(-1))
         except Exception as exc:
-            raise ClipError(f"{path}: audio cannot be decoded ({' '.join(str(exc).split())})") from exc
+            raise ClipError(f"{path}: audio cannot be decoded ({_reason(exc, path)})") from exc
     if not chunks:
         raise ClipError(f"{path}: audio stream has no samples")
     return np.concatenate(chunks).astype(np.float32, copy=False)
@@ -124,7 +130,8 @@ def write_video(
 ) -> None:
     """Write RGB uint8 frames (and mono float audio) to `path`.
 
-    lossless=True: FFV1 (bgr0) + 16-bit PCM in Matroska, bit-exact on decode.
+    lossless=True: FFV1 (bgr0) + 16-bit PCM in Matroska, bit-exact on decode; with FFmpeg's
+    bitexact flags the file bytes depend only on the content (and the FFmpeg build).
     lossless=False: H.264 yuv420p + AAC in MP4, for viewing.
     """
     import av
@@ -133,9 +140,9 @@ def write_video(
     n, h, w, _ = frames.shape
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
+    with av.open(str(path), mode="w", container_options={"fflags": "+bitexact"}) as container:
         if lossless:
-            vstream = container.add_stream("ffv1", rate=fps)
+            vstream = container.add_stream("ffv1", rate=fps, options={"flags": "+bitexact"})
             vstream.pix_fmt = "bgr0"
         else:
             vstream = container.add_stream("libx264", rate=fps)

@@ -1,0 +1,102 @@
+"""Test helpers: generate media files (good and deliberately bad) and compose configs."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from stsa_bench.cli import compose
+from stsa_bench.config import RunConfig, run_config_from_dict
+from stsa_bench.demo import make_clip
+from stsa_bench.media import write_video
+
+
+def make_config(*overrides: str) -> RunConfig:
+    return run_config_from_dict(compose(list(overrides)))
+
+
+def demo_media(seed: int = 0, seconds: float = 2.4) -> tuple[np.ndarray, np.ndarray]:
+    return make_clip(seed, seconds, 160)
+
+
+def write_vfr_video(path: Path, frames: np.ndarray, times_s: list[float], audio: np.ndarray | None = None) -> None:
+    """Lossless video whose frames carry the given (irregular) presentation times."""
+    import av
+
+    with av.open(str(path), mode="w") as c:
+        v = c.add_stream("ffv1", rate=25)
+        v.pix_fmt = "bgr0"
+        v.width, v.height = frames.shape[2], frames.shape[1]
+        v.time_base = Fraction(1, 1000)
+        a = c.add_stream("pcm_s16le", rate=16000, layout="mono") if audio is not None else None
+        for img, t in zip(frames, times_s):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = int(round(t * 1000))
+            f.time_base = Fraction(1, 1000)
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        if a is not None:
+            pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
+            af = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+            af.sample_rate = 16000
+            af.pts = 0
+            for p in a.encode(af):
+                c.mux(p)
+            for p in a.encode():
+                c.mux(p)
+
+
+def bad_inputs(folder: Path) -> dict[str, tuple[str, str]]:
+    """Write one file per bad-input case into `folder`; returns clip id -> (expected status, reason fragment)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frames, audio = demo_media(0)
+    n = len(frames)
+    cases: dict[str, tuple[str, str]] = {}
+
+    write_video(folder / "good.mkv", frames, 25, audio)
+    cases["good"] = ("ok", "")
+
+    (folder / "corrupt.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    cases["corrupt"] = ("failed", "cannot be opened as media")
+
+    write_video(folder / "no_audio.mkv", frames, 25, None)
+    cases["no_audio"] = ("failed", "no audio stream")
+
+    grey = np.full_like(frames, 128)
+    write_video(folder / "no_face.mkv", grey, 25, audio)
+    cases["no_face"] = ("failed", "no face found in any of 60 frames")
+
+    some = frames.copy()
+    some[10:20] = 128
+    write_video(folder / "some_faceless.mkv", some, 25, audio)
+    cases["some_faceless"] = ("ok", "")
+
+    write_video(folder / "one_frame.mkv", frames[:1], 25, audio[:640])
+    cases["one_frame"] = ("failed", "1 frame(s) at 25 fps, need at least 5")
+
+    write_video(folder / "short_audio.mkv", frames, 25, audio[:16000])
+    cases["short_audio"] = ("failed", "audio lasts 1.00 s but the video 2.40 s")
+
+    long_audio = np.concatenate([audio, audio])
+    write_video(folder / "long_audio.mkv", frames, 25, long_audio)
+    cases["long_audio"] = ("failed", "audio lasts 4.80 s but the video 2.40 s")
+
+    idx30 = np.minimum((np.arange(int(n * 30 / 25)) * 25 / 30).astype(int), n - 1)
+    write_video(folder / "fps30.mkv", frames[idx30], 30, audio)
+    cases["fps30"] = ("ok", "")
+
+    times = np.cumsum(np.r_[0, np.where(np.arange(n - 1) % 3 == 0, 0.02, 0.05)])
+    scale = (n / 25 - 0.04) / times[-1]
+    write_vfr_video(folder / "vfr.mkv", frames, list(times * scale), audio)
+    cases["vfr"] = ("ok", "")
+
+    (folder / "broken_link.mp4").symlink_to(folder / "does_not_exist.mp4")
+    cases["broken_link"] = ("failed", "missing")
+
+    (folder / "a_directory.mp4").mkdir()
+    cases["a_directory"] = ("failed", "unreadable")
+    return cases

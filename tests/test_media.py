@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stsa_bench.errors import ClipError
+from stsa_bench.media import decode_audio, decode_video, write_video, write_wav
+
+from .helpers import write_vfr_video
+
+
+def numbered_frames(n: int, h: int = 32, w: int = 48) -> np.ndarray:
+    """Frame i is filled with value 4*i, so the source index can be read back after resampling."""
+    return np.stack([np.full((h, w, 3), 4 * i, dtype=np.uint8) for i in range(n)])
+
+
+def source_index(frames: np.ndarray) -> list[int]:
+    return [int(round(f.mean() / 4)) for f in frames]
+
+
+def test_lossless_roundtrip(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (8, 36, 52, 3), dtype=np.uint8)
+    audio = (0.5 * np.sin(2 * np.pi * 220 * np.arange(8 * 640) / 16000)).astype(np.float32)
+    write_video(tmp_path / "a.mkv", frames, 25, audio)
+    got, info = decode_video(tmp_path / "a.mkv")
+    assert np.array_equal(got, frames)
+    assert info.src_frames == 8 and not info.variable_rate
+    assert np.abs(decode_audio(tmp_path / "a.mkv") - audio).max() < 1e-4
+
+
+def test_30fps_resampled_by_timestamps(tmp_path):
+    frames = numbered_frames(30)
+    write_video(tmp_path / "b.mkv", frames, 30)
+    got, info = decode_video(tmp_path / "b.mkv", fps=25)
+    assert len(got) == 25
+    assert info.src_fps == pytest.approx(30)
+    # output slot k shows the latest input frame i with round(i * 25 / 30) <= k
+    expected = [max(i for i in range(30) if round(i * 25 / 30) <= k) for k in range(25)]
+    assert source_index(got) == expected
+
+
+def test_variable_frame_rate(tmp_path):
+    frames = numbered_frames(10)
+    times = [0.0, 0.04, 0.08, 0.20, 0.24, 0.28, 0.30, 0.32, 0.36, 0.40]
+    write_vfr_video(tmp_path / "v.mkv", frames, times)
+    got, info = decode_video(tmp_path / "v.mkv", fps=25)
+    assert info.variable_rate
+    assert len(got) == 11
+    # the 0.08 -> 0.20 gap holds frame 2; 0.30 rounds into slot 8 after 0.28 (slot 7) and 0.32 (slot 8) wins
+    assert source_index(got) == [0, 1, 2, 2, 2, 3, 4, 5, 7, 8, 9]
+
+
+def test_audio_resampled_to_16k_mono(tmp_path):
+    sr = 44100
+    t = np.arange(sr) / sr
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    write_wav(tmp_path / "t.wav", tone, sr)
+    got = decode_audio(tmp_path / "t.wav", 16000)
+    assert abs(len(got) - 16000) <= 32
+    spectrum = np.abs(np.fft.rfft(got[:16000]))
+    assert np.argmax(spectrum) == pytest.approx(440, abs=1)
+
+
+def test_errors_name_the_file(tmp_path):
+    with pytest.raises(ClipError, match="nope.mp4: no such file"):
+        decode_video(tmp_path / "nope.mp4")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(ClipError, match="bad.mp4: cannot be opened"):
+        decode_video(bad)
+    write_video(tmp_path / "silent.mkv", numbered_frames(3), 25)
+    with pytest.raises(ClipError, match="silent.mkv: no audio stream"):
+        decode_audio(tmp_path / "silent.mkv")

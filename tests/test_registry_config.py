@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from configs import CONFIG_DIR
+from stsa_bench.config import PreprocessConfig, RunConfig, config_hash, typed
+from stsa_bench.errors import ConfigError
+from stsa_bench.registry import METHODS, METRICS, SUITES, Registry
+
+from .helpers import make_config
+
+
+def test_registry_lazy_import_and_did_you_mean():
+    reg = Registry("widget", {"alpha": "tests.fake_widget_module_that_does_not_exist"})
+    assert reg.names() == ["alpha"]
+    with pytest.raises(ConfigError, match="did you mean 'alpha'"):
+        reg.get("alpah")
+
+    @reg.register("beta")
+    class Beta:
+        pass
+
+    assert reg.get("beta") is Beta
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("beta")(object)
+
+
+def test_builtin_registries_resolve_every_name():
+    for reg in (SUITES, METHODS, METRICS):
+        for name in reg.names():
+            assert reg.get(name) is not None
+
+
+def test_cli_import_is_light():
+    """Suite/method checks and the CLI parser must not import torch or mediapipe."""
+    import subprocess
+
+    code = "import stsa_bench.cli, sys; stsa_bench.cli.build_parser(); print('torch' in sys.modules, 'mediapipe' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+@pytest.mark.parametrize("suite", sorted(p.stem for p in (CONFIG_DIR / "suite").glob("*.yaml")))
+def test_every_suite_config_composes(suite):
+    cfg = make_config(f"suite={suite}")
+    assert isinstance(cfg, RunConfig)
+    assert cfg.suite == suite
+    assert cfg.preprocess == PreprocessConfig()
+    assert cfg.methods == ("gt", "static", "shift")
+
+
+@pytest.mark.parametrize("group", [p.parent.name + "/" + p.stem for p in CONFIG_DIR.glob("*/*.yaml") if p.parent.name != "suite"])
+def test_every_other_group_composes(group):
+    name, option = group.split("/")
+    cfg = make_config(f"{name}={option}")
+    assert cfg.config_hash
+
+
+def test_fixed_splits_have_40_unique_ids():
+    for name in ("lrs2", "cmlr"):
+        ids = make_config(f"suite={name}").suite_options["ids"]
+        assert len(ids) == 40 and len(set(ids)) == 40
+
+
+def test_fixed_splits_match_shared(shared):
+    for name in ("lrs2", "cmlr"):
+        ids = list(make_config(f"suite={name}").suite_options["ids"])
+        assert ids == (shared / "splits" / f"{name}_test40.txt").read_text().split()
+
+
+def test_fixed_splits_follow_the_rule(shared):
+    """key(id) = sha256("stsa-bench/<dataset>/test40/v1:" + id); the 40 smallest keys, sorted."""
+    import hashlib
+
+    for name in ("lrs2", "cmlr"):
+        full = [line.split()[0] for line in (shared / "splits" / f"{name}_test_full.txt").read_text().splitlines() if line.strip()]
+        key = lambda i: hashlib.sha256(f"stsa-bench/{name}/test40/v1:{i}".encode()).hexdigest()  # noqa: E731
+        expected = sorted(sorted(full, key=key)[:40])
+        assert list(make_config(f"suite={name}").suite_options["ids"]) == expected
+
+
+def test_typed_rejects_unknown_and_mistyped_keys():
+    with pytest.raises(ConfigError, match="did you mean 'crop_size'"):
+        typed(PreprocessConfig, {"crop_sise": 96}, "preprocess")
+    with pytest.raises(ConfigError, match="must be an integer"):
+        typed(PreprocessConfig, {"fps": "25"}, "preprocess")
+    assert typed(PreprocessConfig, {"box_scale": 1}, "preprocess").box_scale == 1.0
+
+
+def test_config_hash_ignores_out_and_runtime_but_not_protocol():
+    a = make_config("out=/tmp/a", "runtime.progress=false")
+    b = make_config("out=/tmp/b")
+    c = make_config("preprocess.crop_size=96")
+    assert a.config_hash == b.config_hash
+    assert a.config_hash != c.config_hash
+    assert config_hash(a.resolved) == a.config_hash
+
+
+def test_preprocessing_is_part_of_metric_identity():
+    base, other = PreprocessConfig(), PreprocessConfig(box_scale=1.3)
+    assert base.crop_tag().startswith("face128@25fps/pp=")
+    assert base.crop_tag() != other.crop_tag()
