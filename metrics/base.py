@@ -1,8 +1,16 @@
-"""The accumulating metric interface (torchmetrics-style: update / compute / reset)."""
+"""The accumulating metric interface (torchmetrics-style: update / compute / reset).
+
+The runner hands every metric one `EvalPair` per (clip, method); `update_pair` picks what the
+metric needs from it and calls the metric's own `update`. Per-clip metrics give one value per
+clip (`compute` after each clip). Pooled metrics (`pooled = True`, e.g. FID) keep per-clip
+partial state (`state` / `merge`) and give one value for the whole set.
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
@@ -25,23 +33,71 @@ def to_nchw(x: Any, device: str):
     return t.to(device=device).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
 
 
-class Metric:
-    """One metric for one clip: feed frame batches with `update`, read the clip value with `compute`.
+@dataclass
+class EvalPair:
+    """One clip x method, at the harness protocol (25 fps, 16 kHz mono float32, RGB uint8).
 
-    `inputs` names what the runner feeds: "face_crops" = (N, S, S, 3) uint8 generated and
-    ground-truth face crops cut with the same (ground-truth) boxes.
+    pred_* is the method's output, gt_* the ground truth. Crops of both are cut with the
+    ground-truth boxes. `audio_valid` is the number of decoded driving-audio samples before
+    padding to n_frames * 640. Landmarks are FaceMesh (N, 478, 3), image-normalised, NaN where
+    no face; `pred_landmarks` is computed on first use. `memo` lets metrics share work
+    (e.g. lse_c and lse_d share one SyncNet pass).
     """
+
+    clip_id: str
+    video: Path
+    method: str
+    fps: int
+    sample_rate: int
+    pred_frames: np.ndarray
+    gt_frames: np.ndarray
+    pred_audio: np.ndarray
+    gt_audio: np.ndarray
+    audio_valid: int
+    pred_crops: np.ndarray
+    gt_crops: np.ndarray
+    boxes: np.ndarray
+    gt_landmarks: np.ndarray
+    gt_has_face: np.ndarray
+    detect: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+    memo: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.pred_frames)
+
+    def pred_landmarks(self) -> tuple[np.ndarray, np.ndarray]:
+        """FaceMesh landmarks of the generated frames: (N, 478, 3), found mask."""
+        if "pred_landmarks" not in self.memo:
+            if self.pred_frames is self.gt_frames:
+                self.memo["pred_landmarks"] = (self.gt_landmarks, self.gt_has_face)
+            else:
+                if self.detect is None:
+                    raise RuntimeError("no landmark detector given")
+                self.memo["pred_landmarks"] = self.detect(self.pred_frames)
+        return self.memo["pred_landmarks"]
+
+
+class Metric:
+    """One metric: feed a clip with `update_pair` (or `update`), read its value with `compute`."""
 
     name: ClassVar[str]
     higher_is_better: ClassVar[bool]
-    inputs: ClassVar[str] = "face_crops"
+    pooled: ClassVar[bool] = False
+    options_key: ClassVar[str | None] = None
     weights_sha256: str | None = None
 
-    def __init__(self, crop_tag: str, device: str = "cpu", **options: Any):
+    def __init__(self, crop_tag: str, device: str = "cpu", weights: Mapping[str, Any] | None = None, **options: Any):
         self.crop_tag = crop_tag
         self.device = resolve_device(device)
+        self.weights = dict(weights or {})
         self.options = options
         self.reset()
+
+    @classmethod
+    def weights_specs(cls) -> list:
+        """The weights files this metric needs (stsa_bench.weights.WeightsSpec)."""
+        return []
 
     def protocol(self) -> str:
         return self.crop_tag
@@ -51,8 +107,15 @@ class Metric:
         return f"{self.name}[{self.protocol()}]"
 
     def reset(self) -> None:
+        """Clear accumulated state (subclasses with more state extend this and call super)."""
         self.total = 0.0
         self.count = 0
+        self.note: str | None = None
+
+    def update_pair(self, pair: EvalPair, batch_size: int = 64) -> None:
+        """Default: generated vs ground-truth face crops, in batches."""
+        for i in range(0, pair.n_frames, batch_size):
+            self.update(pair.pred_crops[i : i + batch_size], pair.gt_crops[i : i + batch_size])
 
     def update(self, pred: Any, target: Any) -> None:
         values = self.per_frame(to_nchw(pred, self.device), to_nchw(target, self.device))
@@ -67,7 +130,26 @@ class Metric:
             raise ValueError(f"{self.name}: no frames were given")
         return self.total / self.count
 
+    def state(self) -> dict[str, np.ndarray]:
+        """Pooled metrics: the partial state of the clips fed since `reset` (saved per clip)."""
+        raise NotImplementedError
 
-def build_metric(name: str, crop_tag: str, device: str = "cpu", options: Mapping[str, Any] | None = None) -> Metric:
+    def merge(self, state: Mapping[str, np.ndarray]) -> None:
+        """Pooled metrics: add a saved partial state."""
+        raise NotImplementedError
+
+
+def build_metric(
+    name: str,
+    crop_tag: str,
+    device: str = "cpu",
+    options: Mapping[str, Any] | None = None,
+    weights: Mapping[str, Any] | None = None,
+) -> Metric:
     cls = METRICS.get(name)
-    return cls(crop_tag=crop_tag, device=device, **dict(options or {}))
+    return cls(crop_tag=crop_tag, device=device, weights=weights, **dict(options or {}))
+
+
+def options_key(name: str) -> str:
+    """The config key holding a metric's options (lse_c and lse_d share `lse`)."""
+    return METRICS.get(name).options_key or name

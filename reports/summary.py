@@ -6,6 +6,8 @@ from collections import defaultdict
 
 from stsa_bench.results import ResultRow
 
+POOLED = "*"
+
 
 def metric_name(metric_id: str) -> str:
     return metric_id.split("[", 1)[0]
@@ -31,13 +33,21 @@ def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None =
         clips, failed_clips = set(), set()
         for metric in metrics:
             group = cells.get((method, metric), [])
-            ok = [r.value for r in group if r.status == "ok"]
-            n_fail = sum(r.status == "failed" for r in group)
-            clips.update(r.clip for r in group)
-            failed_clips.update(r.clip for r in group if r.status == "failed")
-            cell = f"{sum(ok) / len(ok):.4f}" if ok else "—"
-            if n_fail:
-                cell += f" ({len(ok)} ok, {n_fail} failed)"
+            pooled = [r for r in group if r.clip == POOLED]
+            per_clip = [r for r in group if r.clip != POOLED]
+            ok = [r.value for r in per_clip if r.status == "ok"]
+            n_fail = sum(r.status == "failed" for r in per_clip)
+            clips.update(r.clip for r in per_clip)
+            failed_clips.update(r.clip for r in per_clip if r.status == "failed")
+            if pooled:
+                p = pooled[0]
+                cell = f"{p.value:.4f}" if p.status == "ok" else "failed"
+                if n_fail:
+                    cell += f" (pooled; {n_fail} clips failed)"
+            else:
+                cell = f"{sum(ok) / len(ok):.4f}" if ok else "—"
+                if n_fail:
+                    cell += f" ({len(ok)} ok, {n_fail} failed)"
             out.append(cell)
         out += [str(len(clips)), str(len(failed_clips))]
         lines.append("| " + " | ".join(out) + " |")

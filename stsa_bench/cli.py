@@ -43,7 +43,8 @@ def to_overrides(args: argparse.Namespace) -> list[str]:
         value = getattr(args, flag, None)
         if value:
             names = [v.strip() for v in value.split(",") if v.strip()]
-            registry.check(names)
+            if names != ["all"] or flag != "metrics":
+                registry.check(names)
             overrides.append(f"{flag}=[{','.join(names)}]")
     if getattr(args, "out", None):
         overrides.append(f"out={_quote(str(Path(args.out).expanduser()))}")

@@ -23,7 +23,7 @@ PREP_VERSION = 1
 """Bump when preprocessing output changes for the same parameters (invalidates the cache)."""
 
 # Keys of the resolved config that do not change any result value: left out of the config hash.
-UNHASHED_KEYS = ("out", "cache_dir", "runtime", "data")
+UNHASHED_KEYS = ("out", "cache_dir", "runtime", "data", "weights")
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -137,6 +137,7 @@ class RunConfig:
     preprocess: PreprocessConfig
     runtime: RuntimeConfig
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    weights: Mapping[str, Any] = field(default_factory=dict)
     resolved: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -147,7 +148,7 @@ class RunConfig:
         return self.options.get(name) or {}
 
 
-TOP_LEVEL = ("suite", "data", "methods", "metrics", "out", "cache_dir", "seed", "preprocess", "runtime")
+TOP_LEVEL = ("suite", "data", "methods", "metrics", "out", "cache_dir", "seed", "preprocess", "runtime", "weights")
 
 
 def config_hash(resolved: Mapping[str, Any]) -> str:
@@ -163,6 +164,11 @@ def run_config_from_dict(resolved: Mapping[str, Any]) -> RunConfig:
     if "name" not in suite:
         raise ConfigError("the suite config has no 'name'")
     known_components = set(_component_names())
+    metrics = _coerce(resolved.get("metrics") or [], tuple[str, ...], "metrics")
+    if metrics == ("all",):
+        from .registry import PAPER_METRICS
+
+        metrics = PAPER_METRICS
     options = {}
     for key, value in resolved.items():
         if key in TOP_LEVEL:
@@ -177,13 +183,14 @@ def run_config_from_dict(resolved: Mapping[str, Any]) -> RunConfig:
         suite_options=suite,
         data=typed(DataConfig, resolved.get("data"), "data"),
         methods=_coerce(resolved.get("methods") or [], tuple[str, ...], "methods"),
-        metrics=_coerce(resolved.get("metrics") or [], tuple[str, ...], "metrics"),
+        metrics=metrics,
         out=Path(str(resolved.get("out") or "results")).expanduser(),
         cache_dir=cache_root(resolved.get("cache_dir")),
         seed=_coerce(resolved.get("seed", 0), int, "seed"),
         preprocess=typed(PreprocessConfig, resolved.get("preprocess"), "preprocess"),
         runtime=typed(RuntimeConfig, resolved.get("runtime"), "runtime"),
         options=options,
+        weights=dict(resolved.get("weights") or {}),
         resolved=resolved,
     )
     if not cfg.methods:
@@ -193,10 +200,14 @@ def run_config_from_dict(resolved: Mapping[str, Any]) -> RunConfig:
     return cfg
 
 
+OPTION_KEYS = ("lse",)
+"""Option groups shared by several registered names (lse_c and lse_d read `lse`)."""
+
+
 def _component_names() -> list[str]:
     from .registry import METHODS, METRICS
 
-    return METHODS.names() + METRICS.names()
+    return METHODS.names() + METRICS.names() + list(OPTION_KEYS)
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -129,7 +129,8 @@ class Preprocessor:
         self.cache_dir = Path(cache_dir)
         self._detector = None
 
-    def _detect(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """FaceMesh landmarks (N, 478, 3) and found mask, with this preprocessor's settings."""
         if self._detector is None:
             from .faces import FaceMeshDetector
 
@@ -156,7 +157,7 @@ class Preprocessor:
         cfg = self.cfg
         frames, audio, meta = load_media(clip, cfg)
         n, h, w = frames.shape[:3]
-        landmarks, has_face = self._detect(frames)
+        landmarks, has_face = self.detect(frames)
         n_face = int(has_face.sum())
         if n_face == 0:
             raise ClipError(f"{clip.video}: no face found in any of {n} frames")

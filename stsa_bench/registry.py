@@ -68,5 +68,21 @@ METHODS: Registry = Registry(
 )
 METRICS: Registry = Registry(
     "metric",
-    {"psnr": "metrics.psnr", "ssim": "metrics.ssim"},
+    {
+        "psnr": "metrics.psnr",
+        "ssim": "metrics.ssim",
+        "ssim_skimage": "metrics.ssim",
+        "fid": "metrics.fid",
+        "lpips": "metrics.lpips",
+        "lpips_vgg": "metrics.lpips",
+        "lipmd": "metrics.lipmd",
+        "lipmd_l2": "metrics.lipmd",
+        "lipmd_iod": "metrics.lipmd",
+        "lse_c": "metrics.lse",
+        "lse_d": "metrics.lse",
+        "dme": "metrics.dme",
+        "dme_dis": "metrics.dme",
+    },
 )
+PAPER_METRICS = ("psnr", "ssim", "fid", "lpips", "lipmd", "lse_d", "lse_c", "dme")
+"""`--metrics all`: the eight metrics of the STSA paper's tables, in its column order."""

@@ -33,6 +33,7 @@ class ResultRow:
     seed: int = 0
     harness_version: str = ""
     time: str = ""
+    note: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:

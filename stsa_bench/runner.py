@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 from .config import UNHASHED_KEYS, RunConfig, flatten
 from .errors import ClipError, ConfigError, one_line
-from .paths import atomic_write_text
+from .paths import atomic_write_bytes, atomic_write_text
 from .provenance import git_sha, harness_version
 from .registry import METHODS, METRICS
 from .results import ResultRow, append_rows, read_rows, rewrite_rows
@@ -97,9 +97,13 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
 
     from .preprocess import Preprocessor
 
+    from metrics.base import options_key
+
     methods = {name: build_method(name, cfg.options_for(name)) for name in cfg.methods}
     crop_tag = cfg.preprocess.crop_tag()
-    metrics = [build_metric(n, crop_tag, cfg.runtime.device, cfg.options_for(n)) for n in cfg.metrics]
+    metrics = [
+        build_metric(n, crop_tag, cfg.runtime.device, cfg.options_for(options_key(n)), cfg.weights) for n in cfg.metrics
+    ]
 
     out = cfg.out
     init_run_dir(out, cfg)
@@ -118,9 +122,15 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     )
     prep = Preprocessor(cfg.preprocess, cfg.cache_dir)
     errors_log = out / "errors.log"
+    partials = Partials(out)
+
+    def is_done(clip: Clip, method: str, metric) -> bool:
+        if (cfg.suite, clip.id, method, metric.id) in done:
+            return True
+        return metric.pooled and partials.has(method, metric, clip)
     n_new = n_failed = 0
 
-    def row(clip: Clip, method: str, metric, value=None, n_frames=None, error=None) -> ResultRow:
+    def row(clip: Clip, method: str, metric, value=None, n_frames=None, error=None, note=None) -> ResultRow:
         return ResultRow(
             clip=clip.id,
             method=method,
@@ -132,6 +142,7 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
             weights_sha=metric.weights_sha256,
             clip_sha256=clip.sha256,
             time=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            note=note,
             **base,
         )
 
@@ -147,7 +158,7 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     bar = tqdm(clips, desc=f"run {cfg.suite}", unit="clip", disable=None if cfg.runtime.progress else True, file=sys.stderr)
     try:
         for clip in bar:
-            todo = {m: [x for x in metrics if (cfg.suite, clip.id, m, x.id) not in done] for m in methods}
+            todo = {m: [x for x in metrics if not is_done(clip, m, x)] for m in methods}
             todo = {m: xs for m, xs in todo.items() if xs}
             if not todo:
                 continue
@@ -161,7 +172,7 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
                 n_new, n_failed = n_new + len(rows), n_failed + len(rows)
                 bar.set_postfix(failed=n_failed, refresh=False)
                 continue
-            for rows in evaluate_clip(clip, prepared, frames, {m: methods[m] for m in todo}, todo, cfg, row, reason):
+            for rows in evaluate_clip(clip, prepared, frames, {m: methods[m] for m in todo}, todo, cfg, row, reason, prep, partials):
                 append_rows(results, rows)
                 n_new += len(rows)
                 n_failed += sum(r.status == "failed" for r in rows)
@@ -170,6 +181,8 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
         bar.close()
         prep.close()
 
+    pooled_rows = finish_pooled(cfg, clips, methods, [x for x in metrics if x.pooled], partials, results, row, log)
+    n_new += pooled_rows
     ids = {x.id for x in metrics}
     rows = [r for r in read_rows(results) if r.method in methods and r.metric in ids]
     from reports.summary import summary_markdown
@@ -181,9 +194,81 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     return RunOutcome(out=out, rows=rows, summary=header + summary, n_new=n_new)
 
 
-def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, reason) -> Iterator[list[ResultRow]]:
-    """Per method, generate and compute its pending metrics on face crops cut with the GT boxes; yield its rows."""
+class Partials:
+    """Per-clip partial states of pooled metrics: `<out>/partials/<method>/<metric-key>/<clip-sha>.npz`."""
+
+    def __init__(self, out: Path):
+        self.root = out / "partials"
+
+    def path(self, method: str, metric, clip: Clip) -> Path:
+        from .paths import cache_key
+
+        return self.root / method / cache_key("metric-id", params=metric.id)[:16] / f"{clip.sha256}.npz"
+
+    def has(self, method: str, metric, clip: Clip) -> bool:
+        return bool(clip.sha256) and self.path(method, metric, clip).is_file()
+
+    def save(self, method: str, metric, clip: Clip, state: dict) -> None:
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.savez(buf, **state)
+        atomic_write_bytes(self.path(method, metric, clip), buf.getvalue())
+
+    def load(self, method: str, metric, clip: Clip) -> dict:
+        import numpy as np
+
+        with np.load(self.path(method, metric, clip)) as z:
+            return {k: z[k] for k in z.files}
+
+
+POOLED_CLIP = "*"
+"""The `clip` of a pooled metric's one row per method (e.g. FID over all frames of all clips)."""
+
+
+def finish_pooled(cfg: RunConfig, clips: list[Clip], methods, pooled, partials: Partials, results: Path, row, log: Log) -> int:
+    """One row per (method, pooled metric) from the saved partials; recomputed when the clip set changed."""
+    existing = {r.key: r for r in read_rows(results)}
+    new = []
+    for metric in pooled:
+        for method in methods:
+            have = [c for c in clips if partials.has(method, metric, c)]
+            signature = f"{len(have)} clips: " + ",".join(sorted(c.sha256[:8] for c in have))
+            key = (cfg.suite, POOLED_CLIP, method, metric.id)
+            prev = existing.get(key)
+            if prev is not None and prev.clip_sha256 == _digest(signature):
+                continue
+            pseudo = Clip(POOLED_CLIP, Path(cfg.suite), sha256=_digest(signature))
+            if not have:
+                new.append(row(pseudo, method, metric, error=f"no clip could be scored for {metric.name} ({method})"))
+                continue
+            try:
+                metric.reset()
+                for c in have:
+                    metric.merge(partials.load(method, metric, c))
+                value = metric.compute()
+                new.append(row(pseudo, method, metric, value=value, n_frames=metric.count))
+            except Exception as exc:  # noqa: BLE001
+                new.append(row(pseudo, method, metric, error=f"{metric.name} over {len(have)} clips: {one_line(exc)}"))
+    append_rows(results, new)
+    return len(new)
+
+
+def _digest(text: str) -> str:
+    from .paths import sha256_bytes
+
+    return sha256_bytes(text.encode())
+
+
+def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, reason, prep, partials) -> Iterator[list[ResultRow]]:
+    """Per method, generate and feed its pending metrics one EvalPair; yield its rows.
+
+    Pooled metrics save a partial state per clip instead of a row (failures still get a row).
+    """
     from baselines import Sample
+    from metrics.base import EvalPair
 
     from .preprocess import crop_faces
 
@@ -198,7 +283,25 @@ def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, re
                 raise ClipError(
                     f"{clip.video}: method {name} returned frames of shape {tuple(gen.frames.shape)}, expected {tuple(frames.shape)}"
                 )
-            gen_crops = crop_faces(gen.frames, prepared.boxes, pp.crop_size)
+            gen_crops = prepared.crops if gen.frames is frames else crop_faces(gen.frames, prepared.boxes, pp.crop_size)
+            pair = EvalPair(
+                clip_id=clip.id,
+                video=clip.video,
+                method=name,
+                fps=pp.fps,
+                sample_rate=pp.sample_rate,
+                pred_frames=gen.frames,
+                gt_frames=frames,
+                pred_audio=gen.audio,
+                gt_audio=prepared.audio,
+                audio_valid=min(len(prepared.audio), int(round(prepared.meta["audio_s"] * pp.sample_rate))),
+                pred_crops=gen_crops,
+                gt_crops=prepared.crops,
+                boxes=prepared.boxes,
+                gt_landmarks=prepared.landmarks,
+                gt_has_face=prepared.has_face,
+                detect=prep.detect,
+            )
             if cfg.runtime.save_videos:
                 from .media import write_video
 
@@ -211,12 +314,14 @@ def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, re
         for metric in pending:
             try:
                 metric.reset()
-                for i in range(0, len(gen_crops), batch):
-                    metric.update(gen_crops[i : i + batch], prepared.crops[i : i + batch])
+                metric.update_pair(pair, batch)
+                if metric.pooled:
+                    partials.save(name, metric, clip, metric.state())
+                    continue
                 value = metric.compute()
                 if not math.isfinite(value):
                     raise ClipError(f"{clip.video}: {metric.name} is not finite ({value})")
-                rows.append(row(clip, name, metric, value=value, n_frames=len(gen_crops)))
+                rows.append(row(clip, name, metric, value=value, n_frames=pair.n_frames, note=metric.note))
             except Exception as exc:  # noqa: BLE001
-                rows.append(row(clip, name, metric, n_frames=len(gen_crops), error=reason(exc, clip)))
+                rows.append(row(clip, name, metric, n_frames=pair.n_frames, error=reason(exc, clip)))
         yield rows

@@ -1,0 +1,105 @@
+"""Model weights: declared by each extractor, resolved locally, verified by sha256.
+
+Resolution order: explicit path (`weights.<name>=PATH`) > `$STSA_BENCH_WEIGHTS/<file>` >
+torch hub cache (`$TORCH_HOME/hub/checkpoints/<file>`) > download of the official file
+(only with `weights.download=true`; never in tests). A missing file is a `WeightsMissing`
+whose one-line message says where to put it, the official URL and its hash.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ClipError
+from .paths import sha256_file
+
+WEIGHTS_ENV = "STSA_BENCH_WEIGHTS"
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """An official weights file. `sha256` is the full hash when published, else the
+    8-hex prefix that the file name carries (torchvision / pytorch-fid convention), or ""
+    when no official hash exists (then any file is accepted and its sha256 recorded)."""
+
+    name: str
+    filename: str
+    url: str
+    sha256: str
+
+    def matches(self, digest: str) -> bool:
+        if not self.sha256:
+            return True
+        return digest.startswith(self.sha256) if len(self.sha256) < 64 else digest == self.sha256
+
+    def where(self) -> str:
+        return f"put {self.filename} in ${WEIGHTS_ENV} or {torch_hub_dir()}, or pass weights.{self.name}=PATH"
+
+
+class WeightsMissing(ClipError):
+    """Weights not found locally (and not downloaded)."""
+
+
+def torch_hub_dir() -> Path:
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "torch")
+    return Path(home) / "hub" / "checkpoints"
+
+
+def candidates(spec: WeightsSpec, explicit: str | os.PathLike | None) -> list[Path]:
+    out = [Path(explicit).expanduser()] if explicit else []
+    if os.environ.get(WEIGHTS_ENV):
+        out.append(Path(os.environ[WEIGHTS_ENV]).expanduser() / spec.filename)
+    out.append(torch_hub_dir() / spec.filename)
+    return out
+
+
+def resolve(spec: WeightsSpec, explicit: str | os.PathLike | None = None, download: bool = False, check: bool = True) -> tuple[Path, str]:
+    """(path, sha256) of the weights file; downloads only when allowed. Raises WeightsMissing."""
+    if explicit and not Path(explicit).expanduser().is_file():
+        raise WeightsMissing(f"weights.{spec.name}={explicit}: no such file ({spec.name} official: {spec.url}, sha256 {spec.sha256})")
+    for path in candidates(spec, explicit):
+        if path.is_file():
+            digest = sha256_file(path)
+            if check and not explicit and not spec.matches(digest):
+                raise WeightsMissing(f"{path}: sha256 {digest[:16]}… does not match the official {spec.name} file ({spec.sha256})")
+            return path, digest
+    if download:
+        return fetch(spec)
+    raise WeightsMissing(
+        f"{spec.name} weights missing: {spec.where()} (official: {spec.url}, sha256 {spec.sha256 or 'not published'}; or set weights.download=true)"
+    )
+
+
+def fetch(spec: WeightsSpec) -> tuple[Path, str]:
+    """Download the official file into the torch hub cache, verify its hash, move it in atomically."""
+    dest = torch_hub_dir() / spec.filename
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    try:
+        with urllib.request.urlopen(spec.url, timeout=60) as r, open(tmp, "wb") as f:  # noqa: S310 - official https URL
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+        digest = sha256_file(tmp)
+        if not spec.matches(digest):
+            raise WeightsMissing(f"downloaded {spec.url}: sha256 {digest[:16]}… is not the official {spec.sha256}")
+        os.replace(tmp, dest)
+        return dest, digest
+    except OSError as exc:
+        raise WeightsMissing(f"{spec.name} weights: download of {spec.url} failed ({exc}); {spec.where()}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_state_dict(path: Path):
+    """A checkpoint's state dict, never unpickling arbitrary objects; unwraps `state_dict` and `module.`."""
+    import torch
+
+    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise WeightsMissing(f"{path}: not a state dict")
+    return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
