@@ -60,6 +60,7 @@ class EvalPair:
     gt_landmarks: np.ndarray
     gt_has_face: np.ndarray
     detect: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+    clip_sha256: str = ""
     memo: dict = field(default_factory=dict)
 
     @property
@@ -87,10 +88,18 @@ class Metric:
     options_key: ClassVar[str | None] = None
     weights_sha256: str | None = None
 
-    def __init__(self, crop_tag: str, device: str = "cpu", weights: Mapping[str, Any] | None = None, **options: Any):
+    def __init__(
+        self,
+        crop_tag: str,
+        device: str = "cpu",
+        weights: Mapping[str, Any] | None = None,
+        cache_dir: Path | None = None,
+        **options: Any,
+    ):
         self.crop_tag = crop_tag
         self.device = resolve_device(device)
         self.weights = dict(weights or {})
+        self.cache_dir = cache_dir
         self.options = options
         self.reset()
 
@@ -145,9 +154,10 @@ def build_metric(
     device: str = "cpu",
     options: Mapping[str, Any] | None = None,
     weights: Mapping[str, Any] | None = None,
+    cache_dir: Path | None = None,
 ) -> Metric:
     cls = METRICS.get(name)
-    return cls(crop_tag=crop_tag, device=device, weights=weights, **dict(options or {}))
+    return cls(crop_tag=crop_tag, device=device, weights=weights, cache_dir=cache_dir, **dict(options or {}))
 
 
 def options_key(name: str) -> str:

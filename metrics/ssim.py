@@ -19,12 +19,16 @@ def gaussian_kernel(size: int = 11, sigma: float = 1.5, dtype=torch.float32, dev
     return torch.outer(g, g)
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, kernel_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Per image SSIM (Wang et al. 2004) as piq.ssim: images in [0, 1], data_range 1, K1 0.01, K2 0.03,
-    Gaussian 11x11 sigma 1.5, valid convolution per channel, mean over map and channels; inputs
-    larger than 256 px are first average-pooled by round(min(H, W) / 256).
+def ssim(pred: torch.Tensor, target: torch.Tensor, kernel_size: int = 11, sigma: float = 1.5, downsample: bool = True) -> torch.Tensor:
+    """Per image SSIM (Wang et al. 2004): images in [0, 1], data_range 1, K1 0.01, K2 0.03,
+    Gaussian 11x11 sigma 1.5, valid convolution per channel, mean over map and channels.
+
+    downsample=True is piq.ssim: inputs larger than 256 px are first average-pooled by
+    round(min(H, W) / 256). downsample=False is skimage's structural_similarity(gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False): its reflect-padded filter with the border cropped
+    equals the valid convolution.
     """
-    f = max(1, round(min(pred.shape[-2:]) / 256))
+    f = max(1, round(min(pred.shape[-2:]) / 256)) if downsample else 1
     if f > 1:
         pred, target = F.avg_pool2d(pred, f), F.avg_pool2d(target, f)
     c = pred.shape[1]
@@ -54,4 +58,19 @@ class SSIM(Metric):
         return f"{self.crop_tag},gauss11,rgb,piq"
 
     def per_frame(self, pred, target):
-        return ssim(pred, target)
+        """float64: the variance terms E[x^2] - E[x]^2 lose about 1e-5 in float32."""
+        return ssim(pred.double(), target.double())
+
+
+@METRICS.register("ssim_skimage")
+class SSIMSkimage(Metric):
+    """Structural similarity, scikit-image definition (TalkLip): population covariance, no downsampling, float64."""
+
+    name = "ssim_skimage"
+    higher_is_better = True
+
+    def protocol(self) -> str:
+        return f"{self.crop_tag},gauss11,rgb,skimage"
+
+    def per_frame(self, pred, target):
+        return ssim(pred.double(), target.double(), downsample=False)

@@ -165,14 +165,28 @@ def cmd_ls(args: argparse.Namespace) -> int:
             print(f"  {name:<10} {doc}")
     if what in ("metrics", "all"):
         from .config import PreprocessConfig
+        from .weights import WeightsMissing, resolve
 
-        print("metrics (id = name[protocol]; ↑ higher is better):")
+        weights = {}
+        if args.overrides:
+            weights = load_config(args).weights
+        print("metrics (id = name[protocol]; ↑ higher is better, ↓ lower; * in --metrics all):")
         tag = PreprocessConfig().crop_tag()
+        from .registry import PAPER_METRICS
+
         for name in METRICS.names():
             cls = METRICS.get(name)
             m = cls(crop_tag=tag, device="cpu")
             doc = (cls.__doc__ or "").strip().splitlines()[0]
-            print(f"  {name:<8} {'↑' if cls.higher_is_better else '↓'}  {m.id}\n           {doc}")
+            star = "*" if name in PAPER_METRICS else " "
+            print(f" {star}{name:<13} {'↑' if cls.higher_is_better else '↓'} {m.id}\n                 {doc}")
+            for spec in cls.weights_specs():
+                try:
+                    path, _ = resolve(spec, weights.get(spec.name), download=False)
+                    state = f"present: {path}"
+                except WeightsMissing:
+                    state = f"MISSING: {spec.where()} (official {spec.url})"
+                print(f"                 weights {spec.name}: {state}")
     return 0
 
 
@@ -214,8 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.set_defaults(func=cmd_prepare)
 
-    ls = sub.add_parser("ls", help="list suites, methods and metrics")
+    ls = sub.add_parser("ls", help="list suites, methods and metrics (with whether their weights are present)")
     ls.add_argument("what", nargs="?", choices=["suites", "methods", "metrics"])
+    ls.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. weights.fid=PATH")
     ls.set_defaults(func=cmd_ls)
     return p
 

@@ -84,6 +84,7 @@ class PreprocessConfig:
     """The paper's protocol: 25 fps, 16 kHz mono, MediaPipe FaceMesh, 128x128 face crops."""
 
     fps: int = 25
+    fps_mode: str = "ffmpeg_cfr"
     sample_rate: int = 16000
     crop_size: int = 128
     box_scale: float = 1.2
@@ -94,6 +95,12 @@ class PreprocessConfig:
     static_image_mode: bool = True
     refine_landmarks: bool = True
     min_detection_confidence: float = 0.5
+
+    def __post_init__(self) -> None:
+        from .media import FPS_MODES
+
+        if self.fps_mode not in FPS_MODES:
+            raise ConfigError(f"preprocess.fps_mode={self.fps_mode!r}{did_you_mean(self.fps_mode, list(FPS_MODES))}")
 
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -56,7 +56,7 @@ def load_media(clip: Clip, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarra
     """
     from .media import decode_audio, decode_video
 
-    frames, info = decode_video(clip.video, cfg.fps)
+    frames, info = decode_video(clip.video, cfg.fps, cfg.fps_mode)
     n = len(frames)
     if n < cfg.min_frames:
         raise ClipError(f"{clip.video}: {n} frame(s) at {cfg.fps} fps, need at least {cfg.min_frames} (preprocess.min_frames)")
@@ -194,7 +194,7 @@ class Preprocessor:
         """The clip's frames at cfg.fps (decoded again: cheaper than caching raw frames)."""
         from .media import decode_video
 
-        return decode_video(clip.video, self.cfg.fps)[0]
+        return decode_video(clip.video, self.cfg.fps, self.cfg.fps_mode)[0]
 
     def close(self) -> None:
         if self._detector is not None:

@@ -102,7 +102,8 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     methods = {name: build_method(name, cfg.options_for(name)) for name in cfg.methods}
     crop_tag = cfg.preprocess.crop_tag()
     metrics = [
-        build_metric(n, crop_tag, cfg.runtime.device, cfg.options_for(options_key(n)), cfg.weights) for n in cfg.metrics
+        build_metric(n, crop_tag, cfg.runtime.device, cfg.options_for(options_key(n)), cfg.weights, cfg.cache_dir)
+        for n in cfg.metrics
     ]
 
     out = cfg.out
@@ -249,7 +250,7 @@ def finish_pooled(cfg: RunConfig, clips: list[Clip], methods, pooled, partials: 
                 for c in have:
                     metric.merge(partials.load(method, metric, c))
                 value = metric.compute()
-                new.append(row(pseudo, method, metric, value=value, n_frames=metric.count))
+                new.append(row(pseudo, method, metric, value=value, n_frames=metric.count, note=metric.note))
             except Exception as exc:  # noqa: BLE001
                 new.append(row(pseudo, method, metric, error=f"{metric.name} over {len(have)} clips: {one_line(exc)}"))
     append_rows(results, new)
@@ -301,6 +302,7 @@ def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, re
                 gt_landmarks=prepared.landmarks,
                 gt_has_face=prepared.has_face,
                 detect=prep.detect,
+                clip_sha256=clip.sha256,
             )
             if cfg.runtime.save_videos:
                 from .media import write_video

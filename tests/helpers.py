@@ -100,3 +100,17 @@ def bad_inputs(folder: Path) -> dict[str, tuple[str, str]]:
     (folder / "a_directory.mp4").mkdir()
     cases["a_directory"] = ("failed", "unreadable")
     return cases
+
+
+def bench_frames_per_s(benchmark, fn, n_frames: int, rounds: int = 3, warmup_rounds: int = 0, args: tuple = ()):
+    """Run `fn` under pytest-benchmark and record frames/s in extra_info (also under --benchmark-disable,
+    where the one call is timed directly). Returns fn's result."""
+    import time
+
+    t0 = time.perf_counter()
+    result = benchmark.pedantic(fn, args=args, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
+    stats = getattr(benchmark, "stats", None)
+    mean = stats.stats.mean if stats is not None else time.perf_counter() - t0
+    benchmark.extra_info["frames"] = n_frames
+    benchmark.extra_info["frames_per_s"] = round(n_frames / mean, 1)
+    return result

@@ -10,6 +10,8 @@ from stsa_bench.faces import FaceMeshDetector
 from stsa_bench.media import decode_video
 from stsa_bench.preprocess import crop_faces, face_boxes
 
+from .helpers import bench_frames_per_s
+
 CLIP = "smeetrs__deep_avsr__00001.mp4"  # LRS2-format 160x160, 120 frames
 
 
@@ -30,20 +32,16 @@ def test_bench_decode_landmarks_crop(benchmark, shared, detector):
         boxes = face_boxes(lm, found, frames.shape[2], frames.shape[1], cfg.box_scale, cfg.smooth_sigma)
         return crop_faces(frames, boxes, cfg.crop_size)
 
-    crops = benchmark.pedantic(pipeline, rounds=3, iterations=1, warmup_rounds=1)
-    n = len(crops)
-    benchmark.extra_info["frames"] = n
-    benchmark.extra_info["frames_per_s"] = round(n / benchmark.stats.stats.mean, 1)
-    assert crops.shape == (n, 128, 128, 3) and n == 120
+    crops = bench_frames_per_s(benchmark, pipeline, 120, rounds=3, warmup_rounds=1)
+    assert crops.shape == (120, 128, 128, 3)
 
 
 def test_bench_decode_only(benchmark, shared):
-    frames = benchmark.pedantic(decode_video, args=(shared / "clips" / CLIP,), rounds=5, iterations=1)[0]
-    benchmark.extra_info["frames_per_s"] = round(len(frames) / benchmark.stats.stats.mean, 1)
+    frames = bench_frames_per_s(benchmark, decode_video, 120, rounds=5, args=(shared / "clips" / CLIP,))[0]
     assert len(frames) == 120
 
 
-@pytest.mark.parametrize("name", ["psnr", "ssim"])
+@pytest.mark.parametrize("name", ["psnr", "ssim", "ssim_skimage"])
 def test_bench_metric(benchmark, name):
     from metrics import build_metric
 
@@ -58,6 +56,5 @@ def test_bench_metric(benchmark, name):
             metric.update(pred[i : i + 64], gt[i : i + 64])
         return metric.compute()
 
-    value = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
-    benchmark.extra_info["frames_per_s"] = round(len(gt) / benchmark.stats.stats.mean, 1)
+    value = bench_frames_per_s(benchmark, run, len(gt), rounds=3, warmup_rounds=1)
     assert np.isfinite(value)

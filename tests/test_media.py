@@ -29,10 +29,10 @@ def test_lossless_roundtrip(tmp_path):
     assert np.abs(decode_audio(tmp_path / "a.mkv") - audio).max() < 1e-4
 
 
-def test_30fps_resampled_by_timestamps(tmp_path):
+def test_30fps_nearest_timestamp(tmp_path):
     frames = numbered_frames(30)
     write_video(tmp_path / "b.mkv", frames, 30)
-    got, info = decode_video(tmp_path / "b.mkv", fps=25)
+    got, info = decode_video(tmp_path / "b.mkv", fps=25, mode="nearest")
     assert len(got) == 25
     assert info.src_fps == pytest.approx(30)
     # output slot k shows the latest input frame i with round(i * 25 / 30) <= k
@@ -40,11 +40,39 @@ def test_30fps_resampled_by_timestamps(tmp_path):
     assert source_index(got) == expected
 
 
+def test_30fps_ffmpeg_cfr(tmp_path):
+    """Hand-worked vsync-cfr: delta = i*25/30 - n_out + 1; every frame is written until delta < -1.1
+    (frame 13: 10.83 - 13 + 1 = -1.17 is dropped); frame 14 follows."""
+    frames = numbered_frames(30)
+    write_video(tmp_path / "c.mkv", frames, 30)
+    got, _ = decode_video(tmp_path / "c.mkv", fps=25, mode="ffmpeg_cfr")
+    assert source_index(got)[:14] == list(range(13)) + [14]
+
+
+def test_ffmpeg_cfr_matches_reference_frames(shared):
+    """Frame for frame what the reference's `ffmpeg -r 25` PNG dumps held: per-frame PSNR of real vs
+    generated (VFR 22.13 fps and 22.17 fps sources) and the frame counts of the -r 25 LSE entries."""
+    import json
+
+    from skimage.metrics import peak_signal_noise_ratio
+
+    ref = json.loads((shared / "golden" / "reference_values_dev.json").read_text())["entries"]
+    clips = shared / "clips"
+    for e in (e for e in ref if e["metric"] == "PSNR_SSIM" and (clips / e["generated"]).is_file()):
+        real, _ = decode_video(clips / e["real"])
+        gen, _ = decode_video(clips / e["generated"])
+        assert (len(real), len(gen)) == (e["n_frames_real"], e["n_frames_generated"])
+        ours = [peak_signal_noise_ratio(real[i], gen[i], data_range=255) for i in range(e["n_compared"])]
+        np.testing.assert_allclose(ours, e["PSNR_per_frame"][: e["n_compared"]], atol=1e-9)
+    for e in (e for e in ref if e["metric"] == "LSE" and e["variant"] == "png" and (clips / e["clip"]).is_file()):
+        assert len(decode_video(clips / e["clip"])[0]) == e["n_frames"], e["clip"]
+
+
 def test_variable_frame_rate(tmp_path):
     frames = numbered_frames(10)
     times = [0.0, 0.04, 0.08, 0.20, 0.24, 0.28, 0.30, 0.32, 0.36, 0.40]
     write_vfr_video(tmp_path / "v.mkv", frames, times)
-    got, info = decode_video(tmp_path / "v.mkv", fps=25)
+    got, info = decode_video(tmp_path / "v.mkv", fps=25, mode="nearest")
     assert info.variable_rate
     assert len(got) == 11
     # the 0.08 -> 0.20 gap holds frame 2; 0.30 rounds into slot 8 after 0.28 (slot 7) and 0.32 (slot 8) wins

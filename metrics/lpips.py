@@ -1,0 +1,97 @@
+"""LPIPS through the `lpips` package (v0.1 linear heads ship in its wheel).
+
+The backbone's ImageNet weights are torchvision's files, resolved locally (never downloaded
+unless weights.download=true) and copied into lpips' backbone slices by their feature index.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+from stsa_bench.registry import METRICS
+from stsa_bench.weights import WeightsMissing, WeightsSpec, load_state_dict, resolve
+
+from .base import Metric, to_nchw
+
+BACKBONES = {
+    "alex": WeightsSpec("lpips_alex", "alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "7be5be79"),
+    "vgg": WeightsSpec("lpips_vgg", "vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth", "397923af"),
+}
+_SLICE_KEY = re.compile(r"^net\.slice\d+\.(\d+)\.(weight|bias)$")
+
+
+def build_lpips(net: str, backbone_path: Path, device: str = "cpu"):
+    """lpips.LPIPS(net) with its own linear heads and the torchvision backbone file at `backbone_path`.
+
+    lpips keeps torchvision's feature indices as module names (`net.slice2.3.weight` is
+    `features.3.weight`), which gives the key map.
+    """
+    import warnings
+
+    import lpips
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+    tv = load_state_dict(backbone_path)
+    own = model.state_dict()
+    mapped = {}
+    for key in own:
+        m = _SLICE_KEY.match(key)
+        if m:
+            src = f"features.{m.group(1)}.{m.group(2)}"
+            if src not in tv or tv[src].shape != own[key].shape:
+                raise WeightsMissing(f"{backbone_path}: no {src} of shape {tuple(own[key].shape)} for LPIPS-{net}")
+            mapped[key] = tv[src]
+    with torch.no_grad():
+        model.load_state_dict({**own, **mapped})
+    return model.eval().to(device)
+
+
+class _LPIPS(Metric):
+    higher_is_better = False
+    net: ClassVar[str]
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self._model = None
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def weights_specs(cls) -> list[WeightsSpec]:
+        return [BACKBONES[cls.net]]
+
+    def protocol(self) -> str:
+        return f"{self.crop_tag},{self.net},lin-v0.1,rgb[-1,1]"
+
+    def model(self):
+        if self._model is None:
+            spec = BACKBONES[self.net]
+            path, self.weights_sha256 = resolve(spec, self.weights.get(spec.name), bool(self.weights.get("download", False)))
+            self._model = build_lpips(self.net, path, self.device)
+        return self._model
+
+    def per_frame(self, pred, target):
+        """LPIPS(x, y) per image, inputs scaled from [0, 1] to [-1, 1] (lpips' normalize=True)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.model()(pred, target, normalize=True).flatten()
+
+
+@METRICS.register("lpips")
+class LPIPSAlex(_LPIPS):
+    """LPIPS with the AlexNet backbone (the lpips package default), per frame on face crops, mean over frames."""
+
+    name = "lpips"
+    net = "alex"
+
+
+@METRICS.register("lpips_vgg")
+class LPIPSVGG(_LPIPS):
+    """LPIPS with the VGG16 backbone (closest to piq's VGG LPIPS, which STSA's code pins)."""
+
+    name = "lpips_vgg"
+    net = "vgg"
