@@ -19,7 +19,7 @@ from .registry import did_you_mean
 
 T = TypeVar("T")
 
-PREP_VERSION = 1
+PREP_VERSION = 2
 """Bump when preprocessing output changes for the same parameters (invalidates the cache)."""
 
 # Keys of the resolved config that do not change any result value: left out of the config hash.

@@ -160,8 +160,21 @@ def decode_video(path: Path, fps: int = 25, mode: str = "ffmpeg_cfr") -> tuple[n
     return np.stack(out), info
 
 
+def _internal_format(frame_format) -> str:
+    """libswresample's working format as FFmpeg 5.1 picked it for an s16 target (swr_init):
+    s16p for 8/16-bit sources, fltp up to 32-bit, dblp above. Newer FFmpeg works in float for
+    16-bit sources too, which changes the PCM of e.g. MPEG-1 layer II (s16p) audio."""
+    size = frame_format.bytes
+    return "s16p" if size <= 2 else "fltp" if size <= 4 else "dblp"
+
+
 def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
-    """Mono float32 samples in [-1, 1] at `sample_rate` from the first audio stream of `path`."""
+    """Mono float32 samples = 16-bit PCM / 32768 at `sample_rate` from the first audio stream of `path`.
+
+    The PCM is what `ffmpeg -i IN -ac 1 -ar RATE -acodec pcm_s16le` writes (the official LSE route;
+    checked bit for bit against its WAV files): stereo is downmixed to (L + R) / 2, as FFmpeg's
+    normalised matrix does for integer output, and the working format follows FFmpeg 5.1.
+    """
     import av
 
     path = Path(path)
@@ -169,19 +182,27 @@ def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
         if not container.streams.audio:
             raise ClipError(f"{path}: no audio stream")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        resampler = None
         chunks: list[np.ndarray] = []
         try:
             for frame in container.decode(stream):
+                if resampler is None:
+                    options = {"internal_sample_fmt": _internal_format(frame.format)}
+                    resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate, options=options)
                 for res in resampler.resample(frame):
                     chunks.append(res.to_ndarray().reshape(-1))
-            for res in resampler.resample(None):
+            for res in resampler.resample(None) if resampler is not None else []:
                 chunks.append(res.to_ndarray().reshape(-1))
         except Exception as exc:
             raise ClipError(f"{path}: audio cannot be decoded ({_reason(exc, path)})") from exc
     if not chunks:
         raise ClipError(f"{path}: audio stream has no samples")
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    return np.concatenate(chunks).astype(np.float32) / np.float32(32768.0)
+
+
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """float -> int16 as FFmpeg converts: round half to even of x * 32768, clipped; inverse of decode_audio."""
+    return np.clip(np.rint(np.asarray(audio, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def write_video(
@@ -224,9 +245,8 @@ def write_video(
         for packet in vstream.encode():
             container.mux(packet)
         if astream is not None:
-            pcm = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
             fmt = "s16" if lossless else "fltp"
-            data = (pcm * 32767.0).round().astype(np.int16) if lossless else pcm
+            data = to_pcm16(audio) if lossless else np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
             block = 1024
             for start in range(0, len(data), block):
                 chunk = data[start : start + block].reshape(1, -1)
@@ -243,7 +263,7 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int = 16000) -> None:
     """16-bit PCM mono WAV."""
     import wave
 
-    pcm = (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    pcm = to_pcm16(audio).astype("<i2")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as f:

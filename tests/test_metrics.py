@@ -75,7 +75,19 @@ def test_identical_inputs_known_answer(name, expected):
     assert m.compute() == pytest.approx(expected, abs=1e-5)
 
 
-@pytest.mark.parametrize("name", ["psnr", "ssim"])
+def test_ssim_cpu_and_torch_paths_agree(pairs):
+    """The cv2 float64 path (CPU) and the torch path (CUDA) compute the same numbers."""
+    from metrics.ssim import ssim_numpy
+
+    pred, gt = pairs
+    for downsample in (True, False):
+        np.testing.assert_allclose(ssim_numpy(pred, gt, downsample), ssim(nchw(pred), nchw(gt), downsample).numpy(), atol=1e-12)
+    big = np.random.default_rng(4).integers(0, 256, (2, 530, 520, 3), dtype=np.uint8)
+    noisy = np.clip(big.astype(int) + 9, 0, 255).astype(np.uint8)
+    np.testing.assert_allclose(ssim_numpy(noisy, big), ssim(nchw(noisy), nchw(big)).numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["psnr", "ssim", "ssim_skimage"])
 def test_batch_size_invariance(name):
     rng = np.random.default_rng(2)
     gt = rng.integers(0, 256, (11, 48, 48, 3), dtype=np.uint8)
