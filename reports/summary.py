@@ -55,13 +55,15 @@ def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None =
     lines.append("Metric protocols: " + "; ".join(f"`{m}`" for m in metrics))
     failures = [r for r in rows if r.status == "failed"]
     if failures:
-        groups: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
+        groups: dict[str, list[ResultRow]] = defaultdict(list)
         for r in failures:
-            groups[(r.clip, r.error or "")].append(r)
-        lines += ["", f"**{len(failures)} failed rows** in {len(groups)} groups (clip: reason [rows]):", ""]
-        for (clip, error), group in list(groups.items())[:max_failures]:
-            which = ", ".join(f"{r.method}/{metric_name(r.metric)}" for r in group[:6]) + (" …" if len(group) > 6 else "")
-            lines.append(f"- {clip}: {error} [{len(group)}: {which}]")
+            groups[r.error or ""].append(r)
+        lines += ["", f"**{len(failures)} failed rows**, {len(groups)} distinct reasons:", ""]
+        for error, group in list(groups.items())[:max_failures]:
+            clips = list(dict.fromkeys(r.clip for r in group))
+            which = list(dict.fromkeys(f"{r.method}/{metric_name(r.metric)}" for r in group))
+            more = lambda xs: ", ".join(xs[:4]) + (f", … ({len(xs)})" if len(xs) > 4 else "")  # noqa: E731
+            lines.append(f"- {error} [{len(group)} rows; clips: {more(clips)}; {more(which)}]")
         if len(groups) > max_failures:
-            lines.append(f"- … and {len(groups) - max_failures} more groups in results.jsonl")
+            lines.append(f"- … and {len(groups) - max_failures} more reasons in results.jsonl")
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ def backend_version() -> str:
 
 @contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[None]:
-    """Silence what MediaPipe's C++ side (glog/absl/TFLite) prints to fd 2 while setting up."""
+    """Silence what MediaPipe's C++ side (glog/absl/TFLite) prints straight to fd 2."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -58,12 +58,13 @@ class FaceMeshDetector:
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = np.full((len(frames), self.n_points, 3), np.nan, dtype=np.float32)
         found = np.zeros(len(frames), dtype=bool)
-        for i, frame in enumerate(frames):
-            res = self._mesh.process(np.ascontiguousarray(frame))
-            if res.multi_face_landmarks:
-                pts = res.multi_face_landmarks[0].landmark
-                out[i] = [(p.x, p.y, p.z) for p in pts]
-                found[i] = True
+        with quiet_native_stderr():
+            for i, frame in enumerate(frames):
+                res = self._mesh.process(np.ascontiguousarray(frame))
+                if res.multi_face_landmarks:
+                    pts = res.multi_face_landmarks[0].landmark
+                    out[i] = [(p.x, p.y, p.z) for p in pts]
+                    found[i] = True
         return out, found
 
     def close(self) -> None:

@@ -190,7 +190,7 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
 
     directions = {x.name: x.higher_is_better for x in metrics}
     summary = summary_markdown(rows, directions)
-    header = f"# stsa-bench: {cfg.suite}\n\nconfig {cfg.config_hash} · git {git_sha()} · {len({r.clip for r in rows})} clips\n\n"
+    header = f"# stsa-bench: {cfg.suite}\n\nconfig {cfg.config_hash} · git {git_sha()} · {len({r.clip for r in rows} - {POOLED_CLIP})} clips\n\n"
     atomic_write_text(out / "summary.md", header + summary)
     return RunOutcome(out=out, rows=rows, summary=header + summary, n_new=n_new)
 

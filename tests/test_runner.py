@@ -146,3 +146,31 @@ def test_cli_help_and_ls(capsys):
 def test_cli_unknown_names(argv, fragment, capsys):
     assert main(argv) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_metrics_all_without_weights(tmp_path, cache_dir, monkeypatch, capsys):
+    """--metrics all: weight-free metrics complete; each weighted metric fails per clip with a reason
+    naming its file and URL; the pooled rows (clip '*') say why; the run exits 0."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("STSA_BENCH_WEIGHTS", raising=False)
+    out = tmp_path / "out"
+    rc = main(["run", "--suite", "demo", "--out", str(out), "--methods", "gt,static", "--metrics", "all",
+               f"cache_dir={cache_dir}", "runtime.progress=false"])
+    assert rc == 0
+    rows = read_rows(out / "results.jsonl")
+    by_metric: dict[str, list] = {}
+    for r in rows:
+        by_metric.setdefault(r.metric.split("[")[0], []).append(r)
+    assert set(by_metric) == {"psnr", "ssim", "fid", "lpips", "lipmd", "lse_d", "lse_c", "dme"}
+    for name in ("psnr", "ssim", "lipmd"):
+        assert all(r.status == "ok" for r in by_metric[name]), name
+    assert [r.value for r in by_metric["lipmd"] if r.method == "gt"] == [0.0, 0.0, 0.0]
+    files = {"fid": "pt_inception", "lpips": "alexnet-owt", "lse_c": "syncnet_v2.model", "lse_d": "syncnet_v2.model", "dme": "raft_large"}
+    for name, fragment in files.items():
+        per_clip = [r for r in by_metric[name] if r.clip != "*"]
+        assert len(per_clip) == 6 and all(r.status == "failed" and fragment in r.error and "http" in r.error for r in per_clip), name
+    pooled = [r for r in rows if r.clip == "*"]
+    assert {(r.method, r.metric.split("[")[0]) for r in pooled} == {(m, x) for m in ("gt", "static") for x in ("fid", "dme")}
+    assert all(r.status == "failed" and "no clip could be scored" in r.error for r in pooled)
+    summary = (out / "summary.md").read_text()
+    assert "lse_c ↑" in summary and "dme ↓" in summary
