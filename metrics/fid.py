@@ -75,7 +75,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, device: str = "cpu") -> float
 
     pytorch-fid's definition. Tr sqrt(S_a S_b) = sum sqrt(eig(S_a^1/2 S_b S_a^1/2)) (both symmetric PSD)
     replaces scipy's sqrtm: two symmetric eigendecompositions instead of a Schur sqrtm, equal
-    within 1e-7 relative (tested), and batched on the GPU when one is there.
+    within 1e-7 relative (tested), and batched on the GPU when one is there. The result is a
+    squared distance: rounding below 0 (about -1e-4 for identical sets) is returned as 0.
     """
     import torch
 
@@ -86,7 +87,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, device: str = "cpu") -> float
     root_a = (v * w.clamp(min=0).sqrt()) @ v.T
     tr_covmean = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp(min=0).sqrt().sum().item()
     diff = mu_a - mu_b
-    return float(diff @ diff + torch.trace(s_a).item() + torch.trace(s_b).item() - 2.0 * tr_covmean)
+    return max(0.0, float(diff @ diff + torch.trace(s_a).item() + torch.trace(s_b).item() - 2.0 * tr_covmean))
 
 
 @METRICS.register("fid")

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from stsa_bench.results import ResultRow
+from stsa_bench.results import POOLED_CLIP as POOLED
+from stsa_bench.results import ResultRow, metric_name
 
-POOLED = "*"
 
-
-def metric_name(metric_id: str) -> str:
-    return metric_id.split("[", 1)[0]
 
 
 def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None = None, max_failures: int = 30) -> str:

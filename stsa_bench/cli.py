@@ -190,6 +190,103 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Tables (md, tex, csv, json), per-clip tables, optional reference comparison, plots and an HTML page."""
+    import json
+
+    from reports import tables
+
+    try:
+        run = tables.Run.load(Path(args.results))
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from exc
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in REPORT_FORMATS]
+    if unknown:
+        raise ConfigError(f"unknown report format {unknown[0]!r}{did_you_mean(unknown[0], list(REPORT_FORMATS))}")
+    out = Path(args.out) if args.out else run.path / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    reference = None
+    if args.reference:
+        try:
+            reference = tables.load_reference(args.reference)
+        except FileNotFoundError as exc:
+            raise ConfigError(str(exc)) from exc
+    prov = tables.provenance(run)
+    md = tables.markdown(run)
+    parts = [f"# {run.rows[0].suite}: results\n", md, "## Per clip\n", tables.per_clip_markdown(run)]
+    if reference:
+        parts += ["## Comparison with published numbers\n", tables.comparison_markdown(run, reference)]
+    parts.append(tables.provenance_markdown(prov))
+    written = []
+    if "md" in formats:
+        written.append(_write(out / "table.md", "\n".join(parts)))
+    if "tex" in formats:
+        suite = run.rows[0].suite
+        written.append(_write(out / "table.tex", tables.latex(run, caption=f"Quantitative results on {suite}.", label=f"tab:{suite}")))
+    records = tables.tidy(run)
+    if "csv" in formats:
+        written.append(_write(out / "table.csv", tables.to_csv(records)))
+    if "json" in formats:
+        written.append(_write(out / "table.json", json.dumps({"provenance": prov, "cells": records}, indent=1)))
+    if "html" in formats:
+        from reports import html, plots
+
+        images = [p for p in plots.make_plots(run.rows, run.path, out / "plots") if p.suffix == ".png"]
+        sections = [("Results", html.markdown_table_to_html(md.split("\n", 2)[2]))]
+        if reference:
+            sections.append(("Comparison with published numbers", html.markdown_table_to_html(tables.comparison_markdown(run, reference).split("\n", 2)[2])))
+        footer = "<pre>" + tables.provenance_markdown(prov).replace("&", "&amp;").replace("<", "&lt;") + "</pre>"
+        written.append(html.write_html(out / "report.html", f"stsa-bench: {run.rows[0].suite}", sections, images, footer))
+    print(md)
+    for p in written:
+        print(f"wrote {p}")
+    return 0
+
+
+REPORT_FORMATS = ("md", "tex", "csv", "json", "html")
+
+
+def _write(path: Path, text: str) -> Path:
+    from .paths import atomic_write_text
+
+    atomic_write_text(path, text)
+    return path
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 1 with a diff table when the run drifted from the golden rows; --update rewrites them."""
+    import json
+
+    from reports.check import compare, diff_table, parse_tolerances, write_golden
+
+    from .provenance import git_sha
+    from .results import read_rows
+
+    rows = read_rows(Path(args.results) / "results.jsonl")
+    if not rows:
+        raise ConfigError(f"{Path(args.results) / 'results.jsonl'}: no result rows")
+    golden_path = Path(args.golden)
+    if args.update:
+        write_golden(golden_path, rows, git_sha())
+        print(f"wrote {len(rows)} golden rows to {golden_path} (git {git_sha()})")
+        return 0
+    if not golden_path.is_file():
+        raise ConfigError(f"{golden_path}: no golden file (create it deliberately with --update)")
+    try:
+        tolerances = parse_tolerances(args.tolerance or [])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    golden = json.loads(golden_path.read_text())
+    problems = compare(rows, golden, tolerances)
+    if problems:
+        print(f"check FAILED: {len(problems)} differences from {golden_path} (golden from git {golden.get('git_sha')}):\n")
+        print(diff_table(problems))
+        return 1
+    print(f"check passed: {len(golden['rows'])} golden rows match (golden from git {golden.get('git_sha')})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stsa-bench",
@@ -227,6 +324,20 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     pr.set_defaults(func=cmd_prepare)
+
+    rp = sub.add_parser("report", help="paper-ready tables (md, tex, csv, json) and an HTML page with plots from a results dir")
+    rp.add_argument("results", help="a run's output directory (holds results.jsonl)")
+    rp.add_argument("--format", default="md,tex,csv,json,html", help="comma-separated: md,tex,csv,json,html (default all)")
+    rp.add_argument("--out", help="where to write (default RESULTS/report)")
+    rp.add_argument("--reference", help="published numbers to compare with: stsa_lrs2, stsa_cmlr or a YAML path")
+    rp.set_defaults(func=cmd_report)
+
+    ck = sub.add_parser("check", help="compare a run's rows with a golden rows file; exit 1 on drift")
+    ck.add_argument("results", help="a run's output directory (holds results.jsonl)")
+    ck.add_argument("--golden", required=True, help="golden rows file (JSON)")
+    ck.add_argument("--tolerance", action="append", metavar="METRIC=ABS|REL%", help="e.g. psnr=0.01 or fid=1%%; repeatable")
+    ck.add_argument("--update", action="store_true", help="rewrite the golden file from this run (deliberately)")
+    ck.set_defaults(func=cmd_check)
 
     ls = sub.add_parser("ls", help="list suites, methods and metrics (with whether their weights are present)")
     ls.add_argument("what", nargs="?", choices=["suites", "methods", "metrics"])

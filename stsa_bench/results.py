@@ -12,6 +12,13 @@ from typing import Iterable
 from .paths import atomic_write_text
 
 STATUSES = ("ok", "failed")
+POOLED_CLIP = "*"
+"""The `clip` of a pooled metric's one row per method (e.g. FID over all frames of all clips)."""
+
+
+def metric_name(metric_id: str) -> str:
+    """`psnr[face128@25fps/...]` -> `psnr`."""
+    return metric_id.split("[", 1)[0]
 
 
 @dataclass(frozen=True)

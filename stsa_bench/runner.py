@@ -22,7 +22,7 @@ from .errors import ClipError, ConfigError, one_line
 from .paths import atomic_write_bytes, atomic_write_text
 from .provenance import git_sha, harness_version
 from .registry import METHODS, METRICS
-from .results import ResultRow, append_rows, read_rows, rewrite_rows
+from .results import POOLED_CLIP, ResultRow, append_rows, read_rows, rewrite_rows
 from .suites import Clip, SuiteContext, load_suite, manifest_hash
 
 Log = Callable[[str], None]
@@ -225,10 +225,6 @@ class Partials:
             return {k: z[k] for k in z.files}
 
 
-POOLED_CLIP = "*"
-"""The `clip` of a pooled metric's one row per method (e.g. FID over all frames of all clips)."""
-
-
 def finish_pooled(cfg: RunConfig, clips: list[Clip], methods, pooled, partials: Partials, results: Path, row, log: Log) -> int:
     """One row per (method, pooled metric) from the saved partials; recomputed when the clip set changed."""
     existing = {r.key: r for r in read_rows(results)}
@@ -261,6 +257,29 @@ def _digest(text: str) -> str:
     from .paths import sha256_bytes
 
     return sha256_bytes(text.encode())
+
+
+GT_STRIP = "_ground_truth"
+STRIP_FRAMES = 4
+
+
+def strip_path(out: Path, method: str, clip: Clip) -> Path:
+    return out / "strips" / method / (clip.id.replace("/", "__") + ".png")
+
+
+def save_strip(out: Path, method: str, clip: Clip, crops) -> None:
+    """A PNG of the mouth region (rows 60%-95%, columns 20%-80% of the face crop, zoomed 2x) of
+    STRIP_FRAMES evenly spaced frames, for the report's frame strips."""
+    import cv2
+    import numpy as np
+
+    n, s = len(crops), crops.shape[1]
+    idx = np.linspace(0, n - 1, min(STRIP_FRAMES, n)).round().astype(int)
+    y0, y1, x0, x1 = int(0.6 * s), int(0.95 * s), int(0.2 * s), int(0.8 * s)
+    tiles = [cv2.resize(crops[i, y0:y1, x0:x1], None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST) for i in idx]
+    ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
+    if ok:
+        atomic_write_bytes(strip_path(out, method, clip), png.tobytes())
 
 
 def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, reason, prep, partials) -> Iterator[list[ResultRow]]:
@@ -304,6 +323,9 @@ def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, re
                 detect=prep.detect,
                 clip_sha256=clip.sha256,
             )
+            save_strip(cfg.out, name, clip, gen_crops)
+            if not (strip_path(cfg.out, GT_STRIP, clip)).is_file():
+                save_strip(cfg.out, GT_STRIP, clip, prepared.crops)
             if cfg.runtime.save_videos:
                 from .media import write_video
 

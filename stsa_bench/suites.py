@@ -8,6 +8,7 @@ evaluated. Missing files become clips with an `error`, so the run reports them a
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import json
 import os
 from dataclasses import dataclass, replace
@@ -155,6 +156,7 @@ SUITES.register("cmlr")(SplitSuite)
 @dataclass(frozen=True)
 class FolderOptions:
     recursive: bool = False
+    include: tuple[str, ...] = ()
     description: str = ""
 
 
@@ -171,6 +173,8 @@ class FolderSuite:
         audio_root = Path(self.ctx.data.audio_root).expanduser() if self.ctx.data.audio_root else root
         pattern = "**/*" if self.opts.recursive else "*"
         videos = sorted(p for p in root.glob(pattern) if p.suffix.lower() in VIDEO_EXTS)
+        if self.opts.include:
+            videos = [v for v in videos if any(fnmatch.fnmatch(v.relative_to(root).stem, pat) for pat in self.opts.include)]
         if not videos:
             raise ConfigError(f"suite 'folder': no video files ({', '.join(VIDEO_EXTS)}) in {root}")
         clips, seen = [], {}
@@ -183,7 +187,8 @@ class FolderSuite:
             rel = video.relative_to(root).with_suffix("")
             audio = next((a for a in (audio_root / rel.with_suffix(e) for e in AUDIO_EXTS) if a.exists()), None)
             clips.append(hash_clip(clip_id, video, audio))
-        return freeze_manifest(self.ctx, {"root": str(root), "audio_root": str(audio_root)}, clips)
+        identity = {"root": str(root), "audio_root": str(audio_root), "include": list(self.opts.include)}
+        return freeze_manifest(self.ctx, identity, clips)
 
 
 @dataclass(frozen=True)

@@ -34,3 +34,29 @@ def demo_run(cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo_run")
     rc = main(["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}", "runtime.progress=false"])
     return rc, out
+
+
+@pytest.fixture(scope="session")
+def make_weights(shared):
+    """The shared golden-weight formula, imported from its shared path (never copied into the repo)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("golden_make_weights", shared / "golden" / "make_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def golden_state(shared, make_weights):
+    return make_weights.golden_state_dict_from_manifest(str(shared / "golden" / "syncnet_S" / "manifest.json"))
+
+
+@pytest.fixture(scope="session")
+def golden_path(golden_state, tmp_path_factory) -> Path:
+    """SyncNet S weights from the golden formula, saved in the official format (a state dict)."""
+    import torch
+
+    path = tmp_path_factory.mktemp("weights") / "syncnet_golden.pt"
+    torch.save(golden_state, path)
+    return path

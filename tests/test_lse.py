@@ -31,27 +31,6 @@ def golden_dir(shared: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def make_weights(shared):
-    """The shared golden-weight formula, imported from its shared path (never copied into the repo)."""
-    spec = importlib.util.spec_from_file_location("golden_make_weights", shared / "golden" / "make_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def golden_state(shared, make_weights):
-    return make_weights.golden_state_dict_from_manifest(str(golden_dir(shared) / "manifest.json"))
-
-
-@pytest.fixture(scope="session")
-def golden_path(golden_state, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "syncnet_golden.pt"
-    torch.save(golden_state, path)
-    return path
-
-
-@pytest.fixture(scope="session")
 def golden_model(golden_path) -> SyncNetS:
     return load_syncnet(golden_path)
 

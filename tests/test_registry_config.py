@@ -51,7 +51,9 @@ def test_every_suite_config_composes(suite):
     assert cfg.methods == ("gt", "static", "shift")
 
 
-@pytest.mark.parametrize("group", [p.parent.name + "/" + p.stem for p in CONFIG_DIR.glob("*/*.yaml") if p.parent.name != "suite"])
+@pytest.mark.parametrize(
+    "group", [p.parent.name + "/" + p.stem for p in CONFIG_DIR.glob("*/*.yaml") if p.parent.name not in ("suite", "reference")]
+)
 def test_every_other_group_composes(group):
     name, option = group.split("/")
     cfg = make_config(f"{name}={option}")
@@ -102,3 +104,14 @@ def test_preprocessing_is_part_of_metric_identity():
     base, other = PreprocessConfig(), PreprocessConfig(box_scale=1.3)
     assert base.crop_tag().startswith("face128@25fps/pp=")
     assert base.crop_tag() != other.crop_tag()
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIG_DIR / "reference").glob("*.yaml")))
+def test_reference_numbers_load_and_use_known_names(name):
+    """Published numbers (configs/reference) are keyed by registered metric names."""
+    from reports.tables import load_reference
+
+    ref = load_reference(name)
+    assert ref["source"] and ref["values"]
+    for values in ref["values"].values():
+        METRICS.check(list(values))

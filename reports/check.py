@@ -1,0 +1,105 @@
+"""Regression check of a run's rows against a committed golden rows file.
+
+Fails on a value that moved beyond its tolerance, a change of status, of n or n_failed for a
+method x metric, or a golden row missing from the run. Tolerances: `metric=0.01` (absolute) or
+`metric=1%` (relative); the default is |now - golden| <= 1e-6 + 1e-5 |golden|.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from stsa_bench.results import ResultRow
+
+from .tables import metric_name
+
+DEFAULT_ABS, DEFAULT_REL = 1e-6, 1e-5
+GOLDEN_FIELDS = ("suite", "clip", "method", "metric", "value", "status", "n_frames")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    abs: float = DEFAULT_ABS
+    rel: float = DEFAULT_REL
+
+    def allows(self, golden: float, now: float) -> bool:
+        return abs(now - golden) <= self.abs + self.rel * abs(golden)
+
+    def __str__(self) -> str:
+        return f"±{self.abs:g}+{self.rel:g}·|v|"
+
+
+def parse_tolerances(specs: list[str]) -> dict[str, Tolerance]:
+    """['psnr=0.01', 'fid=1%'] -> per metric name: absolute, or relative with a % sign."""
+    out = {}
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        if not value:
+            raise ValueError(f"tolerance {spec!r} is not metric=value or metric=value%")
+        out[name] = Tolerance(abs=0.0, rel=float(value[:-1]) / 100) if value.endswith("%") else Tolerance(abs=float(value), rel=0.0)
+    return out
+
+
+def write_golden(path: Path, rows: list[ResultRow], git_sha: str) -> None:
+    """The golden file: the rows' identities, values and statuses, and the git sha that produced them."""
+    doc = {
+        "git_sha": git_sha,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "rows": sorted(({k: getattr(r, k) for k in GOLDEN_FIELDS} for r in rows), key=lambda d: (d["method"], d["metric"], d["clip"])),
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+
+
+def _counts(rows) -> Counter:
+    c = Counter()
+    for r in rows:
+        get = r.get if isinstance(r, dict) else lambda k, r=r: getattr(r, k)
+        c[(get("method"), get("metric"), get("status"))] += 1
+    return c
+
+
+def compare(rows: list[ResultRow], golden: dict, tolerances: dict[str, Tolerance] | None = None) -> list[dict]:
+    """Every difference that matters, as records (metric, method, clip, golden, now, delta, tolerance, problem)."""
+    tolerances = tolerances or {}
+    now = {(r.suite, r.clip, r.method, r.metric): r for r in rows}
+    problems = []
+    for g in golden["rows"]:
+        key = (g["suite"], g["clip"], g["method"], g["metric"])
+        name = metric_name(g["metric"])
+        tol = tolerances.get(name, Tolerance())
+        base = {"metric": g["metric"], "method": g["method"], "clip": g["clip"], "golden": g["value"], "tolerance": str(tol)}
+        r = now.get(key)
+        if r is None:
+            problems.append({**base, "now": None, "delta": None, "problem": "missing row"})
+        elif r.status != g["status"]:
+            problems.append({**base, "now": r.value, "delta": None, "problem": f"status {g['status']} -> {r.status}"})
+        elif g["status"] == "ok" and not tol.allows(g["value"], r.value):
+            problems.append({**base, "now": r.value, "delta": r.value - g["value"], "problem": "drift"})
+    golden_counts, now_counts = _counts(golden["rows"]), _counts(rows)
+    golden_metrics = {(g["method"], g["metric"]) for g in golden["rows"]}
+    for method, metric in sorted(golden_metrics):
+        for status in ("ok", "failed"):
+            a, b = golden_counts[(method, metric, status)], now_counts[(method, metric, status)]
+            if a != b:
+                label = "n" if status == "ok" else "n_failed"
+                problems.append({"metric": metric, "method": method, "clip": "(all)", "golden": a, "now": b, "delta": b - a,
+                                 "tolerance": "exact", "problem": f"{label} changed"})  # fmt: skip
+    return problems
+
+
+def diff_table(problems: list[dict]) -> str:
+    def num(v) -> str:
+        return "—" if v is None else f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else str(v)
+
+    lines = ["| metric | method | clip | golden | now | Δ | tolerance | problem |", "|---|---|---|---:|---:|---:|---|---|"]
+    for p in problems:
+        lines.append(
+            f"| {p['metric']} | {p['method']} | {p['clip']} | {num(p['golden'])} | {num(p['now'])} | {num(p['delta'])} | {p['tolerance']} | {p['problem']} |"
+        )
+    return "\n".join(lines) + "\n"
