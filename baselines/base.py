@@ -25,10 +25,12 @@ class Sample:
 
 @dataclass(frozen=True)
 class Generated:
-    """A method's output: RGB uint8 frames (N, H, W, 3) at the sample's fps and mono float32 audio."""
+    """A method's output: RGB uint8 frames (N, H, W, 3) at the sample's fps and mono float32 audio;
+    `note` says how it was normalised (copied into every row)."""
 
     frames: np.ndarray
     audio: np.ndarray
+    note: str | None = None
 
 
 class DubbingMethod(Protocol):

@@ -4,6 +4,8 @@ gt      the ground truth itself (the paper's GT row): PSNR 80 dB cap, SSIM 1.
 static  the first template frame held for the whole clip: worse than gt on every visual metric.
 shift   ground-truth frames with the audio delayed by `frames` video frames (negative: advanced):
         visual metrics equal gt; sync metrics must get worse.
+mouth_blur  ground truth with the mouth region Gaussian-blurred: visual metrics near the mouth drop,
+        pixels elsewhere are unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stsa_bench.config import typed
+from stsa_bench.faces import LIP_POINTS
 from stsa_bench.registry import METHODS
 
 from .base import Generated, Sample
@@ -70,3 +73,46 @@ class ShiftedAudio:
     def generate(self, sample: Sample) -> Generated:
         per_frame = sample.sample_rate // sample.fps
         return Generated(sample.frames, shift_audio(sample.audio, self.opts.frames * per_frame))
+
+
+@dataclass(frozen=True)
+class MouthBlurOptions:
+    margin: float = 0.3
+    sigma_frac: float = 0.15
+
+
+def mouth_boxes(landmarks: np.ndarray, width: int, height: int, margin: float) -> np.ndarray:
+    """(N, 4) int x0, y0, x1, y1 of the lip landmarks' extent grown by `margin` on each side; -1 rows without a face."""
+    xy = landmarks[:, LIP_POINTS, :2] * [width, height]
+    lo, hi = np.nanmin(xy, axis=1), np.nanmax(xy, axis=1)
+    pad = (hi - lo) * margin
+    boxes = np.concatenate([lo - pad, hi + pad], axis=1)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    out = np.full((len(landmarks), 4), -1, dtype=int)
+    ok = np.isfinite(boxes).all(axis=1)
+    out[ok] = np.round(boxes[ok]).astype(int)
+    return out
+
+
+@METHODS.register("mouth_blur")
+class MouthBlur:
+    """Ground truth with the mouth region Gaussian-blurred (sigma = sigma_frac x mouth width); audio unchanged."""
+
+    name = "mouth_blur"
+    version = "1"
+
+    def __init__(self, **options):
+        self.opts = typed(MouthBlurOptions, options, "mouth_blur")
+
+    def generate(self, sample: Sample) -> Generated:
+        import cv2
+
+        h, w = sample.frames.shape[1:3]
+        out = sample.frames.copy()
+        for frame, (x0, y0, x1, y1) in zip(out, mouth_boxes(sample.landmarks, w, h, self.opts.margin)):
+            if x0 < 0 or x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            sigma = max(1.0, self.opts.sigma_frac * (x1 - x0))
+            frame[y0:y1, x0:x1] = cv2.GaussianBlur(frame[y0:y1, x0:x1], (0, 0), sigma)
+        return Generated(out, sample.audio)

@@ -16,15 +16,10 @@ from typing import Any
 import numpy as np
 
 from stsa_bench.errors import ClipError
+from stsa_bench.faces import LIP_POINTS
 from stsa_bench.registry import METRICS
 
 from .base import EvalPair, Metric
-
-LIP_POINTS = (
-    0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181,
-    185, 191, 267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415,
-)  # fmt: skip
-"""The unique landmark indices of mediapipe's `FACEMESH_LIPS` connections (outer and inner lip contours)."""
 
 RIGHT_EYE_POINTS = (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246)
 """The unique indices of mediapipe's `FACEMESH_RIGHT_EYE` (the subject's right eye contour)."""

@@ -10,6 +10,11 @@ from typing import Iterator
 import numpy as np
 
 N_LANDMARKS = 478
+LIP_POINTS = (
+    0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181,
+    185, 191, 267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415,
+)  # fmt: skip
+"""The 40 FaceMesh indices of mediapipe's FACEMESH_LIPS connections (sorted)."""
 
 
 def backend_version() -> str:

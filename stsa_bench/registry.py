@@ -64,7 +64,13 @@ SUITES: Registry = Registry(
 )
 METHODS: Registry = Registry(
     "method",
-    {"gt": "baselines.sanity", "static": "baselines.sanity", "shift": "baselines.sanity"},
+    {
+        "gt": "baselines.sanity",
+        "static": "baselines.sanity",
+        "shift": "baselines.sanity",
+        "mouth_blur": "baselines.sanity",
+        "results": "baselines.results",
+    },
 )
 METRICS: Registry = Registry(
     "metric",

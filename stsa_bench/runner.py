@@ -345,7 +345,8 @@ def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, re
                 value = metric.compute()
                 if not math.isfinite(value):
                     raise ClipError(f"{clip.video}: {metric.name} is not finite ({value})")
-                rows.append(row(clip, name, metric, value=value, n_frames=pair.n_frames, note=metric.note))
+                note = "; ".join(x for x in (gen.note, metric.note) if x) or None
+                rows.append(row(clip, name, metric, value=value, n_frames=pair.n_frames, note=note))
             except Exception as exc:  # noqa: BLE001
                 rows.append(row(clip, name, metric, n_frames=pair.n_frames, error=reason(exc, clip)))
         yield rows

@@ -1,0 +1,99 @@
+"""Sanity method mouth_blur, bring-your-own `results`, and the output normalisation rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from baselines.base import Sample
+from baselines.normalize import MAX_FRAME_SLACK, normalize_output
+from stsa_bench.cli import main
+from stsa_bench.errors import ClipError
+from stsa_bench.media import write_video
+from stsa_bench.results import read_rows
+
+
+def sample(n=10, h=32, w=40) -> Sample:
+    frames = np.random.default_rng(0).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+    return Sample("c", frames, np.zeros(n * 640, np.float32), 25, 16000, np.full((n, 478, 3), np.nan, np.float32), np.zeros((n, 3)))
+
+
+def test_normalize_frame_count_and_size():
+    s = sample()
+    gen = normalize_output(s.frames, s, "x")
+    assert gen.note is None and gen.frames.shape == s.frames.shape and gen.audio is s.audio
+    short = normalize_output(s.frames[:-MAX_FRAME_SLACK], s, "x")
+    assert len(short.frames) == 10 and np.array_equal(short.frames[-1], s.frames[-MAX_FRAME_SLACK - 1]) and "8 frames -> 10" in short.note
+    long = normalize_output(np.concatenate([s.frames, s.frames[:1]]), s, "x")
+    assert np.array_equal(long.frames, s.frames) and "11 frames -> 10" in long.note
+    big = np.repeat(np.repeat(s.frames, 2, axis=1), 2, axis=2)
+    resized = normalize_output(big, s, "x")
+    assert resized.frames.shape == s.frames.shape and "resized 80x64 -> 40x32" in resized.note
+    with pytest.raises(ClipError, match="x: 7 frames, the driving audio needs 10"):
+        normalize_output(s.frames[:7], s, "x")
+
+
+def test_results_folder_and_mouth_blur_end_to_end(tmp_path, cache_dir):
+    """Demo clips' static versions as a 'results' folder (30 fps, 1 frame short, half size) plus mouth_blur."""
+    from stsa_bench.config import DataConfig
+    from stsa_bench.media import decode_video
+    from stsa_bench.suites import SuiteContext, load_suite
+
+    from .helpers import make_config
+
+    clips = load_suite(SuiteContext("demo", make_config("suite=demo").suite_options, DataConfig(), cache_dir))
+    gen_dir = tmp_path / "generated"
+    for clip in clips[:2]:
+        frames, _ = decode_video(clip.video)
+        still = np.repeat(frames[:1, ::2, ::2], int(round((len(frames) - 1) * 30 / 25)), axis=0)
+        write_video(gen_dir / f"{clip.id}.mp4", still, 30, None, lossless=True)
+    out = tmp_path / "out"
+    rc = main(["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}", "runtime.progress=false",
+               "--methods", "gt,static,mouth_blur,results", "--metrics", "psnr,ssim", f"results.dir={gen_dir}"])
+    assert rc == 0
+    rows = {(r.clip, r.method, r.metric.split("[")[0]): r for r in read_rows(out / "results.jsonl")}
+    for clip in ("demo_00", "demo_01"):
+        r = rows[(clip, "results", "psnr")]
+        assert r.status == "ok" and "resized 112x112 -> 224x224" in r.note
+        assert r.value < rows[(clip, "gt", "psnr")].value
+        assert rows[(clip, "mouth_blur", "ssim")].value < rows[(clip, "gt", "ssim")].value
+    missing = rows[("demo_02", "results", "psnr")]
+    assert missing.status == "failed" and "demo_02.mp4: no generated video" in missing.error
+
+
+def test_mouth_blur_changes_only_the_mouth(cache_dir):
+    from baselines import build_method
+    from stsa_bench.config import PreprocessConfig
+    from stsa_bench.config import DataConfig
+    from stsa_bench.preprocess import Preprocessor
+    from stsa_bench.suites import SuiteContext, load_suite
+
+    from .helpers import make_config
+
+    clip = load_suite(SuiteContext("demo", make_config("suite=demo").suite_options, DataConfig(), cache_dir))[0]
+    prep = Preprocessor(PreprocessConfig(), cache_dir)
+    p, frames = prep.prepare(clip), prep.frames(clip)
+    s = Sample(clip.id, frames, p.audio, 25, 16000, p.landmarks, p.boxes)
+    out = build_method("mouth_blur").generate(s).frames
+    changed = np.any(out != frames, axis=(0, 3))
+    ys, xs = np.nonzero(changed)
+    lips = p.landmarks[:, [0, 17, 61, 291], :2] * [p.width, p.height]
+    assert ys.size and xs.min() >= np.nanmin(lips[..., 0]) - 20 and xs.max() <= np.nanmax(lips[..., 0]) + 20
+    assert ys.min() >= np.nanmin(lips[..., 1]) - 20 and ys.max() <= np.nanmax(lips[..., 1]) + 20
+
+
+@pytest.mark.slow
+def test_sanity_orderings_on_real_clips(shared, tmp_path, cache_dir):
+    """Real clips: gt best on psnr/ssim; static and mouth_blur worse."""
+    out = tmp_path / "real"
+    rc = main(["run", "--suite", "folder", "--out", str(out), f"data.root={shared / 'clips'}", f"cache_dir={cache_dir}",
+               "suite.include=[rizkiarm__LipNet__lbax4n,smeetrs__deep_avsr__00004,Hangz-nju-cuhk__Talking-Face_PC-AVS__00373]",
+               "--methods", "gt,static,shift,mouth_blur", "--metrics", "psnr,ssim", "runtime.progress=false"])  # fmt: skip
+    assert rc == 0
+    rows = read_rows(out / "results.jsonl")
+    assert rows and all(r.status == "ok" for r in rows)
+    for clip in {r.clip for r in rows}:
+        v = {(r.method, r.metric.split("[")[0]): r.value for r in rows if r.clip == clip}
+        for metric in ("psnr", "ssim"):
+            assert v[("gt", metric)] == v[("shift", metric)]
+            assert v[("gt", metric)] > v[("mouth_blur", metric)] and v[("gt", metric)] > v[("static", metric)]
