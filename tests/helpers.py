@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metrics.base import EvalPair
 from stsa_bench.cli import compose
 from stsa_bench.config import RunConfig, run_config_from_dict
 from stsa_bench.demo import make_clip
@@ -114,3 +115,16 @@ def bench_frames_per_s(benchmark, fn, n_frames: int, rounds: int = 3, warmup_rou
     benchmark.extra_info["frames"] = n_frames
     benchmark.extra_info["frames_per_s"] = round(n_frames / mean, 1)
     return result
+
+
+def eval_pair(n: int, **fields) -> EvalPair:
+    """An EvalPair of n frames: tiny black frames and crops, silent audio, no faces; `fields` override any of it."""
+    tiny = np.zeros((n, 8, 8, 3), dtype=np.uint8)
+    silence = np.zeros(n * 640, dtype=np.float32)
+    defaults = dict(
+        clip_id="c", video=Path("clip.mp4"), method="m", fps=25, sample_rate=16000,
+        pred_frames=tiny, gt_frames=tiny, pred_audio=silence, gt_audio=silence, audio_valid=n * 640,
+        pred_crops=tiny, gt_crops=tiny, boxes=np.zeros((n, 3), np.float32),
+        gt_landmarks=np.full((n, 478, 3), np.nan, np.float32), gt_has_face=np.zeros(n, bool),
+    )  # fmt: skip
+    return EvalPair(**{**defaults, **fields})

@@ -16,29 +16,14 @@ from metrics.dme import RAFT_WEIGHTS, dme_terms, gray_frames, raft_flow
 from stsa_bench.config import PreprocessConfig
 from stsa_bench.weights import WeightsMissing
 
+from .helpers import eval_pair
+
 TAG = PreprocessConfig().crop_tag()
 CLIP = "smeetrs__deep_avsr__00001.mp4"  # LRS2-format 160x160, 120 frames
 
 
 def make_pair(pred_crops: np.ndarray, gt_crops: np.ndarray) -> EvalPair:
-    n = len(gt_crops)
-    return EvalPair(
-        clip_id="c",
-        video=Path("clip.mp4"),
-        method="m",
-        fps=25,
-        sample_rate=16000,
-        pred_frames=pred_crops,
-        gt_frames=gt_crops,
-        pred_audio=np.zeros(n * 640, np.float32),
-        gt_audio=np.zeros(n * 640, np.float32),
-        audio_valid=n * 640,
-        pred_crops=pred_crops,
-        gt_crops=gt_crops,
-        boxes=np.zeros((n, 3), np.float32),
-        gt_landmarks=np.full((n, 478, 3), np.nan, np.float32),
-        gt_has_face=np.zeros(n, bool),
-    )
+    return eval_pair(len(gt_crops), pred_frames=pred_crops, gt_frames=gt_crops, pred_crops=pred_crops, gt_crops=gt_crops)
 
 
 def moving_texture(n: int = 8, size: int = 96, step: int = 2, seed: int = 0) -> np.ndarray:

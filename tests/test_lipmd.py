@@ -14,6 +14,8 @@ from metrics.lipmd import LEFT_EYE_POINTS, LIP_POINTS, RIGHT_EYE_POINTS
 from stsa_bench.config import PreprocessConfig
 from stsa_bench.errors import ClipError
 
+from .helpers import eval_pair
+
 TAG = PreprocessConfig().crop_tag()
 NAMES = ("lipmd", "lipmd_l2", "lipmd_iod")
 CLIP = "smeetrs__deep_avsr__00001.mp4"  # LRS2-format 160x160, 120 frames
@@ -22,26 +24,9 @@ CLIP = "smeetrs__deep_avsr__00001.mp4"  # LRS2-format 160x160, 120 frames
 def make_pair(pred_lm, gt_lm, pred_found=None, gt_found=None, size=(160, 160), video="clip.mp4") -> EvalPair:
     n = len(gt_lm)
     frames = np.zeros((n, size[1], size[0], 3), dtype=np.uint8)
-    crops = np.zeros((n, 8, 8, 3), dtype=np.uint8)
     pred_found = np.isfinite(pred_lm).all(axis=(1, 2)) if pred_found is None else pred_found
     gt_found = np.isfinite(gt_lm).all(axis=(1, 2)) if gt_found is None else gt_found
-    pair = EvalPair(
-        clip_id="c",
-        video=Path(video),
-        method="m",
-        fps=25,
-        sample_rate=16000,
-        pred_frames=frames.copy(),
-        gt_frames=frames,
-        pred_audio=np.zeros(n * 640, np.float32),
-        gt_audio=np.zeros(n * 640, np.float32),
-        audio_valid=n * 640,
-        pred_crops=crops,
-        gt_crops=crops,
-        boxes=np.zeros((n, 3), np.float32),
-        gt_landmarks=gt_lm,
-        gt_has_face=gt_found,
-    )
+    pair = eval_pair(n, video=Path(video), pred_frames=frames.copy(), gt_frames=frames, gt_landmarks=gt_lm, gt_has_face=gt_found)
     pair.memo["pred_landmarks"] = (pred_lm, pred_found)
     return pair
 

@@ -21,6 +21,8 @@ from stsa_bench.errors import ClipError, ConfigError
 from stsa_bench.paths import shared_root
 from stsa_bench.weights import WeightsMissing
 
+from .helpers import eval_pair as base_pair
+
 TAG = PreprocessConfig().crop_tag()
 LRS2 = "smeetrs__deep_avsr__00001.mp4"
 DELAYED = "smeetrs__deep_avsr__00001__audio_delay200ms.mkv"
@@ -52,10 +54,10 @@ def eval_pair(video: Path, frames: np.ndarray, audio: np.ndarray, audio_valid: i
     n = len(frames)
     none = np.zeros((n, 0), dtype=np.float32)
     boxes = np.tile(np.array([[frames.shape[2] / 2, frames.shape[1] / 2, min(frames.shape[1:3])]], np.float32), (n, 1))
-    return EvalPair(
-        clip_id=video.stem, video=video, method=method, fps=25, sample_rate=16000,
-        pred_frames=frames, gt_frames=frames, pred_audio=audio, gt_audio=audio, audio_valid=audio_valid,
-        pred_crops=none, gt_crops=none, boxes=boxes, gt_landmarks=none, gt_has_face=np.ones(n, bool),
+    return base_pair(
+        n, clip_id=video.stem, video=video, method=method, pred_frames=frames, gt_frames=frames, pred_audio=audio,
+        gt_audio=audio, audio_valid=audio_valid, pred_crops=none, gt_crops=none, boxes=boxes, gt_has_face=np.ones(n, bool),
+        gt_landmarks=none,
     )  # fmt: skip
 
 
