@@ -3,50 +3,40 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
-from stsa_bench.results import POOLED_CLIP as POOLED
 from stsa_bench.results import ResultRow, metric_name
 
 
-
-
 def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None = None, max_failures: int = 30) -> str:
-    """Mean of ok values per (method, metric); `n` clips, and failures counted in each cell and listed below."""
+    """Mean of ok values per (method, metric) (the pooled value for pooled metrics, from reports.tables.cells);
+    `n` clips, and failures counted in each cell and listed below."""
+    from .tables import Run, cells, method_counts
+
     directions = directions or {}
     methods = list(dict.fromkeys(r.method for r in rows))
     metrics = list(dict.fromkeys(r.metric for r in rows))
-    cells: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
-    for r in rows:
-        cells[(r.method, r.metric)].append(r)
+    run = Run(Path("."), rows)
+    table = cells(run)
 
     def arrow(m: str) -> str:
         hib = directions.get(metric_name(m))
         return "" if hib is None else (" ↑" if hib else " ↓")
 
+    def cell(c) -> str:
+        if c is None:
+            return "—"
+        if c.pooled:
+            text = f"{c.mean:.4f}" if c.mean is not None else "failed"
+            return text + (f" (pooled; {c.n_failed} clips failed)" if c.n_failed else "")
+        text = f"{c.mean:.4f}" if c.mean is not None else "—"
+        return text + (f" ({c.n} ok, {c.n_failed} failed)" if c.n_failed else "")
+
     head = ["method"] + [metric_name(m) + arrow(m) for m in metrics] + ["n", "n_failed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for method in methods:
-        out = [method]
-        clips, failed_clips = set(), set()
-        for metric in metrics:
-            group = cells.get((method, metric), [])
-            pooled = [r for r in group if r.clip == POOLED]
-            per_clip = [r for r in group if r.clip != POOLED]
-            ok = [r.value for r in per_clip if r.status == "ok"]
-            n_fail = sum(r.status == "failed" for r in per_clip)
-            clips.update(r.clip for r in per_clip)
-            failed_clips.update(r.clip for r in per_clip if r.status == "failed")
-            if pooled:
-                p = pooled[0]
-                cell = f"{p.value:.4f}" if p.status == "ok" else "failed"
-                if n_fail:
-                    cell += f" (pooled; {n_fail} clips failed)"
-            else:
-                cell = f"{sum(ok) / len(ok):.4f}" if ok else "—"
-                if n_fail:
-                    cell += f" ({len(ok)} ok, {n_fail} failed)"
-            out.append(cell)
-        out += [str(len(clips)), str(len(failed_clips))]
+        n, n_failed = method_counts(run, table, method)
+        out = [method] + [cell(table.get((method, metric))) for metric in metrics] + [str(n), str(n_failed)]
         lines.append("| " + " | ".join(out) + " |")
     lines.append("")
     lines.append("Metric protocols: " + "; ".join(f"`{m}`" for m in metrics))

@@ -166,7 +166,8 @@ def _label(metric: str) -> str:
     return f"{LABELS.get(name, name)}{arrow}"
 
 
-def _counts(run: Run, table: dict, method: str) -> tuple[int, int]:
+def method_counts(run: Run, table: dict, method: str) -> tuple[int, int]:
+    """(clips with rows, clips with at least one failed row) of one method."""
     ms = [table[(method, x)] for x in run.metrics if (method, x) in table]
     clips = {r.clip for r in run.rows if r.method == method and r.clip != POOLED}
     failed = {r.clip for r in run.rows if r.method == method and r.clip != POOLED and r.status == "failed"}
@@ -198,7 +199,7 @@ def markdown(run: Run) -> str:
             if c.n_failed and c.mean is not None:
                 text += f" ({c.n_failed} failed)"
             row.append(text)
-        n, n_failed = _counts(run, table, method)
+        n, n_failed = method_counts(run, table, method)
         row += [str(n), str(n_failed)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
@@ -250,7 +251,7 @@ def latex(run: Run, caption: str = "Quantitative results.", label: str = "tab:re
                 continue
             text = fmt(c.name, c.mean)
             row.append(rf"\textbf{{{text}}}" if c.rank == 1 else rf"\underline{{{text}}}" if c.rank == 2 else text)
-        n, n_failed = _counts(run, table, method)
+        n, n_failed = method_counts(run, table, method)
         out.append(" & ".join(row + [str(n), str(n_failed)]) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(out) + "\n"
