@@ -94,10 +94,9 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
 
     from baselines import build_method
     from metrics import build_metric
+    from metrics.base import options_key
 
     from .preprocess import Preprocessor
-
-    from metrics.base import options_key
 
     methods = {name: build_method(name, cfg.options_for(name)) for name in cfg.methods}
     crop_tag = cfg.preprocess.crop_tag()
@@ -129,6 +128,7 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
         if (cfg.suite, clip.id, method, metric.id) in done:
             return True
         return metric.pooled and partials.has(method, metric, clip)
+
     n_new = n_failed = 0
 
     def row(clip: Clip, method: str, metric, value=None, n_frames=None, error=None, note=None) -> ResultRow:
@@ -173,7 +173,7 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
                 n_new, n_failed = n_new + len(rows), n_failed + len(rows)
                 bar.set_postfix(failed=n_failed, refresh=False)
                 continue
-            for rows in evaluate_clip(clip, prepared, frames, {m: methods[m] for m in todo}, todo, cfg, row, reason, prep, partials):
+            for rows in evaluate_clip(clip, prepared, frames, methods, todo, cfg, row, reason, prep, partials):
                 append_rows(results, rows)
                 n_new += len(rows)
                 n_failed += sum(r.status == "failed" for r in rows)
@@ -295,8 +295,8 @@ def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, re
     pp = cfg.preprocess
     sample = Sample(clip.id, frames, prepared.audio, pp.fps, pp.sample_rate, prepared.landmarks, prepared.boxes)
     batch = max(1, cfg.runtime.batch_size)
-    for name, method in methods.items():
-        pending = todo[name]
+    for name, pending in todo.items():
+        method = methods[name]
         try:
             gen = method.generate(sample)
             if gen.frames.shape != frames.shape:
