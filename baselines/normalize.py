@@ -1,10 +1,11 @@
 """Normalising a method's output to the harness protocol.
 
 Rule: frames at the sample's fps; exactly as many frames as the driving audio spans (N). Up to
-`MAX_FRAME_SLACK` missing frames are filled by repeating the last one and extra frames are cut
-from the end (methods commonly drop or add one frame at the ends); a larger shortfall fails. A
-different resolution is resized to the template's (cv2 area when shrinking, bilinear when
-enlarging). The driving audio is what the output carries.
+`slack` missing frames (default MAX_FRAME_SLACK; a method whose audio windows span k frames and
+that stops at the last full window declares k - 1) are filled by repeating the last one, and
+extra frames are cut from the end; a larger shortfall fails. A different resolution is resized to
+the template's (cv2 area when shrinking, bilinear when enlarging). The driving audio is what the
+output carries. Every change is listed in the note that goes into the rows.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from .base import Generated, Sample
 MAX_FRAME_SLACK = 2
 
 
-def normalize_output(frames: np.ndarray, sample: Sample, source: str) -> Generated:
+def normalize_output(frames: np.ndarray, sample: Sample, source: str, slack: int = MAX_FRAME_SLACK, notes: list[str] | None = None) -> Generated:
     """Generated at the template's size and length with the driving audio; `note` lists what changed."""
     import cv2
 
-    n, notes = len(sample.frames), []
-    if len(frames) < n - MAX_FRAME_SLACK:
-        raise ClipError(f"{source}: {len(frames)} frames, the driving audio needs {n} (at most {MAX_FRAME_SLACK} may be missing)")
+    n, notes = len(sample.frames), list(notes or [])
+    if len(frames) < n - slack:
+        raise ClipError(f"{source}: {len(frames)} frames, the driving audio needs {n} (at most {slack} may be missing)")
     if len(frames) != n:
         notes.append(f"{len(frames)} frames -> {n}")
         frames = frames[:n] if len(frames) > n else np.concatenate([frames, np.repeat(frames[-1:], n - len(frames), axis=0)])

@@ -1,38 +1,64 @@
-"""`results`: a folder of a method's already generated videos ("bring your own results")."""
+"""Already generated results ("bring your own results"): a folder of videos, or of frame folders.
+
+`results`  any method's videos (or frame folders) in `results.dir`, one per clip named by `results.pattern`.
+`difftalk` DiffTalk's generated frames. Its released inference script runs only on its preprocessed
+           HDTF data with a hard-coded checkpoint path and writes JPEG frames, and no trained
+           checkpoint is published, so the harness reads the frames it wrote: `difftalk.dir`, one
+           folder of frames per clip (`difftalk.pattern`, default `{clip}`).
+A frame folder holds the frames as .png/.jpg files in name order, at the harness fps.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from stsa_bench.config import typed
+import numpy as np
+
 from stsa_bench.errors import ClipError
 from stsa_bench.registry import METHODS
 
-from .base import Generated, Sample
-from .normalize import normalize_output
+from .base import Generated, Method, Sample
+from .normalize import MAX_FRAME_SLACK, normalize_output
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 @dataclass(frozen=True)
 class ResultsOptions:
     dir: str | None = None
     pattern: str = "{clip}.mp4"
-    label: str = ""
+    frame_slack: int = MAX_FRAME_SLACK
+
+
+def read_frame_folder(path: Path) -> np.ndarray:
+    """RGB uint8 (N, H, W, 3) from the images in `path`, in name order; all must share one size."""
+    import cv2
+
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ClipError(f"{path}: no frames ({', '.join(IMAGE_SUFFIXES)})")
+    frames = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ClipError(f"{f}: not a readable image")
+        if frames and img.shape != frames[0].shape:
+            raise ClipError(f"{f}: {img.shape[1]}x{img.shape[0]}, the first frame is {frames[0].shape[1]}x{frames[0].shape[0]}")
+        frames.append(img)
+    return np.stack(frames)[..., ::-1].copy()
 
 
 @METHODS.register("results")
-class FolderResults:
-    """Already generated videos in `results.dir` (file = `results.pattern` with {clip} or {clip_flat}), normalised."""
+class FolderResults(Method):
+    """Already generated videos (or frame folders) in `results.dir`: file = `results.pattern` with {clip} or {clip_flat}, normalised."""
 
     name = "results"
-    version = "1"
-
-    def __init__(self, **options):
-        self.opts = typed(ResultsOptions, options, "results")
+    Options = ResultsOptions
 
     def path_for(self, clip_id: str) -> Path:
         if not self.opts.dir:
-            raise ClipError("method results needs results.dir=DIR (a folder of generated videos)")
+            raise ClipError(f"method {self.name} needs {self.name}.dir=DIR (a folder of generated videos)")
         name = self.opts.pattern.format(clip=clip_id, clip_flat=clip_id.replace("/", "__"))
         return Path(self.opts.dir).expanduser() / name
 
@@ -40,7 +66,23 @@ class FolderResults:
         from stsa_bench.media import decode_video
 
         path = self.path_for(sample.clip_id)
-        if not path.is_file():
-            raise ClipError(f"{path}: no generated video for clip {sample.clip_id} (results.dir / results.pattern)")
-        frames, _ = decode_video(path, sample.fps)
-        return normalize_output(frames, sample, str(path))
+        if path.is_dir():
+            frames = read_frame_folder(path)
+        elif path.is_file():
+            frames, _ = decode_video(path, sample.fps)
+        else:
+            raise ClipError(f"{path}: no generated video for clip {sample.clip_id} ({self.name}.dir / {self.name}.pattern)")
+        return normalize_output(frames, sample, str(path), self.opts.frame_slack)
+
+
+@dataclass(frozen=True)
+class DiffTalkOptions(ResultsOptions):
+    pattern: str = "{clip}"
+
+
+@METHODS.register("difftalk")
+class DiffTalkResults(FolderResults):
+    """DiffTalk's generated frames, one folder per clip in `difftalk.dir` (see the module docstring)."""
+
+    name = "difftalk"
+    Options = DiffTalkOptions

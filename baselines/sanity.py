@@ -14,30 +14,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stsa_bench.config import typed
 from stsa_bench.faces import LIP_POINTS
 from stsa_bench.registry import METHODS
 
-from .base import Generated, Sample
+from .base import Generated, Method, Sample
 
 
 @METHODS.register("gt")
-class GroundTruth:
+class GroundTruth(Method):
     """Ground-truth copy (the paper's GT row)."""
 
     name = "gt"
-    version = "1"
 
     def generate(self, sample: Sample) -> Generated:
         return Generated(sample.frames, sample.audio)
 
 
 @METHODS.register("static")
-class Static:
+class Static(Method):
     """First template frame repeated for every frame; audio unchanged."""
 
     name = "static"
-    version = "1"
 
     def generate(self, sample: Sample) -> Generated:
         return Generated(np.repeat(sample.frames[:1], len(sample.frames), axis=0), sample.audio)
@@ -61,14 +58,11 @@ class ShiftOptions:
 
 
 @METHODS.register("shift")
-class ShiftedAudio:
+class ShiftedAudio(Method):
     """Ground-truth frames, audio shifted by `shift.frames` video frames (positive = audio late)."""
 
     name = "shift"
-    version = "1"
-
-    def __init__(self, **options):
-        self.opts = typed(ShiftOptions, options, "shift")
+    Options = ShiftOptions
 
     def generate(self, sample: Sample) -> Generated:
         per_frame = sample.sample_rate // sample.fps
@@ -96,14 +90,11 @@ def mouth_boxes(landmarks: np.ndarray, width: int, height: int, margin: float) -
 
 
 @METHODS.register("mouth_blur")
-class MouthBlur:
+class MouthBlur(Method):
     """Ground truth with the mouth region Gaussian-blurred (sigma = sigma_frac x mouth width); audio unchanged."""
 
     name = "mouth_blur"
-    version = "1"
-
-    def __init__(self, **options):
-        self.opts = typed(MouthBlurOptions, options, "mouth_blur")
+    Options = MouthBlurOptions
 
     def generate(self, sample: Sample) -> Generated:
         import cv2

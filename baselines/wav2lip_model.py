@@ -12,9 +12,11 @@ from stsa_bench.weights import WeightsMissing, WeightsSpec, load_state_dict
 
 _WEIGHTS_URL = "https://github.com/Rudrabha/Wav2Lip#getting-the-weights"
 
-WAV2LIP_WEIGHTS = WeightsSpec(name="wav2lip", filename="wav2lip.pth", url=_WEIGHTS_URL, sha256="")
-WAV2LIP_GAN_WEIGHTS = WeightsSpec(name="wav2lip_gan", filename="wav2lip_gan.pth", url=_WEIGHTS_URL, sha256="")
-LIPSYNC_EXPERT_WEIGHTS = WeightsSpec(name="lipsync_expert", filename="lipsync_expert.pth", url=_WEIGHTS_URL, sha256="")
+# The official repository links its checkpoints from a README section (Google Drive / SharePoint
+# folders) and publishes no hashes: no automatic download; the sha256 of the file used goes into every row.
+WAV2LIP_WEIGHTS = WeightsSpec(name="wav2lip", filename="wav2lip.pth", url=_WEIGHTS_URL, sha256="", direct=False)
+WAV2LIP_GAN_WEIGHTS = WeightsSpec(name="wav2lip_gan", filename="wav2lip_gan.pth", url=_WEIGHTS_URL, sha256="", direct=False)
+LIPSYNC_EXPERT_WEIGHTS = WeightsSpec(name="lipsync_expert", filename="lipsync_expert.pth", url=_WEIGHTS_URL, sha256="", direct=False)
 
 
 class ConvBNReLU(nn.Module):
@@ -126,8 +128,8 @@ class SyncNetColor(nn.Module):
     def forward(self, audio_sequences, face_sequences):
         face = self.face_encoder(face_sequences)
         audio = self.audio_encoder(audio_sequences)
-        audio = F.normalize(audio.reshape(audio.size(0), -1), p=2, dim=1)
-        face = F.normalize(face.reshape(face.size(0), -1), p=2, dim=1)
+        audio = F.normalize(audio.reshape(audio.size(0), -1), p=2.0, dim=1)
+        face = F.normalize(face.reshape(face.size(0), -1), p=2.0, dim=1)
         return audio, face
 
 

@@ -336,13 +336,15 @@ def comparison_markdown(run: Run, reference: dict) -> str:
 
 
 def provenance(run: Run) -> dict:
-    """Harness version and git sha, config hash, suite manifest hash, weights sha256 per metric, dates."""
+    """Harness version and git sha, config hash, suite manifest hash, weights sha256 per metric and per method, dates."""
     import datetime as _dt
 
-    weights = defaultdict(set)
+    weights, methods = defaultdict(set), defaultdict(set)
     for r in run.rows:
         if r.weights_sha:
             weights[metric_name(r.metric)].add(r.weights_sha)
+        if r.method_weights_sha:
+            methods[r.method].add(r.method_weights_sha)
     return {
         "suite": run.rows[0].suite,
         "harness_version": sorted({r.harness_version for r in run.rows}),
@@ -350,6 +352,7 @@ def provenance(run: Run) -> dict:
         "config_hash": sorted({r.config_hash for r in run.rows}),
         "suite_manifest_hash": run.manifest.get("manifest_hash"),
         "weights_sha256": {k: sorted(v) for k, v in sorted(weights.items())},
+        "method_weights_sha256": {k: sorted(v) for k, v in sorted(methods.items())},
         "metric_ids": run.metrics,
         "run_created": run.info.get("created"),
         "report_date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

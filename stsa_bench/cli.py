@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -44,11 +45,21 @@ def to_overrides(args: argparse.Namespace) -> list[str]:
         if value:
             names = [v.strip() for v in value.split(",") if v.strip()]
             if names != ["all"] or flag != "metrics":
-                registry.check(names)
+                registry.check([n.split(":", 1)[-1] for n in names] if flag == "methods" else names)
             overrides.append(f"{flag}=[{','.join(names)}]")
     if getattr(args, "out", None):
         overrides.append(f"out={_quote(str(Path(args.out).expanduser()))}")
-    return overrides + list(args.overrides)
+    labels = {n.split(":", 1)[0] for n in (getattr(args, "methods", None) or "").split(",") if ":" in n}
+    extra = [f"+{o}" if o.split("=", 1)[0].split(".", 1)[0] in labels else o for o in args.overrides]
+    return overrides + [_quote_placeholders(o) for o in extra]
+
+
+def _quote_placeholders(override: str) -> str:
+    """`results.pattern={clip}.mp4` -> quoted value: Hydra's grammar would read `{...}` as a dict."""
+    key, eq, value = override.partition("=")
+    if eq and re.search(r"\{clip(_flat)?\}", value) and value[:1] not in "'\"":
+        return f"{key}={_quote(value)}"
+    return override
 
 
 def compose(overrides: list[str]) -> dict:
@@ -161,8 +172,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if what in ("methods", "all"):
         print("methods:")
         for name in METHODS.names():
-            doc = (METHODS.get(name).__doc__ or "").strip().splitlines()[0]
-            print(f"  {name:<10} {doc}")
+            doc = " ".join((METHODS.get(name).__doc__ or "").strip().split("\n\n")[0].split())
+            print(f"  {name:<17} {doc}")
     if what in ("metrics", "all"):
         from .config import PreprocessConfig
         from .weights import WeightsMissing, resolve

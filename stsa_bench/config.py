@@ -137,6 +137,7 @@ class RunConfig:
     suite_options: Mapping[str, Any]
     data: DataConfig
     methods: tuple[str, ...]
+    """Row names; `label:method` entries run registered `method` under the row name `label`."""
     metrics: tuple[str, ...]
     out: Path
     cache_dir: Path
@@ -145,6 +146,7 @@ class RunConfig:
     runtime: RuntimeConfig
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     weights: Mapping[str, Any] = field(default_factory=dict)
+    method_specs: Mapping[str, str] = field(default_factory=dict)
     resolved: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -153,6 +155,10 @@ class RunConfig:
 
     def options_for(self, name: str) -> Mapping[str, Any]:
         return self.options.get(name) or {}
+
+    def method_of(self, name: str) -> str:
+        """The registered method behind a row name."""
+        return self.method_specs.get(name, name)
 
 
 TOP_LEVEL = ("suite", "data", "methods", "metrics", "out", "cache_dir", "seed", "preprocess", "runtime", "weights")
@@ -170,7 +176,8 @@ def run_config_from_dict(resolved: Mapping[str, Any]) -> RunConfig:
     suite = dict(resolved.get("suite") or {})
     if "name" not in suite:
         raise ConfigError("the suite config has no 'name'")
-    known_components = set(_component_names())
+    specs = _method_specs(_coerce(resolved.get("methods") or [], tuple[str, ...], "methods"))
+    known_components = set(_component_names()) | set(specs)
     metrics = _coerce(resolved.get("metrics") or [], tuple[str, ...], "metrics")
     if metrics == ("all",):
         from .registry import PAPER_METRICS
@@ -189,7 +196,8 @@ def run_config_from_dict(resolved: Mapping[str, Any]) -> RunConfig:
         suite=str(suite.pop("name")),
         suite_options=suite,
         data=typed(DataConfig, resolved.get("data"), "data"),
-        methods=_coerce(resolved.get("methods") or [], tuple[str, ...], "methods"),
+        methods=tuple(specs),
+        method_specs={k: v for k, v in specs.items() if k != v},
         metrics=metrics,
         out=Path(str(resolved.get("out") or "results")).expanduser(),
         cache_dir=cache_root(resolved.get("cache_dir")),
@@ -205,6 +213,23 @@ def run_config_from_dict(resolved: Mapping[str, Any]) -> RunConfig:
     if not cfg.metrics:
         raise ConfigError("no metrics given (--metrics x,y)")
     return cfg
+
+
+def _method_specs(entries: tuple[str, ...]) -> dict[str, str]:
+    """{row name: registered method} from `name` or `label:name` entries (labels are new names)."""
+    from .registry import METHODS
+
+    specs: dict[str, str] = {}
+    for entry in entries:
+        label, _, name = entry.rpartition(":")
+        label = label or name
+        METHODS.check([name])
+        if label != name and (label in _component_names() or label in TOP_LEVEL):
+            raise ConfigError(f"method label {label!r} in {entry!r} is already a setting name; choose another")
+        if label in specs:
+            raise ConfigError(f"method {label!r} is listed twice")
+        specs[label] = name
+    return specs
 
 
 OPTION_KEYS = ("lse",)

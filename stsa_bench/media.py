@@ -212,12 +212,14 @@ def write_video(
     audio: np.ndarray | None = None,
     sample_rate: int = 16000,
     lossless: bool = True,
+    crf: int = 18,
 ) -> None:
     """Write RGB uint8 frames (and mono float audio) to `path`.
 
     lossless=True: FFV1 (bgr0) + 16-bit PCM in Matroska, bit-exact on decode; with FFmpeg's
     bitexact flags the file bytes depend only on the content (and the FFmpeg build).
-    lossless=False: H.264 yuv420p + AAC in MP4, for viewing.
+    lossless=False: H.264 yuv420p (x264 `crf`; 0 is lossless after the 4:2:0 conversion) + AAC
+    in MP4, for viewing and for third-party tools that read only H.264.
     """
     import av
 
@@ -232,7 +234,7 @@ def write_video(
         else:
             vstream = container.add_stream("libx264", rate=fps)
             vstream.pix_fmt = "yuv420p"
-            vstream.options = {"crf": "18"}
+            vstream.options = {"crf": str(crf)}
             w, h = w - w % 2, h - h % 2
         vstream.width, vstream.height = w, h
         astream = None

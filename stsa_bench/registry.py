@@ -70,6 +70,16 @@ METHODS: Registry = Registry(
         "shift": "baselines.sanity",
         "mouth_blur": "baselines.sanity",
         "results": "baselines.results",
+        "wav2lip": "baselines.wav2lip",
+        "wav2lip_gan": "baselines.wav2lip",
+        "wav2lip_official": "baselines.external",
+        "dinet": "baselines.external",
+        "iplap": "baselines.external",
+        "talklip": "baselines.external",
+        "musetalk": "baselines.external",
+        "pcavs": "baselines.external",
+        "latentsync": "baselines.external",
+        "difftalk": "baselines.results",
     },
 )
 METRICS: Registry = Registry(

@@ -23,7 +23,10 @@ def metric_name(metric_id: str) -> str:
 
 @dataclass(frozen=True)
 class ResultRow:
-    """One value of one metric for one clip and method, or the reason there is none."""
+    """One value of one metric for one clip and method, or the reason there is none.
+
+    weights_sha is the metric's weights file; method_weights_sha the checkpoint the method ran.
+    """
 
     suite: str
     clip: str
@@ -36,6 +39,8 @@ class ResultRow:
     config_hash: str
     git_sha: str
     weights_sha: str | None = None
+    method_version: str | None = None
+    method_weights_sha: str | None = None
     clip_sha256: str = ""
     seed: int = 0
     harness_version: str = ""

@@ -87,18 +87,20 @@ def init_run_dir(out: Path, cfg: RunConfig) -> None:
 
 
 def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
-    METHODS.check(cfg.methods)
+    METHODS.check([cfg.method_of(m) for m in cfg.methods])
     METRICS.check(cfg.metrics)
     clips = load_suite(suite_context(cfg))
     report_unavailable(cfg.suite, clips, log)
 
     from baselines import build_method
+    from baselines.base import MethodEnv
     from metrics import build_metric
     from metrics.base import options_key
 
     from .preprocess import Preprocessor
 
-    methods = {name: build_method(name, cfg.options_for(name)) for name in cfg.methods}
+    env = MethodEnv(cfg.runtime.device, cfg.weights, cfg.out, cfg.seed)
+    methods = {name: build_method(cfg.method_of(name), cfg.options_for(name), env, label=name) for name in cfg.methods}
     crop_tag = cfg.preprocess.crop_tag()
     metrics = [
         build_metric(n, crop_tag, cfg.runtime.device, cfg.options_for(options_key(n)), cfg.weights, cfg.cache_dir)
@@ -132,7 +134,10 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     n_new = n_failed = 0
 
     def row(clip: Clip, method: str, metric, value=None, n_frames=None, error=None, note=None) -> ResultRow:
+        m = methods.get(method)
         return ResultRow(
+            method_version=getattr(m, "version", None),
+            method_weights_sha=getattr(m, "weights_sha", None),
             clip=clip.id,
             method=method,
             metric=metric.id,
@@ -293,7 +298,7 @@ def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, re
     from .preprocess import crop_faces
 
     pp = cfg.preprocess
-    sample = Sample(clip.id, frames, prepared.audio, pp.fps, pp.sample_rate, prepared.landmarks, prepared.boxes)
+    sample = Sample(clip.id, frames, prepared.audio, pp.fps, pp.sample_rate, prepared.landmarks, prepared.boxes, clip.sha256)
     batch = max(1, cfg.runtime.batch_size)
     for name, pending in todo.items():
         method = methods[name]

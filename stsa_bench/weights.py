@@ -23,12 +23,14 @@ WEIGHTS_ENV = "STSA_BENCH_WEIGHTS"
 class WeightsSpec:
     """An official weights file. `sha256` is the full hash when published, else the
     8-hex prefix that the file name carries (torchvision / pytorch-fid convention), or ""
-    when no official hash exists (then any file is accepted and its sha256 recorded)."""
+    when no official hash exists (then any file is accepted and its sha256 recorded).
+    `direct` is False when `url` is a page to download from by hand (no automatic download)."""
 
     name: str
     filename: str
     url: str
     sha256: str
+    direct: bool = True
 
     def matches(self, digest: str) -> bool:
         if not self.sha256:
@@ -66,10 +68,11 @@ def resolve(spec: WeightsSpec, explicit: str | os.PathLike | None = None, downlo
             if check and not explicit and not spec.matches(digest):
                 raise WeightsMissing(f"{path}: sha256 {digest[:16]}… does not match the official {spec.name} file ({spec.sha256})")
             return path, digest
-    if download:
+    if download and spec.direct:
         return fetch(spec)
+    how = "or set weights.download=true" if spec.direct else "no direct download: fetch it by hand from that page"
     raise WeightsMissing(
-        f"{spec.name} weights missing: {spec.where()} (official: {spec.url}, sha256 {spec.sha256 or 'not published'}; or set weights.download=true)"
+        f"{spec.name} weights missing: {spec.where()} (official: {spec.url}, sha256 {spec.sha256 or 'not published'}; {how})"
     )
 
 
@@ -93,11 +96,29 @@ def fetch(spec: WeightsSpec) -> tuple[Path, str]:
         tmp.unlink(missing_ok=True)
 
 
+def is_torchscript(path: Path) -> bool:
+    """A TorchScript archive (torch.jit.save): a zip with `constants.pkl` and a `code/` folder."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
 def load_state_dict(path: Path):
-    """A checkpoint's state dict, never unpickling arbitrary objects; unwraps `state_dict` and `module.`."""
+    """A checkpoint's state dict, never unpickling arbitrary objects; unwraps `state_dict` and `module.`.
+
+    TorchScript archives (some official downloads now ship the model scripted) give their
+    parameters and buffers through torch.jit.load, which runs no Python pickle code.
+    """
     import torch
 
-    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    if is_torchscript(Path(path)):
+        sd = torch.jit.load(str(path), map_location="cpu").state_dict()
+    else:
+        sd = torch.load(str(path), map_location="cpu", weights_only=True)
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):

@@ -7,6 +7,8 @@ import pytest
 
 from stsa_bench.paths import shared_root
 
+LRS2_CLIP = "smeetrs__deep_avsr__00004"
+
 
 def pytest_configure(config):
     os.environ.setdefault("GLOG_minloglevel", "2")
@@ -60,3 +62,30 @@ def golden_path(golden_state, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "syncnet_golden.pt"
     torch.save(golden_state, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def golden_wav2lip_path(shared, make_weights, tmp_path_factory) -> Path:
+    """Golden Wav2Lip weights saved the way the official checkpoints are: DataParallel prefix, extra keys."""
+    import torch
+
+    state = make_weights.golden_state_dict_from_manifest(str(shared / "golden" / "wav2lip" / "manifest.json"))
+    path = tmp_path_factory.mktemp("w2l") / "wav2lip.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "global_step": 0}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lrs2_sample(shared, cache_dir):
+    """The LRS2-format shared clip (160x160, 25 fps) as a method sees it."""
+    from baselines.base import Sample
+    from stsa_bench.config import PreprocessConfig
+    from stsa_bench.paths import sha256_file
+    from stsa_bench.preprocess import Preprocessor
+    from stsa_bench.suites import Clip
+
+    video = shared / "clips" / f"{LRS2_CLIP}.mp4"
+    clip = Clip(LRS2_CLIP, video, sha256=sha256_file(video))
+    prep = Preprocessor(PreprocessConfig(), cache_dir)
+    p, frames = prep.prepare(clip), prep.frames(clip)
+    return Sample(clip.id, frames, p.audio, 25, 16000, p.landmarks, p.boxes, clip.sha256)

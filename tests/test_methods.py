@@ -97,3 +97,56 @@ def test_sanity_orderings_on_real_clips(shared, tmp_path, cache_dir):
         for metric in ("psnr", "ssim"):
             assert v[("gt", metric)] == v[("shift", metric)]
             assert v[("gt", metric)] > v[("mouth_blur", metric)] and v[("gt", metric)] > v[("static", metric)]
+
+
+def test_difftalk_reads_frame_folders(tmp_path):
+    """DiffTalk's output is a folder of JPEG frames per clip; unreadable or missing folders fail with the path."""
+    import cv2
+
+    from baselines import build_method
+
+    s = sample(n=6, h=32, w=40)
+    folder = tmp_path / "difftalk" / "c"
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(s.frames[:5]):
+        cv2.imwrite(str(folder / f"0000_{i:04d}.png"), frame[..., ::-1])
+    gen = build_method("difftalk", {"dir": str(tmp_path / "difftalk")}).generate(s)
+    assert np.array_equal(gen.frames[:5], s.frames[:5]) and np.array_equal(gen.frames[5], s.frames[4]) and gen.note == "5 frames -> 6"
+    (folder / "0000_0005.png").write_bytes(b"not an image")
+    with pytest.raises(ClipError, match="0000_0005.png: not a readable image"):
+        build_method("difftalk", {"dir": str(tmp_path / "difftalk")}).generate(s)
+    with pytest.raises(ClipError, match="no generated video for clip c"):
+        build_method("difftalk", {"dir": str(tmp_path / "elsewhere")}).generate(s)
+
+
+def test_labelled_methods_give_their_own_rows(tmp_path, cache_dir):
+    """`label:method` runs a registered method under a new row name with its own settings (e.g. two
+    bring-your-own-results folders, StableDub and another paper's videos, in one table)."""
+    from stsa_bench.config import DataConfig
+    from stsa_bench.media import decode_video
+    from stsa_bench.suites import SuiteContext, load_suite
+
+    from .helpers import make_config
+
+    clips = load_suite(SuiteContext("demo", make_config("suite=demo").suite_options, DataConfig(), cache_dir))
+    for name, fn in (("a", lambda f: f), ("b", lambda f: np.repeat(f[:1], len(f), axis=0))):
+        for clip in clips:
+            frames, _ = decode_video(clip.video)
+            write_video(tmp_path / name / f"{clip.id}.mkv", fn(frames), 25, None, lossless=True)
+    out = tmp_path / "out"
+    rc = main(["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}", "runtime.progress=false",
+               "--methods", "gt,stabledub:results,frozen:results", "--metrics", "psnr",
+               f"stabledub.dir={tmp_path / 'a'}", "stabledub.pattern={clip}.mkv", f"frozen.dir={tmp_path / 'b'}", "frozen.pattern={clip}.mkv"])  # fmt: skip
+    assert rc == 0
+    rows = {(r.clip, r.method): r for r in read_rows(out / "results.jsonl")}
+    assert {m for _, m in rows} == {"gt", "stabledub", "frozen"}
+    for clip in clips:
+        assert rows[(clip.id, "stabledub")].value == rows[(clip.id, "gt")].value
+        assert rows[(clip.id, "frozen")].value < rows[(clip.id, "gt")].value
+
+    from stsa_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="method label 'psnr' in 'psnr:results' is already a setting name"):
+        make_config("methods=[psnr:results]")
+    with pytest.raises(ConfigError, match="unknown method 'resluts'; did you mean 'results'"):
+        make_config("methods=[x:resluts]")

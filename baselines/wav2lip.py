@@ -1,0 +1,216 @@
+"""In-tree Wav2Lip (Prajwal et al., "A Lip Sync Expert Is All You Need", ACM MM 2020).
+
+Inference as the official `inference.py` does it, with one stated difference: face boxes come
+from this harness's FaceMesh landmarks instead of S3FD.
+
+- Boxes: the landmarks' extent per frame (FaceMesh reaches higher up the forehead than S3FD),
+  grown by `pads` (top, bottom, left, right; official default 0 10 0 0), clipped to the frame,
+  then the official 5-frame forward mean (`get_smoothened_boxes`, integer boxes).
+- Face: the box resized to 96x96 (bilinear), BGR; the input is the face with its lower half zeroed
+  stacked with the unmasked face (the official inference reference is the frame itself), / 255.
+- Audio: Wav2Lip's mel (`wav2lip_mel`); frame i gets the 16 mel frames from int(i x 80 / fps).
+  The official loop stops at the first window that would overrun the mel and outputs that many
+  frames (3 short of N at 25 fps); here frames past it reuse that last full window, so the output
+  keeps all N frames and is identical to the official output on the frames both have.
+- Paste-back: the prediction x 255 truncated to uint8, resized (bilinear) to the box and pasted;
+  every pixel outside the box is the template's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import ClassVar
+
+import numpy as np
+
+from stsa_bench.errors import ClipError, ConfigError
+from stsa_bench.registry import METHODS
+
+from .base import Generated, Method, Sample
+
+SAMPLE_RATE = 16000
+N_FFT, HOP, WIN = 800, 200, 800
+N_MELS, FMIN, FMAX = 80, 55.0, 7600.0
+PREEMPHASIS = 0.97
+MIN_LEVEL_DB, REF_LEVEL_DB, MAX_ABS = -100.0, 20.0, 4.0
+MEL_STEP = 16
+FACE = 96
+SMOOTH_T = 5
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above (27 mels per ln 6.4)."""
+    f = np.asarray(f, dtype=np.float64)
+    lin = f / (200.0 / 3)
+    logstep = np.log(6.4) / 27.0
+    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / logstep, lin)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    logstep = np.log(6.4) / 27.0
+    return np.where(m >= 15.0, 1000.0 * np.exp(logstep * (m - 15.0)), m * (200.0 / 3))
+
+
+@lru_cache(maxsize=4)
+def mel_basis(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS, fmin: float = FMIN, fmax: float = FMAX) -> np.ndarray:
+    """(n_mels, 1 + n_fft/2) Slaney triangular filters with area normalisation 2 / (f[i+2] - f[i])
+    (Slaney's Auditory Toolbox; librosa.filters.mel defaults)."""
+    fft_f = np.linspace(0.0, sr / 2.0, 1 + n_fft // 2)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    width = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_f[None, :]
+    lower = -ramps[:-2] / width[:-1, None]
+    upper = ramps[2:] / width[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+def wav2lip_mel(wav: np.ndarray) -> np.ndarray:
+    """Wav2Lip's normalised log-mel spectrogram (80, 1 + len // 200) of 16 kHz mono audio (official audio.py / hparams.py).
+
+    y = pre-emphasis (1 - 0.97 z^-1); |STFT| with n_fft 800, hop 200, periodic Hann 800, centred
+    with reflect padding; 80 Slaney mel bands 55-7600 Hz; S = 20 log10(max(1e-5, mel)) - 20;
+    out = clip(8 (S + 100) / 100 - 4, -4, 4).
+    """
+    wav = np.asarray(wav, dtype=np.float32)
+    if len(wav) < 2:
+        raise ValueError("audio too short for a mel spectrogram")
+    y = np.empty_like(wav)
+    y[0] = wav[0]
+    y[1:] = wav[1:] - PREEMPHASIS * wav[:-1]
+    pad = N_FFT // 2
+    if len(y) <= pad:
+        raise ValueError(f"audio too short for Wav2Lip's mel ({len(y)} samples, reflect padding needs > {pad})")
+    y = np.pad(y, pad, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(y, N_FFT)[::HOP]
+    window = np.hanning(WIN + 1)[:-1].astype(np.float32)
+    mag = np.abs(np.fft.rfft(frames * window, n=N_FFT, axis=1)).astype(np.float32)
+    mel = mel_basis() @ mag.T
+    min_level = np.exp(MIN_LEVEL_DB / 20 * np.log(10))
+    s = 20 * np.log10(np.maximum(min_level, mel)) - REF_LEVEL_DB
+    return np.clip(2 * MAX_ABS * ((s - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS, -MAX_ABS, MAX_ABS).astype(np.float32)
+
+
+def mel_windows(mel: np.ndarray, n_frames: int, fps: int) -> np.ndarray:
+    """(n_frames, 80, 16): frame i gets mel[:, s : s + 16] with s = min(int(i x 80 / fps), T - 16)."""
+    t = mel.shape[1]
+    if t < MEL_STEP:
+        raise ValueError(f"audio too short: {t} mel frames, Wav2Lip needs {MEL_STEP}")
+    starts = np.minimum((np.arange(n_frames) * (80.0 / fps)).astype(int), t - MEL_STEP)
+    return np.stack([mel[:, s : s + MEL_STEP] for s in starts])
+
+
+def smooth_boxes(boxes: np.ndarray, t: int = SMOOTH_T) -> np.ndarray:
+    """The official `get_smoothened_boxes`: box i = mean of boxes i..i+t-1 (the last t near the end), in place on ints."""
+    boxes = boxes.copy()
+    n = len(boxes)
+    for i in range(n):
+        window = boxes[n - t :] if i + t > n else boxes[i : i + t]
+        boxes[i] = np.mean(window, axis=0)
+    return boxes
+
+
+def face_boxes(landmarks: np.ndarray, width: int, height: int, pads=(0, 10, 0, 0), smooth: bool = True) -> np.ndarray:
+    """(N, 4) int x1, y1, x2, y2: landmark extent + pads (top, bottom, left, right), clipped, gaps
+    interpolated from the nearest frames with a face, then smoothed (official 5-frame mean)."""
+    xy = landmarks[..., :2].astype(np.float64) * [width, height]
+    found = np.isfinite(xy).all(axis=(1, 2))
+    if not found.any():
+        raise ValueError("no face in any frame")
+    raw = np.concatenate([xy.min(axis=1), xy.max(axis=1)], axis=1)
+    idx = np.flatnonzero(found)
+    for c in range(4):
+        raw[:, c] = np.interp(np.arange(len(raw)), idx, raw[idx, c])
+    top, bottom, left, right = pads
+    x1 = np.maximum(0, raw[:, 0] - left)
+    y1 = np.maximum(0, raw[:, 1] - top)
+    x2 = np.minimum(width, raw[:, 2] + right)
+    y2 = np.minimum(height, raw[:, 3] + bottom)
+    boxes = np.stack([x1, y1, x2, y2], axis=1).astype(int)
+    boxes = smooth_boxes(boxes) if smooth and len(boxes) >= SMOOTH_T else boxes
+    if ((boxes[:, 2] - boxes[:, 0]) < 2).any() or ((boxes[:, 3] - boxes[:, 1]) < 2).any():
+        raise ValueError("a face box is smaller than 2 pixels")
+    return boxes
+
+
+@dataclass(frozen=True)
+class Wav2LipOptions:
+    batch_size: int = 128
+    pads: tuple[int, ...] = (0, 10, 0, 0)
+    smooth: bool = True
+
+
+@METHODS.register("wav2lip")
+class Wav2LipMethod(Method):
+    """Wav2Lip generator (official `wav2lip.pth`), FaceMesh face boxes, batched on `runtime.device`."""
+
+    name = "wav2lip"
+    version = "official-inference"
+    Options = Wav2LipOptions
+    weights_name: ClassVar[str] = "wav2lip"
+
+    def __init__(self, env=None, /, **options):
+        super().__init__(env, **options)
+        if len(self.opts.pads) != 4:
+            raise ConfigError(f"{self.name}.pads needs 4 integers (top, bottom, left, right), got {list(self.opts.pads)}")
+        if self.opts.batch_size < 1:
+            raise ConfigError(f"{self.name}.batch_size must be >= 1")
+        self._model = None
+
+    def spec(self):
+        from .wav2lip_model import WAV2LIP_GAN_WEIGHTS, WAV2LIP_WEIGHTS
+
+        return WAV2LIP_GAN_WEIGHTS if self.weights_name == "wav2lip_gan" else WAV2LIP_WEIGHTS
+
+    def model(self):
+        if self._model is None:
+            from metrics.base import resolve_device
+            from stsa_bench.weights import resolve
+
+            from .wav2lip_model import load_wav2lip
+
+            weights = self.env.weights
+            path, self.weights_sha = resolve(self.spec(), weights.get(self.weights_name), bool(weights.get("download")))
+            self.device = resolve_device(self.env.device)
+            self._model = load_wav2lip(path, self.device)
+        return self._model
+
+    def generate(self, sample: Sample) -> Generated:
+        import cv2
+        import torch
+
+        frames = sample.frames
+        n, h, w = frames.shape[:3]
+        try:
+            boxes = face_boxes(sample.landmarks, w, h, self.opts.pads, self.opts.smooth)
+            mels = mel_windows(wav2lip_mel(sample.audio), n, sample.fps)
+        except ValueError as exc:
+            raise ClipError(f"{sample.clip_id}: wav2lip: {exc}") from exc
+        model = self.model()
+        out = frames.copy()
+        for start in range(0, n, self.opts.batch_size):
+            idx = range(start, min(n, start + self.opts.batch_size))
+            faces = np.stack([cv2.resize(frames[i, y1:y2, x1:x2, ::-1], (FACE, FACE)) for i in idx for x1, y1, x2, y2 in [boxes[i]]])
+            masked = faces.copy()
+            masked[:, FACE // 2 :] = 0
+            x = np.concatenate([masked, faces], axis=3).astype(np.float32) / 255.0
+            face_t = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)
+            mel_t = torch.from_numpy(mels[start : start + len(idx)])[:, None].to(self.device)
+            with torch.inference_mode():
+                pred = model(mel_t, face_t)
+            pred = (pred.permute(0, 2, 3, 1).float().cpu().numpy() * 255.0).astype(np.uint8)
+            for p, i in zip(pred, idx):
+                x1, y1, x2, y2 = boxes[i]
+                out[i, y1:y2, x1:x2] = cv2.resize(np.ascontiguousarray(p[..., ::-1]), (x2 - x1, y2 - y1))
+        return Generated(out, sample.audio)
+
+
+@METHODS.register("wav2lip_gan")
+class Wav2LipGANMethod(Wav2LipMethod):
+    """Wav2Lip with the visual-quality discriminator checkpoint (official `wav2lip_gan.pth`)."""
+
+    name = "wav2lip_gan"
+    weights_name = "wav2lip_gan"

@@ -1,0 +1,99 @@
+"""A stand-in for a third-party method's inference CLI (used by tests/test_external.py).
+
+It records how it was called (argv, cwd, interpreter) in `<checkout>/calls.jsonl` and writes an
+output video where and how the real method documents it: same frames with the lower half
+inverted, with that method's frame count, size and file naming. FAKE_MODE=fail exits 3 with a
+traceback on stderr; FAKE_MODE=sleep hangs; FAKE_MODE=silent exits 0 writing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+METHOD = os.environ["FAKE_METHOD"]
+CHECKOUT = Path(os.environ["FAKE_CHECKOUT"])
+
+
+def arg(name: str) -> str:
+    return sys.argv[sys.argv.index(name) + 1]
+
+
+def dubbed(video: str) -> tuple[np.ndarray, int]:
+    from stsa_bench.media import decode_video
+
+    frames, _ = decode_video(Path(video), 25)
+    out = frames.copy()
+    out[:, out.shape[1] // 2 :] = 255 - out[:, out.shape[1] // 2 :]
+    return out, len(frames)
+
+
+def save(path: Path, frames: np.ndarray, fps: int = 25) -> None:
+    from stsa_bench.media import write_video
+
+    write_video(path, frames, fps, np.zeros(len(frames) * 640, np.float32), lossless=False)
+
+
+def main() -> None:
+    with open(CHECKOUT / "calls.jsonl", "a") as f:
+        f.write(json.dumps({"argv": [os.environ["FAKE_ARGV0"], *sys.argv[1:]], "cwd": os.getcwd(), "python": sys.executable, "method": METHOD}) + "\n")
+    mode = os.environ.get("FAKE_MODE", "ok")
+    if mode == "fail":
+        print("Loading model...\r 10%|#         |\r 50%|#####     |", file=sys.stderr)
+        print("Traceback (most recent call last):\n  File \"inference.py\", line 1\nRuntimeError: CUDA out of memory", file=sys.stderr)
+        sys.exit(3)
+    if mode == "sleep":
+        time.sleep(120)
+    if mode == "silent":
+        return
+    if METHOD == "wav2lip_official":
+        frames, n = dubbed(arg("--face"))
+        save(Path(arg("--outfile")), frames[: n - 3])
+    elif METHOD == "dinet":
+        video = arg("--source_video_path")
+        rows = Path(arg("--source_openface_landmark_path")).read_text().splitlines()
+        frames, n = dubbed(video)
+        assert len(rows) == n + 1 and len(rows[1].split(", ")) == 5 + 136, "landmark CSV does not match the video"
+        out_dir = Path(arg("--res_video_dir"))
+        os.mkdir(out_dir)
+        save(out_dir / f"{Path(video).name[:-4]}_facial_dubbing_add_audio.mp4", frames)
+    elif METHOD == "iplap":
+        video = arg("--input")
+        frames, n = dubbed(video)
+        out_dir = Path(arg("--output_dir"))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        sketch = np.zeros_like(frames)
+        save(out_dir / f"{Path(video).name[:-4]}result_N_25_Nl_15.mp4", np.concatenate([sketch, frames], axis=2))
+    elif METHOD == "talklip":
+        frames, n = dubbed(arg("--video_path"))
+        save(Path(arg("--save_path") + ".mp4"), frames)
+    elif METHOD == "musetalk":
+        from omegaconf import OmegaConf
+
+        task = OmegaConf.load(arg("--inference_config"))["task_0"]
+        frames, n = dubbed(task["video_path"])
+        save(Path(arg("--result_dir")) / arg("--version") / arg("--output_vid_name"), frames)
+    elif METHOD == "pcavs":
+        import cv2
+
+        id_dir, _, pose_dir, n, audio, *_ = Path(arg("--meta_path_vox")).read_text().split()
+        crops = [cv2.imread(str(p))[..., ::-1] for p in sorted(Path(id_dir).glob("*.jpg"))]
+        assert len(crops) == int(n) and crops[0].shape == (224, 224, 3)
+        out = np.stack(crops)
+        out[:, 112:] = 255 - out[:, 112:]
+        name = f"id_{Path(id_dir).name}_pose_{Path(pose_dir).name}_audio_{Path(audio).name[:-4]}"
+        save(Path("results") / name / "G_Pose_Driven_.mp4", out[:-4])
+    elif METHOD == "latentsync":
+        frames, n = dubbed(arg("--video_path"))
+        save(Path(arg("--video_out_path")), frames)
+    else:
+        raise SystemExit(f"unknown fake method {METHOD}")
+
+
+if __name__ == "__main__":
+    main()

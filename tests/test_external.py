@@ -1,0 +1,236 @@
+"""External-checkout adapters against fake checkouts that implement each method's documented CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from baselines import build_method
+from baselines.base import MethodEnv, Sample
+from baselines.external import ADAPTERS, DLIB68_FROM_FACEMESH, landmarks68, stderr_tail
+from stsa_bench.cli import main
+from stsa_bench.errors import ClipError, ConfigError
+from stsa_bench.results import read_rows
+
+FAKE = Path(__file__).with_name("fake_method.py")
+
+CHECKOUT_FILES = {
+    "wav2lip_official": ["inference.py", "checkpoints/wav2lip.pth", "face_detection/detection/sfd/s3fd.pth"],
+    "dinet": ["inference.py", "asserts/clip_training_DINet_256mouth.pth", "asserts/output_graph.pb"],
+    "iplap": ["inference_single.py", "test/checkpoints/landmarkgenerator_checkpoint.pth", "test/checkpoints/renderer_checkpoint.pth"],
+    "talklip": ["inf_demo.py", "ckpt/talklip.pt", "av_hubert/avhubert/hubert.py"],
+    "musetalk": ["scripts/__init__.py", "scripts/inference.py", "models/musetalkV15/unet.pth", "models/musetalkV15/musetalk.json"],
+    "pcavs": ["inference.py", "checkpoints/demo/latest_net_G.pth"],
+    "latentsync": ["scripts/__init__.py", "scripts/inference.py", "configs/unet/stage2_512.yaml",
+                   "checkpoints/latentsync_unet.pt", "checkpoints/whisper/tiny.pt"],
+}  # fmt: skip
+ENTRY = {"wav2lip_official": "inference.py", "dinet": "inference.py", "iplap": "inference_single.py", "talklip": "inf_demo.py",
+         "musetalk": "scripts/inference.py", "pcavs": "inference.py", "latentsync": "scripts/inference.py"}  # fmt: skip
+
+
+def make_checkout(root: Path, method: str) -> Path:
+    repo = root / method
+    for rel in CHECKOUT_FILES[method]:
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_bytes(b"")
+    stub = (
+        "import os, runpy, sys\n"
+        "os.environ['FAKE_ARGV0'] = sys.argv[0]\n"
+        f"os.environ['FAKE_METHOD'] = {method!r}\n"
+        f"os.environ['FAKE_CHECKOUT'] = {str(repo)!r}\n"
+        f"runpy.run_path({str(FAKE)!r}, run_name='__main__')\n"
+    )
+    (repo / ENTRY[method]).write_text(stub)
+    (repo / ".git" / "refs" / "heads").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (repo / ".git" / "refs" / "heads" / "main").write_text("0123456789abcdef0123456789abcdef01234567\n")
+    return repo
+
+
+def expected_args(method: str, repo: Path, job: Path) -> list[str]:
+    """Each method's documented CLI (spec/baselines.md and the methods' READMEs)."""
+    t, a = str(job / "template.mp4"), str(job / "audio.wav")
+    return {
+        "wav2lip_official": ["--checkpoint_path", f"{repo}/checkpoints/wav2lip.pth", "--face", t, "--audio", a,
+                             "--outfile", f"{job}/result.mp4", "--pads", "0", "10", "0", "0", "--wav2lip_batch_size", "128"],
+        "dinet": ["--mouth_region_size", "256", "--source_video_path", t, "--source_openface_landmark_path", f"{job}/template.csv",
+                  "--driving_audio_path", a, "--pretrained_clip_DINet_path", f"{repo}/asserts/clip_training_DINet_256mouth.pth",
+                  "--deepspeech_model_path", f"{repo}/asserts/output_graph.pb", "--res_video_dir", f"{job}/out"],
+        "iplap": ["--input", t, "--audio", a, "--output_dir", f"{job}/out",
+                  "--landmark_gen_checkpoint_path", f"{repo}/test/checkpoints/landmarkgenerator_checkpoint.pth",
+                  "--renderer_checkpoint_path", f"{repo}/test/checkpoints/renderer_checkpoint.pth"],
+        "talklip": ["--video_path", t, "--wav_path", a, "--ckpt_path", f"{repo}/ckpt/talklip.pt",
+                    "--avhubert_root", f"{repo}/av_hubert", "--save_path", f"{job}/result"],
+        "musetalk": ["--inference_config", f"{job}/task.yaml", "--result_dir", f"{job}/out",
+                     "--unet_model_path", f"{repo}/models/musetalkV15/unet.pth", "--unet_config", f"{repo}/models/musetalkV15/musetalk.json",
+                     "--version", "v15", "--output_vid_name", "result.mp4"],
+        "pcavs": ["--name", "demo", "--checkpoints_dir", f"{repo}/checkpoints", "--meta_path_vox", f"{job}/meta.csv",
+                  "--dataset_mode", "voxtest", "--netG", "modulate", "--netA", "resseaudio", "--netA_sync", "ressesync",
+                  "--netD", "multiscale", "--netV", "resnext", "--netE", "fan", "--model", "av", "--gpu_ids", "0",
+                  "--clip_len", "1", "--batchSize", "16", "--style_dim", "2560", "--nThreads", "4", "--input_id_feature",
+                  "--generate_interval", "1", "--style_feature_loss", "--use_audio", "1", "--noise_pose", "--driving_pose",
+                  "--gen_video", "--generate_from_audio_only"],
+        "latentsync": ["--unet_config_path", f"{repo}/configs/unet/stage2_512.yaml", "--inference_ckpt_path", f"{repo}/checkpoints/latentsync_unet.pt",
+                       "--inference_steps", "20", "--guidance_scale", "1.5", "--video_path", t, "--audio_path", a,
+                       "--video_out_path", f"{job}/result.mp4", "--seed", "1247", "--temp_dir", f"{job}/tmp"],
+    }[method]  # fmt: skip
+
+
+def options(method: str, repo: Path, **extra) -> dict:
+    opts = {"repo": str(repo), "python": sys.executable, **extra}
+    if method == "talklip":
+        opts.update(checkpoint="ckpt/talklip.pt", avhubert_root="av_hubert")
+    return opts
+
+
+def calls(repo: Path) -> list[dict]:
+    path = repo / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+@pytest.fixture(scope="module")
+def demo_sample(cache_dir) -> Sample:
+    from stsa_bench.config import DataConfig, PreprocessConfig
+    from stsa_bench.preprocess import Preprocessor
+    from stsa_bench.suites import SuiteContext, load_suite
+
+    from .helpers import make_config
+
+    clip = load_suite(SuiteContext("demo", make_config("suite=demo").suite_options, DataConfig(), cache_dir))[0]
+    prep = Preprocessor(PreprocessConfig(), cache_dir)
+    p, frames = prep.prepare(clip), prep.frames(clip)
+    n = 20
+    return Sample(clip.id, frames[:n], p.audio[: n * 640], 25, 16000, p.landmarks[:n], p.boxes[:n], clip.sha256)
+
+
+@pytest.mark.parametrize("method", sorted(ADAPTERS))
+def test_adapter_runs_documented_cli_and_normalises(method, tmp_path, demo_sample):
+    repo = make_checkout(tmp_path / "src", method)
+    run_dir = tmp_path / "run"
+    m = build_method(method, options(method, repo), MethodEnv("cpu", {}, run_dir))
+    gen = m.generate(demo_sample)
+
+    (call,) = calls(repo)
+    job = m.job_dir(demo_sample)
+    assert call["argv"][1:] == expected_args(method, repo, job)
+    assert call["argv"][0].endswith(ENTRY[method]) and Path(call["cwd"]) == repo and call["python"] == sys.executable
+    assert m.version == f"{method}@0123456789ab"
+
+    n, h, w = demo_sample.frames.shape[:3]
+    assert gen.frames.shape == (n, h, w, 3) and gen.audio is demo_sample.audio
+    assert not job.exists() and m.kept_path(demo_sample).is_file()
+    upper = slice(0, h // 2 - 8)
+    if method == "pcavs":
+        assert "PC-AVS crop pasted back" in gen.note and "16 frames -> 20" in gen.note
+        x0 = int(demo_sample.boxes[:, 0].min() - demo_sample.boxes[:, 2].max() / 2) - 2
+        assert x0 > 0 and np.array_equal(gen.frames[:16, :, :x0], demo_sample.frames[:16, :, :x0])
+        assert not (repo / "results").exists() or not any((repo / "results").iterdir())
+    else:
+        diff = np.abs(gen.frames[:, upper].astype(int) - demo_sample.frames[:, upper]).mean()
+        assert diff < 8, "the upper half passes through (only H.264 loss)"
+        inverted = np.abs(gen.frames[:17, h // 2 + 8 :].astype(int) - (255 - demo_sample.frames[:17, h // 2 + 8 :].astype(int))).mean()
+        assert inverted < 8, "the method's lower half is what comes back"
+    if method == "wav2lip_official":
+        assert gen.note == "17 frames -> 20" and np.array_equal(gen.frames[17], gen.frames[16])
+    if method == "iplap":
+        assert "right half of IP-LAP's side-by-side output" in gen.note
+    if method == "dinet":
+        assert "not deterministic" in gen.note
+
+    again = build_method(method, options(method, repo), MethodEnv("cpu", {}, run_dir)).generate(demo_sample)
+    assert len(calls(repo)) == 1, "a resumed run reuses the kept output"
+    assert np.array_equal(again.frames, gen.frames)
+
+
+def test_failure_timeout_and_silent_exit_become_clip_errors(tmp_path, demo_sample):
+    repo = make_checkout(tmp_path / "src", "dinet")
+    env = MethodEnv("cpu", {}, tmp_path / "run")
+    failing = build_method("dinet", options("dinet", repo, env={"FAKE_MODE": "fail"}), env)
+    with pytest.raises(ClipError, match=r"demo_00: dinet exited with 3: RuntimeError: CUDA out of memory \(log .*stderr.log\)"):
+        failing.generate(demo_sample)
+    hanging = build_method("dinet", options("dinet", repo, env={"FAKE_MODE": "sleep"}, timeout_s=2), env)
+    with pytest.raises(ClipError, match="dinet timed out after 2 s"):
+        hanging.generate(demo_sample)
+    musetalk = make_checkout(tmp_path / "src", "musetalk")
+    silent = build_method("musetalk", options("musetalk", musetalk, env={"FAKE_MODE": "silent"}), env)
+    with pytest.raises(ClipError, match=r"musetalk wrote no .*/out/v15/result.mp4"):
+        silent.generate(demo_sample)
+    keep = build_method("dinet", options("dinet", repo, env={"FAKE_MODE": "fail"}, keep_work=True), env)
+    with pytest.raises(ClipError):
+        keep.generate(demo_sample)
+    assert (keep.job_dir(demo_sample) / "stderr.log").is_file() and (keep.job_dir(demo_sample) / "template.csv").is_file()
+
+
+def test_missing_settings_are_config_errors_naming_the_setting(tmp_path):
+    repo = make_checkout(tmp_path / "src", "dinet")
+    with pytest.raises(ConfigError, match=r"dinet.repo is not set: the path of a DINet checkout \(https://github.com/MRzzm/DINet\)"):
+        build_method("dinet", {"python": sys.executable})
+    with pytest.raises(ConfigError, match="dinet.repo=/nonexistent: no such folder"):
+        build_method("dinet", {"repo": "/nonexistent", "python": sys.executable})
+    with pytest.raises(ConfigError, match="dinet.python is not set"):
+        build_method("dinet", {"repo": str(repo)})
+    with pytest.raises(ConfigError, match="dinet.python=/no/python: not an executable"):
+        build_method("dinet", {"repo": str(repo), "python": "/no/python"})
+    with pytest.raises(ConfigError, match=r"dinet.deepspeech=asserts/missing.pb: no such file or folder"):
+        build_method("dinet", {"repo": str(repo), "python": sys.executable, "deepspeech": "asserts/missing.pb"})
+    with pytest.raises(ConfigError, match="talklip.checkpoint is not set"):
+        build_method("talklip", {"repo": str(make_checkout(tmp_path / "src", "talklip")), "python": sys.executable})
+    w2l = make_checkout(tmp_path / "src", "wav2lip_official")
+    (w2l / "face_detection/detection/sfd/s3fd.pth").unlink()
+    with pytest.raises(ConfigError, match=r"no face_detection/detection/sfd/s3fd.pth"):
+        build_method("wav2lip_official", {"repo": str(w2l), "python": sys.executable})
+    with pytest.raises(ConfigError, match=r"unknown setting dinet.timeout; did you mean 'timeout_s'"):
+        build_method("dinet", {"repo": str(repo), "python": sys.executable, "timeout": 3})
+
+
+def test_cli_run_rows_notes_and_failures(tmp_path, cache_dir):
+    """Two adapters through `stsa-bench run`: ok rows carry the normalisation note and the checkout
+    commit; a failing method gets failed rows with the stderr reason and the run goes on."""
+    iplap, talk = make_checkout(tmp_path / "src", "iplap"), make_checkout(tmp_path / "src", "talklip")
+    out = tmp_path / "out"
+    rc = main(["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}", "runtime.progress=false",
+               "--methods", "gt,iplap,talklip", "--metrics", "psnr",
+               f"iplap.repo={iplap}", f"iplap.python={sys.executable}",
+               f"talklip.repo={talk}", f"talklip.python={sys.executable}", "talklip.checkpoint=ckpt/talklip.pt",
+               "talklip.avhubert_root=av_hubert", "+talklip.env.FAKE_MODE=fail"])  # fmt: skip
+    assert rc == 0
+    rows = {(r.clip, r.method): r for r in read_rows(out / "results.jsonl")}
+    for clip in ("demo_00", "demo_01", "demo_02"):
+        ok = rows[(clip, "iplap")]
+        assert ok.status == "ok" and "right half" in ok.note and ok.method_version == "iplap@0123456789ab"
+        assert ok.value < rows[(clip, "gt")].value
+        bad = rows[(clip, "talklip")]
+        assert bad.status == "failed" and "talklip exited with 3: RuntimeError: CUDA out of memory" in bad.error
+    assert len(list((out / "generated" / "iplap").glob("*.mp4"))) == 3
+
+
+def test_openface_csv_layout(tmp_path):
+    from baselines.external import write_openface_csv
+
+    rng = np.random.default_rng(0)
+    lm = rng.random((4, 478, 3)).astype(np.float32)
+    lm[1] = np.nan
+    pts = landmarks68(lm, 200, 100)
+    assert pts.shape == (4, 68, 2) and np.allclose(pts[1], (pts[0] + pts[2]) / 2)
+    assert np.allclose(pts[0, :, 0], lm[0, DLIB68_FROM_FACEMESH, 0] * 200)
+    write_openface_csv(tmp_path / "x.csv", pts, np.array([True, False, True, True]), 25)
+    lines = (tmp_path / "x.csv").read_text().splitlines()
+    header = lines[0].split(", ")
+    assert header[:5] == ["frame", "face_id", "timestamp", "confidence", "success"] and header[5] == "x_0" and header[73] == "y_0"
+    row = lines[2].split(", ")
+    assert row[0] == "2" and row[4] == "0" and len(row) == 141 and float(row[73]) == pytest.approx(pts[1, 0, 1], abs=0.05)
+    assert len(set(DLIB68_FROM_FACEMESH)) == 68
+
+
+def test_stderr_tail_prefers_the_exception_line(tmp_path):
+    log = tmp_path / "e.log"
+    log.write_text("step 1\r 20%|##   |\r 90%|#### |\nTraceback (most recent call last):\n  File x\nValueError: bad face\nwarning: cleanup\n")
+    assert stderr_tail(log) == "ValueError: bad face"
+    log.write_text("just a message\n\n")
+    assert stderr_tail(log) == "just a message"
+    log.write_text("")
+    assert stderr_tail(log) == "no stderr"
