@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from stsa_bench.errors import ClipError, ConfigError
+from stsa_bench.faces import DLIB68_FROM_FACEMESH
 from stsa_bench.registry import METHODS
 
 from .base import Generated, Method, MethodEnv, Sample
@@ -257,15 +258,6 @@ class Wav2LipOfficial(ExternalMethod):
 
 # --- DINet ---------------------------------------------------------------------------------------
 
-DLIB68_FROM_FACEMESH = (
-    234, 93, 132, 58, 172, 136, 150, 176, 152, 400, 379, 365, 397, 288, 361, 323, 454,  # jaw
-    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,  # brows
-    168, 197, 5, 4, 98, 97, 2, 326, 327,  # nose
-    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,  # eyes
-    61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91,  # outer lips
-    78, 81, 13, 311, 308, 402, 14, 178,  # inner lips
-)  # fmt: skip
-"""FaceMesh indices standing in for the 68 iBUG / dlib / OpenFace points, in their order."""
 
 
 def landmarks68(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -80,3 +80,14 @@ class FaceMeshDetector:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+DLIB68_FROM_FACEMESH = (
+    234, 93, 132, 58, 172, 136, 150, 176, 152, 400, 379, 365, 397, 288, 361, 323, 454,  # jaw
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,  # brows
+    168, 197, 5, 4, 98, 97, 2, 326, 327,  # nose
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,  # eyes
+    61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91,  # outer lips
+    78, 81, 13, 311, 308, 402, 14, 178,  # inner lips
+)  # fmt: skip
+"""FaceMesh indices standing in for the 68 iBUG / dlib / OpenFace points, in their order."""

@@ -80,6 +80,7 @@ METHODS: Registry = Registry(
         "pcavs": "baselines.external",
         "latentsync": "baselines.external",
         "difftalk": "baselines.results",
+        "stsa": "baselines.stsa",
     },
 )
 METRICS: Registry = Registry(

@@ -1,0 +1,98 @@
+"""Method `stsa`: the in-tree STSA model (package `stsa/`) on the harness's frames, landmarks and audio.
+
+Settings: `stsa.heatmap_ckpt` (official heatmap_weight.pth), `stsa.renderer_ckpt` (face_weight.pth),
+`stsa.wav2vec2` (a local folder with facebook/wav2vec2-base-960h; null: the local Hugging Face
+cache), `stsa.batch_size`, `stsa.precision` (fp32 | bf16 | fp16, autocast on CUDA only),
+`stsa.official_compat` (reproduce the official per-reference heatmap defect). The 68 points of the
+blending mask come from FaceMesh (stsa_bench.faces.DLIB68_FROM_FACEMESH) instead of face_alignment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from stsa_bench.errors import ClipError, ConfigError
+from stsa_bench.registry import METHODS
+
+from .base import Generated, Method, Sample
+
+
+@dataclass(frozen=True)
+class STSAMethodOptions:
+    heatmap_ckpt: str | None = None
+    renderer_ckpt: str | None = None
+    wav2vec2: str | None = None
+    batch_size: int = 32
+    precision: str = "fp32"
+    official_compat: bool = False
+
+
+@METHODS.register("stsa")
+class STSAMethod(Method):
+    """STSA (ICME 2025) in-tree: guidance prediction + dual-path face synthesis, batched over frames."""
+
+    name = "stsa"
+    version = "in-tree"
+    Options = STSAMethodOptions
+
+    def __init__(self, env=None, /, **options):
+        super().__init__(env, **options)
+        for key, what in (("heatmap_ckpt", "heatmap_weight.pth"), ("renderer_ckpt", "face_weight.pth")):
+            value = getattr(self.opts, key)
+            if not value:
+                raise ConfigError(f"{self.name}.{key} is not set: the path of the official {what} (SCAILab-USTC/STSA)")
+            if not Path(value).expanduser().is_file():
+                raise ConfigError(f"{self.name}.{key}={value}: no such file")
+        if self.opts.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"{self.name}.precision={self.opts.precision!r}: one of fp32, bf16, fp16")
+        self._generator = None
+
+    def generator(self):
+        if self._generator is None:
+            from metrics.base import resolve_device
+            from stsa.audio import load_wav2vec2
+            from stsa.guidance import load_guidance
+            from stsa.inference import STSAGenerator, STSAOptions
+            from stsa.renderer import load_renderer
+            from stsa_bench.paths import sha256_file
+
+            device = resolve_device(self.env.device)
+            heat, rend = (Path(p).expanduser() for p in (self.opts.heatmap_ckpt, self.opts.renderer_ckpt))
+            try:
+                w2v = load_wav2vec2(self.opts.wav2vec2)
+            except FileNotFoundError as exc:
+                raise ClipError(f"{exc} (setting {self.name}.wav2vec2)") from exc
+            opts = STSAOptions(self.opts.batch_size, 5, self.opts.official_compat, self.opts.precision)
+            self._generator = STSAGenerator(load_guidance(heat), load_renderer(rend), w2v, device, opts)
+            self.weights_sha = f"{sha256_file(heat)[:16]}+{sha256_file(rend)[:16]}"
+        return self._generator
+
+    def generate(self, sample: Sample) -> Generated:
+        from stsa.inference import ClipInputs
+
+        from .external import landmarks68
+
+        h, w = sample.frames.shape[1:3]
+        try:
+            lm = interpolate_missing(sample.landmarks)
+        except ValueError as exc:
+            raise ClipError(f"{sample.clip_id}: stsa: {exc}") from exc
+        clip = ClipInputs(sample.frames[..., ::-1], lm, landmarks68(sample.landmarks, w, h), sample.audio)
+        out = self.generator()(clip, n_frames=len(sample.frames))
+        return Generated(out[..., ::-1].copy(), sample.audio)
+
+
+def interpolate_missing(landmarks):
+    """Landmarks with frames that have no face filled by linear interpolation between neighbours."""
+    import numpy as np
+
+    lm = np.array(landmarks, dtype=np.float64)
+    found = np.isfinite(lm).all(axis=(1, 2))
+    if not found.any():
+        raise ValueError("no face in any frame")
+    idx, t = np.flatnonzero(found), np.arange(len(lm))
+    flat = lm.reshape(len(lm), -1)
+    for c in range(flat.shape[1]):
+        flat[:, c] = np.interp(t, idx, flat[idx, c])
+    return flat.reshape(lm.shape)
