@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from stsa_bench.errors import ClipError, ConfigError
-from stsa_bench.faces import DLIB68_FROM_FACEMESH
+from stsa_bench.faces import DLIB68_FROM_FACEMESH, fill_missing_frames
 from stsa_bench.registry import METHODS
 
 from .base import Generated, Method, MethodEnv, Sample
@@ -259,18 +259,12 @@ class Wav2LipOfficial(ExternalMethod):
 # --- DINet ---------------------------------------------------------------------------------------
 
 
-
 def landmarks68(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
     """(N, 68, 2) pixel landmarks in the 68-point order; frames without a face interpolated from their neighbours."""
-    xy = landmarks[:, DLIB68_FROM_FACEMESH, :2].astype(np.float64) * [width, height]
-    found = np.isfinite(xy).all(axis=(1, 2))
-    if not found.any():
-        raise ClipError("no face in any frame")
-    idx, t = np.flatnonzero(found), np.arange(len(xy))
-    flat = xy.reshape(len(xy), -1)
-    for c in range(flat.shape[1]):
-        flat[:, c] = np.interp(t, idx, flat[idx, c])
-    return flat.reshape(xy.shape)
+    try:
+        return fill_missing_frames(landmarks[:, DLIB68_FROM_FACEMESH, :2].astype(np.float64) * [width, height])
+    except ValueError as exc:
+        raise ClipError(str(exc)) from exc
 
 
 def write_openface_csv(path: Path, points: np.ndarray, found: np.ndarray, fps: int) -> None:

@@ -70,29 +70,16 @@ class STSAMethod(Method):
 
     def generate(self, sample: Sample) -> Generated:
         from stsa.inference import ClipInputs
+        from stsa_bench.faces import fill_missing_frames
 
         from .external import landmarks68
 
         h, w = sample.frames.shape[1:3]
         try:
-            lm = interpolate_missing(sample.landmarks)
+            lm = fill_missing_frames(sample.landmarks)
         except ValueError as exc:
             raise ClipError(f"{sample.clip_id}: stsa: {exc}") from exc
         clip = ClipInputs(sample.frames[..., ::-1], lm, landmarks68(sample.landmarks, w, h), sample.audio)
         out = self.generator()(clip, n_frames=len(sample.frames))
         return Generated(out[..., ::-1].copy(), sample.audio)
 
-
-def interpolate_missing(landmarks):
-    """Landmarks with frames that have no face filled by linear interpolation between neighbours."""
-    import numpy as np
-
-    lm = np.array(landmarks, dtype=np.float64)
-    found = np.isfinite(lm).all(axis=(1, 2))
-    if not found.any():
-        raise ValueError("no face in any frame")
-    idx, t = np.flatnonzero(found), np.arange(len(lm))
-    flat = lm.reshape(len(lm), -1)
-    for c in range(flat.shape[1]):
-        flat[:, c] = np.interp(t, idx, flat[idx, c])
-    return flat.reshape(lm.shape)

@@ -116,14 +116,10 @@ def smooth_boxes(boxes: np.ndarray, t: int = SMOOTH_T) -> np.ndarray:
 def face_boxes(landmarks: np.ndarray, width: int, height: int, pads=(0, 10, 0, 0), smooth: bool = True) -> np.ndarray:
     """(N, 4) int x1, y1, x2, y2: landmark extent + pads (top, bottom, left, right), clipped, gaps
     interpolated from the nearest frames with a face, then smoothed (official 5-frame mean)."""
+    from stsa_bench.faces import fill_missing_frames
+
     xy = landmarks[..., :2].astype(np.float64) * [width, height]
-    found = np.isfinite(xy).all(axis=(1, 2))
-    if not found.any():
-        raise ValueError("no face in any frame")
-    raw = np.concatenate([xy.min(axis=1), xy.max(axis=1)], axis=1)
-    idx = np.flatnonzero(found)
-    for c in range(4):
-        raw[:, c] = np.interp(np.arange(len(raw)), idx, raw[idx, c])
+    raw = fill_missing_frames(np.concatenate([xy.min(axis=1), xy.max(axis=1)], axis=1))
     top, bottom, left, right = pads
     x1 = np.maximum(0, raw[:, 0] - left)
     y1 = np.maximum(0, raw[:, 1] - top)

@@ -91,3 +91,18 @@ DLIB68_FROM_FACEMESH = (
     78, 81, 13, 311, 308, 402, 14, 178,  # inner lips
 )  # fmt: skip
 """FaceMesh indices standing in for the 68 iBUG / dlib / OpenFace points, in their order."""
+
+
+def fill_missing_frames(values: np.ndarray) -> np.ndarray:
+    """Per-frame arrays (N, ...) as float64 with frames holding any NaN replaced by linear
+    interpolation between the nearest complete frames (held constant before the first and after the
+    last). Raises ValueError when no frame is complete."""
+    v = np.array(values, dtype=np.float64)
+    found = np.isfinite(v.reshape(len(v), -1)).all(axis=1)
+    if not found.any():
+        raise ValueError("no face in any frame")
+    idx, t = np.flatnonzero(found), np.arange(len(v))
+    flat = v.reshape(len(v), -1)
+    for c in range(flat.shape[1]):
+        flat[:, c] = np.interp(t, idx, flat[idx, c])
+    return flat.reshape(v.shape)
