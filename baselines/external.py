@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from stsa_bench.errors import ClipError, ConfigError
-from stsa_bench.faces import DLIB68_FROM_FACEMESH, fill_missing_frames
+from stsa_bench.faces import landmarks68
 from stsa_bench.registry import METHODS
 
 from .base import Generated, Method, MethodEnv, Sample
@@ -259,14 +259,6 @@ class Wav2LipOfficial(ExternalMethod):
 # --- DINet ---------------------------------------------------------------------------------------
 
 
-def landmarks68(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(N, 68, 2) pixel landmarks in the 68-point order; frames without a face interpolated from their neighbours."""
-    try:
-        return fill_missing_frames(landmarks[:, DLIB68_FROM_FACEMESH, :2].astype(np.float64) * [width, height])
-    except ValueError as exc:
-        raise ClipError(str(exc)) from exc
-
-
 def write_openface_csv(path: Path, points: np.ndarray, found: np.ndarray, fps: int) -> None:
     """OpenFace FeatureExtraction layout: frame, face_id, timestamp, confidence, success, x_0..x_67, y_0..y_67."""
     header = ["frame", "face_id", "timestamp", "confidence", "success"] + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
@@ -287,7 +279,7 @@ class DINetOptions(ExternalOptions):
 @METHODS.register("dinet")
 class DINet(ExternalMethod):
     """MRzzm/DINet `inference.py`; its OpenFace 68-point CSV is written from our FaceMesh landmarks
-    (DLIB68_FROM_FACEMESH). Its 5 reference frames are drawn with unseeded random.sample."""
+    (stsa_bench.faces.DLIB68_FROM_FACEMESH). Its 5 reference frames are drawn with unseeded random.sample."""
 
     name = "dinet"
     label = "DINet"
@@ -301,7 +293,11 @@ class DINet(ExternalMethod):
     def prepare(self, job, sample):
         h, w = sample.frames.shape[1:3]
         found = np.isfinite(sample.landmarks[:, :, :2]).all(axis=(1, 2))
-        write_openface_csv(job / "template.csv", landmarks68(sample.landmarks, w, h), found, sample.fps)
+        try:
+            points = landmarks68(sample.landmarks, w, h)
+        except ValueError as exc:
+            raise ClipError(f"{sample.clip_id}: dinet: {exc}") from exc
+        write_openface_csv(job / "template.csv", points, found, sample.fps)
 
     def command(self, job, sample):
         return ["--mouth_region_size", str(self.opts.mouth_region_size), "--source_video_path", str(job / TEMPLATE),
@@ -429,34 +425,6 @@ PCAVS_FLAGS = (
 """The flags of PC-AVS's `experiments/demo_vox.sh`."""
 
 
-def square_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
-    """(N, 3) int x0, y0, side of the harness boxes (cx, cy, side) scaled by `scale`."""
-    side = np.maximum(np.round(boxes[:, 2] * scale), 2)
-    return np.stack([np.round(boxes[:, 0] - side / 2), np.round(boxes[:, 1] - side / 2), side], axis=1).astype(int)
-
-
-def crop_square(frame: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.ndarray:
-    import cv2
-
-    h, w = frame.shape[:2]
-    patch = np.zeros((side, side, 3), np.uint8)
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-    if sx1 > sx0 and sy1 > sy0:
-        patch[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
-    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
-
-
-def paste_square(frame: np.ndarray, crop: np.ndarray, x0: int, y0: int, side: int) -> None:
-    """Inverse of crop_square: `crop` resized to side x side, written where it lies inside the frame."""
-    import cv2
-
-    h, w = frame.shape[:2]
-    patch = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if crop.shape[0] > side else cv2.INTER_LINEAR)
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-    if sx1 > sx0 and sy1 > sy0:
-        frame[sy0:sy1, sx0:sx1] = patch[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
-
-
 @dataclass(frozen=True)
 class PCAVSOptions(ExternalOptions):
     checkpoints_dir: str = "checkpoints"
@@ -468,8 +436,9 @@ class PCAVSOptions(ExternalOptions):
 @METHODS.register("pcavs")
 class PCAVS(ExternalMethod):
     """Hangz-nju-cuhk/Talking-Face_PC-AVS `inference.py` with demo_vox.sh's flags, identity and pose from
-    the template. Input: square crops of our face boxes (x crop_scale) at 224 px, an approximation of
-    its align_68 crops; its 224x224 output is pasted back into those boxes."""
+    the template. Input: the harness's square crops (stsa_bench.preprocess.crop_faces) of our face boxes
+    (x crop_scale) at 224 px, an approximation of its align_68 crops; its 224x224 output is pasted back
+    into those boxes (paste_faces)."""
 
     name = "pcavs"
     label = "PC-AVS"
@@ -486,13 +455,18 @@ class PCAVS(ExternalMethod):
         tag = self.tag(sample)
         return self.repo / "results" / f"id_{tag}_pose_{tag}_audio_{AUDIO[:-4]}"
 
+    def boxes(self, sample: Sample) -> np.ndarray:
+        """The harness face boxes (cx, cy, side) with the side scaled by `crop_scale`."""
+        return np.asarray(sample.boxes, dtype=np.float64) * [1.0, 1.0, self.opts.crop_scale]
+
     def prepare(self, job, sample):
         import cv2
 
+        from stsa_bench.preprocess import crop_faces
+
         frames_dir = job / self.tag(sample)
         frames_dir.mkdir()
-        for i, (frame, (x0, y0, side)) in enumerate(zip(sample.frames, square_boxes(sample.boxes, self.opts.crop_scale))):
-            crop = crop_square(frame, x0, y0, side, self.opts.crop_size)
+        for i, crop in enumerate(crop_faces(sample.frames, self.boxes(sample), self.opts.crop_size)):
             cv2.imwrite(str(frames_dir / f"{i:06d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
         n = len(sample.frames)
         line = f"{frames_dir} 1 {frames_dir} {n} {job / AUDIO} {frames_dir} {n} dummy"
@@ -509,11 +483,12 @@ class PCAVS(ExternalMethod):
         shutil.rmtree(self.result_dir(sample), ignore_errors=True)
 
     def postprocess(self, frames, sample):
+        from stsa_bench.preprocess import paste_faces
+
         out = sample.frames[: len(frames)].copy()
         if len(frames) > len(out):
             out = np.concatenate([out, np.repeat(sample.frames[-1:], len(frames) - len(out), axis=0)])
-        for frame, crop, (x0, y0, side) in zip(out, frames, square_boxes(sample.boxes, self.opts.crop_scale)):
-            paste_square(frame, crop, x0, y0, side)
+        paste_faces(out, frames, self.boxes(sample))
         return out, [f"{frames.shape[2]}x{frames.shape[1]} PC-AVS crop pasted back into the template"]
 
 

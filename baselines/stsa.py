@@ -70,16 +70,14 @@ class STSAMethod(Method):
 
     def generate(self, sample: Sample) -> Generated:
         from stsa.inference import ClipInputs
-        from stsa_bench.faces import fill_missing_frames
-
-        from .external import landmarks68
+        from stsa_bench.faces import fill_missing_frames, landmarks68
 
         h, w = sample.frames.shape[1:3]
         try:
-            lm = fill_missing_frames(sample.landmarks)
+            lm, lm68 = fill_missing_frames(sample.landmarks), landmarks68(sample.landmarks, w, h)
         except ValueError as exc:
             raise ClipError(f"{sample.clip_id}: stsa: {exc}") from exc
-        clip = ClipInputs(sample.frames[..., ::-1], lm, landmarks68(sample.landmarks, w, h), sample.audio)
+        clip = ClipInputs(sample.frames[..., ::-1], lm, lm68, sample.audio)
         out = self.generator()(clip, n_frames=len(sample.frames))
         return Generated(out[..., ::-1].copy(), sample.audio)
 

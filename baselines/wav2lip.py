@@ -26,8 +26,10 @@ import numpy as np
 
 from stsa_bench.errors import ClipError, ConfigError
 from stsa_bench.registry import METHODS
+from stsa_bench.weights import WeightsSpec
 
 from .base import Generated, Method, Sample
+from .wav2lip_model import WAV2LIP_GAN_WEIGHTS, WAV2LIP_WEIGHTS
 
 SAMPLE_RATE = 16000
 N_FFT, HOP, WIN = 800, 200, 800
@@ -146,7 +148,7 @@ class Wav2LipMethod(Method):
     name = "wav2lip"
     version = "official-inference"
     Options = Wav2LipOptions
-    weights_name: ClassVar[str] = "wav2lip"
+    weights_spec: ClassVar[WeightsSpec] = WAV2LIP_WEIGHTS
 
     def __init__(self, env=None, /, **options):
         super().__init__(env, **options)
@@ -156,11 +158,6 @@ class Wav2LipMethod(Method):
             raise ConfigError(f"{self.name}.batch_size must be >= 1")
         self._model = None
 
-    def spec(self):
-        from .wav2lip_model import WAV2LIP_GAN_WEIGHTS, WAV2LIP_WEIGHTS
-
-        return WAV2LIP_GAN_WEIGHTS if self.weights_name == "wav2lip_gan" else WAV2LIP_WEIGHTS
-
     def model(self):
         if self._model is None:
             from metrics.base import resolve_device
@@ -168,8 +165,8 @@ class Wav2LipMethod(Method):
 
             from .wav2lip_model import load_wav2lip
 
-            weights = self.env.weights
-            path, self.weights_sha = resolve(self.spec(), weights.get(self.weights_name), bool(weights.get("download")))
+            spec, weights = self.weights_spec, self.env.weights
+            path, self.weights_sha = resolve(spec, weights.get(spec.name), bool(weights.get("download")))
             self.device = resolve_device(self.env.device)
             self._model = load_wav2lip(path, self.device)
         return self._model
@@ -209,4 +206,4 @@ class Wav2LipGANMethod(Wav2LipMethod):
     """Wav2Lip with the visual-quality discriminator checkpoint (official `wav2lip_gan.pth`)."""
 
     name = "wav2lip_gan"
-    weights_name = "wav2lip_gan"
+    weights_spec = WAV2LIP_GAN_WEIGHTS

@@ -106,3 +106,9 @@ def fill_missing_frames(values: np.ndarray) -> np.ndarray:
     for c in range(flat.shape[1]):
         flat[:, c] = np.interp(t, idx, flat[idx, c])
     return flat.reshape(v.shape)
+
+
+def landmarks68(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(N, 68, 2) pixel landmarks in the 68-point order from FaceMesh (N, 478, 2+) image-normalised
+    landmarks; frames without a face filled by `fill_missing_frames` (ValueError when none has one)."""
+    return fill_missing_frames(landmarks[:, DLIB68_FROM_FACEMESH, :2].astype(np.float64) * [width, height])

@@ -100,6 +100,19 @@ def face_boxes(landmarks: np.ndarray, has_face: np.ndarray, width: int, height: 
     return raw.astype(np.float32)
 
 
+def box_pixels(cx: float, cy: float, side: float) -> tuple[int, int, int]:
+    """Integer (x0, y0, s) of a square box (cx, cy, side): s = round(side) >= 1, x0 = round(cx - side / 2)."""
+    return int(round(cx - side / 2)), int(round(cy - side / 2)), max(int(round(side)), 1)
+
+
+def _inside(x0: int, y0: int, s: int, w: int, h: int) -> tuple[slice, slice, slice, slice] | None:
+    """(frame rows, frame cols, patch rows, patch cols) where an s x s patch at (x0, y0) overlaps a w x h frame."""
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
+    if sx1 <= sx0 or sy1 <= sy0:
+        return None
+    return slice(sy0, sy1), slice(sx0, sx1), slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0)
+
+
 def crop_faces(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     """Square crops (N, size, size, 3) uint8; outside the frame is black.
 
@@ -108,17 +121,29 @@ def crop_faces(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
     out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
-    for i, (frame, (cx, cy, side)) in enumerate(zip(frames, boxes)):
-        s = max(int(round(side)), 1)
-        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-        h, w = frame.shape[:2]
+    for i, (frame, box) in enumerate(zip(frames, boxes)):
+        x0, y0, s = box_pixels(*box)
         patch = np.zeros((s, s, 3), dtype=np.uint8)
-        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
-        if sx1 > sx0 and sy1 > sy0:
-            patch[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
+        overlap = _inside(x0, y0, s, frame.shape[1], frame.shape[0])
+        if overlap:
+            fy, fx, py, px = overlap
+            patch[py, px] = frame[fy, fx]
         interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
         out[i] = cv2.resize(patch, (size, size), interpolation=interp)
     return out
+
+
+def paste_faces(frames: np.ndarray, crops: np.ndarray, boxes: np.ndarray) -> None:
+    """Inverse of crop_faces, in place: each crop resized to its box and written where the box lies inside the frame."""
+    import cv2
+
+    for frame, crop, box in zip(frames, crops, boxes):
+        x0, y0, s = box_pixels(*box)
+        overlap = _inside(x0, y0, s, frame.shape[1], frame.shape[0])
+        if overlap:
+            fy, fx, py, px = overlap
+            interp = cv2.INTER_AREA if crop.shape[0] > s else cv2.INTER_LINEAR
+            frame[fy, fx] = cv2.resize(crop, (s, s), interpolation=interp)[py, px]
 
 
 class Preprocessor:

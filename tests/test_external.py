@@ -11,7 +11,8 @@ import pytest
 
 from baselines import build_method
 from baselines.base import MethodEnv, Sample
-from baselines.external import ADAPTERS, DLIB68_FROM_FACEMESH, landmarks68, stderr_tail
+from baselines.external import ADAPTERS, stderr_tail
+from stsa_bench.faces import DLIB68_FROM_FACEMESH, landmarks68
 from stsa_bench.cli import main
 from stsa_bench.errors import ClipError, ConfigError
 from stsa_bench.results import read_rows

@@ -40,7 +40,7 @@ def short_sample(lrs2_sample) -> Sample:
 
 @pytest.mark.slow
 def test_generation_is_deterministic_batch_invariant_and_stays_inside_the_mask(stsa_weights, short_sample):
-    from baselines.external import landmarks68
+    from stsa_bench.faces import landmarks68
     from stsa.pipeline import soft_mask
 
     s = short_sample
