@@ -328,19 +328,20 @@ def num_audio_frames(n_features: int) -> int:
     return i
 
 
-def audio_windows(features: np.ndarray, n_frames: int | None = None) -> np.ndarray:
+def audio_windows(features: np.ndarray, n_frames: int | None = None, frames: Sequence[int] | None = None) -> np.ndarray:
     """Per-frame windows (n_frames, 768, 10): frame i = features[2(i-2) : 2(i-2)+10].T, zeros
-    where the window leaves the audio. n_frames defaults to `num_audio_frames(L)`."""
-    feats = np.asarray(features, dtype=np.float32)
+    where the window leaves the audio. n_frames defaults to `num_audio_frames(L)`; `frames` picks
+    only those frame indices (len(frames), 768, 10)."""
+    feats = np.asarray(features)
     L, C = feats.shape
-    if n_frames is None:
-        n_frames = num_audio_frames(L)
-    out = np.zeros((n_frames, C, W2V_STEP), dtype=np.float32)
-    for i in range(n_frames):
-        s = W2V_PER_FRAME * (i - 2)
+    if frames is None:
+        frames = range(num_audio_frames(L) if n_frames is None else n_frames)
+    out = np.zeros((len(frames), C, W2V_STEP), dtype=np.float32)
+    for row, i in enumerate(frames):
+        s = W2V_PER_FRAME * (int(i) - 2)
         a, b = max(s, 0), min(s + W2V_STEP, L)
         if b > a:
-            out[i, :, a - s:b - s] = feats[a:b].T
+            out[row, :, a - s:b - s] = feats[a:b].T
     return out
 
 

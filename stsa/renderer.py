@@ -209,14 +209,15 @@ class ReferenceImageEncoder(nn.Module):
     official model; the reference heatmaps elsewhere are stacked reference-major.
     """
 
-    def __init__(self, num_refs: int = NUM_REFS):
+    def __init__(self, num_refs: int = NUM_REFS, slim: int = 1):
         super().__init__()
-        self.conv1 = nn.Sequential(ConvNormReLU(3 * num_refs, 32), PreActResBlock(32), PreActResBlock(32))
+        c32, c64, c128, c256 = (n // slim for n in (32, 64, 128, 256))
+        self.conv1 = nn.Sequential(ConvNormReLU(3 * num_refs, c32), PreActResBlock(c32), PreActResBlock(c32))
         self.conv2 = nn.Sequential(
-            ConvNormReLU(32, 64, stride=2), ConvNormReLU(64, 128), PreActResBlock(128), PreActResBlock(128)
+            ConvNormReLU(c32, c64, stride=2), ConvNormReLU(c64, c128), PreActResBlock(c128), PreActResBlock(c128)
         )
         self.conv3 = nn.Sequential(
-            ConvNormReLU(128, 256, stride=2), ConvNormReLU(256, 256), PreActResBlock(256), PreActResBlock(256)
+            ConvNormReLU(c128, c256, stride=2), ConvNormReLU(c256, c256), PreActResBlock(c256), PreActResBlock(c256)
         )
 
     def forward(self, refs):
@@ -228,12 +229,13 @@ class ReferenceImageEncoder(nn.Module):
 class HeatmapEncoder(nn.Module):
     """Heatmap(s) -> 32-channel features at 1/4 resolution."""
 
-    def __init__(self, in_channels: int):
+    def __init__(self, in_channels: int, slim: int = 1):
         super().__init__()
+        c = 32 // slim
         self.heatmap_down = nn.Sequential(
-            ConvNormReLU(in_channels, 32, kernel_size=7, padding=3),
-            ConvNormReLU(32, 32, stride=2),
-            ConvNormReLU(32, 32, stride=2),
+            ConvNormReLU(in_channels, c, kernel_size=7, padding=3),
+            ConvNormReLU(c, c, stride=2),
+            ConvNormReLU(c, c, stride=2),
         )
 
     def forward(self, x):
@@ -243,18 +245,19 @@ class HeatmapEncoder(nn.Module):
 class AudioEncoder(nn.Module):
     """wav2vec2 window (B,768,10) -> audio code (B,128,1)."""
 
-    def __init__(self):
+    def __init__(self, slim: int = 1):
         super().__init__()
+        c = 128 // slim
         self.w2v_encoder = nn.Sequential(
-            AudioConv(768, 128),
-            AudioConv(128, 128, stride=2),
-            AudioConv(128, 128, residual=True),
-            AudioConv(128, 128, residual=True),
-            AudioConv(128, 128, stride=2),
-            AudioConv(128, 128, residual=True),
-            AudioConv(128, 128, residual=True),
-            AudioConv(128, 128, residual=True),
-            AudioConv(128, 128, padding=0),
+            AudioConv(768, c),
+            AudioConv(c, c, stride=2),
+            AudioConv(c, c, residual=True),
+            AudioConv(c, c, residual=True),
+            AudioConv(c, c, stride=2),
+            AudioConv(c, c, residual=True),
+            AudioConv(c, c, residual=True),
+            AudioConv(c, c, residual=True),
+            AudioConv(c, c, padding=0),
         )
 
     def forward(self, x):
@@ -271,26 +274,27 @@ class SpatialPath(nn.Module):
     reference heatmaps, target heatmap)].
     """
 
-    def __init__(self):
+    def __init__(self, slim: int = 1):
         super().__init__()
+        c32, c128, c256 = (n // slim for n in (32, 128, 256))
         self.alignment_encoder = nn.Sequential(
-            ConvNormReLU(256 + 32 + 32, 128),
-            ConvNormReLU(128, 128, kernel_size=11, padding=5),
-            ConvNormReLU(128, 128, padding=1, stride=3),
-            ConvNormReLU(128, 128, kernel_size=7, padding=3),
-            ConvNormReLU(128, 128, stride=2),
-            ConvNormReLU(128, 128),
-            ConvNormReLU(128, 128, stride=2),
-            ConvNormReLU(128, 128),
-            ConvNormReLU(128, 128, padding=0, stride=2),
+            ConvNormReLU(c256 + c32 + c32, c128),
+            ConvNormReLU(c128, c128, kernel_size=11, padding=5),
+            ConvNormReLU(c128, c128, padding=1, stride=3),
+            ConvNormReLU(c128, c128, kernel_size=7, padding=3),
+            ConvNormReLU(c128, c128, stride=2),
+            ConvNormReLU(c128, c128),
+            ConvNormReLU(c128, c128, stride=2),
+            ConvNormReLU(c128, c128),
+            ConvNormReLU(c128, c128, padding=0, stride=2),
         )
-        self.adaAT_32 = AdaAT(256, 256)
-        self.adaAT_64 = AdaAT(256, 128)
-        self.adaAT_128 = AdaAT(256, 32)
+        self.adaAT_32 = AdaAT(c256, c256)
+        self.adaAT_64 = AdaAT(c256, c128)
+        self.adaAT_128 = AdaAT(c256, c32)
         self.adaAT = nn.ModuleList([self.adaAT_128, self.adaAT_64, self.adaAT_32])
-        self.appearance_conv_list_32 = self._appearance(256)
-        self.appearance_conv_list_64 = self._appearance(128)
-        self.appearance_conv_list_128 = self._appearance(32)
+        self.appearance_conv_list_32 = self._appearance(c256)
+        self.appearance_conv_list_64 = self._appearance(c128)
+        self.appearance_conv_list_128 = self._appearance(c32)
         self.appearance_conv_list = nn.ModuleList(
             [self.appearance_conv_list_128, self.appearance_conv_list_64, self.appearance_conv_list_32]
         )
@@ -317,22 +321,23 @@ class TemporalPath(nn.Module):
     features are averaged with the sigmoid confidences as weights (normalised by their sum + 1e-5).
     """
 
-    def __init__(self, hidden: int = 256):
+    def __init__(self, hidden: int = 256, slim: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(6, 32, 7, padding=3)
-        self.conv1_bn = nn.BatchNorm2d(32)
-        self.conv2 = nn.Conv2d(32, 128, 3, stride=2, padding=1)
-        self.conv2_bn = nn.BatchNorm2d(128)
-        self.conv3 = nn.Conv2d(128, 256, 3, stride=2, padding=1)
-        self.conv3_bn = nn.BatchNorm2d(256)
-        self.spade_layer_1 = SPADEBlock(128, 3, hidden)
-        self.adain_1 = AdaINBlock(128, 128)
-        self.spade_layer_2 = SPADEBlock(128, 3, hidden)
-        self.adain_2 = AdaINBlock(128, 128)
-        self.spade_layer_4 = SPADEBlock(32, 3, hidden)
-        self.conv_4 = nn.Conv2d(32, 2, 7, padding=3)
+        c32, c128, c256, hidden = (n // slim for n in (32, 128, 256, hidden))
+        self.conv1 = nn.Conv2d(6, c32, 7, padding=3)
+        self.conv1_bn = nn.BatchNorm2d(c32)
+        self.conv2 = nn.Conv2d(c32, c128, 3, stride=2, padding=1)
+        self.conv2_bn = nn.BatchNorm2d(c128)
+        self.conv3 = nn.Conv2d(c128, c256, 3, stride=2, padding=1)
+        self.conv3_bn = nn.BatchNorm2d(c256)
+        self.spade_layer_1 = SPADEBlock(c128, 3, hidden)
+        self.adain_1 = AdaINBlock(c128, c128)
+        self.spade_layer_2 = SPADEBlock(c128, 3, hidden)
+        self.adain_2 = AdaINBlock(c128, c128)
+        self.spade_layer_4 = SPADEBlock(c32, 3, hidden)
+        self.conv_4 = nn.Conv2d(c32, 2, 7, padding=3)
         self.conv_5 = nn.Sequential(
-            nn.Conv2d(32, 32, 7, padding=3), nn.ReLU(), nn.Conv2d(32, 1, 7, padding=3), nn.Sigmoid()
+            nn.Conv2d(c32, c32, 7, padding=3), nn.ReLU(), nn.Conv2d(c32, 1, 7, padding=3), nn.Sigmoid()
         )
 
     def _flow_and_features(self, ref_img, ref_heatmap, target_heatmap, target_heatmap_64, audio):
@@ -375,21 +380,22 @@ class TemporalPath(nn.Module):
 class InpaintingGenerator(nn.Module):
     """Masked face + target heatmap -> face; fused reference features enter via SPADE, audio via AdaIN."""
 
-    def __init__(self):
+    def __init__(self, slim: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(6, 32, 7, padding=3, bias=False)
-        self.conv1_bn = nn.BatchNorm2d(32)
-        self.conv2 = nn.Conv2d(32, 128, 3, stride=2, padding=1, bias=False)
-        self.conv2_bn = nn.BatchNorm2d(128)
-        self.conv3 = nn.Conv2d(128, 512, 3, stride=2, padding=1, bias=False)
-        self.conv3_bn = nn.BatchNorm2d(512)
-        self.spade_1 = SPADEBlock(512, 256)
-        self.adain_1 = AdaINBlock(512, 128)
-        self.spade_2 = SPADEBlock(128, 128)
-        self.adain_2 = AdaINBlock(128, 128)
-        self.spade_3 = SPADEBlock(32, 32)
-        self.adain_3 = AdaINBlock(32, 128)
-        self.conv_last = nn.Conv2d(32, 3, 7, padding=3, bias=False)
+        c32, c128, c256, c512 = (n // slim for n in (32, 128, 256, 512))
+        self.conv1 = nn.Conv2d(6, c32, 7, padding=3, bias=False)
+        self.conv1_bn = nn.BatchNorm2d(c32)
+        self.conv2 = nn.Conv2d(c32, c128, 3, stride=2, padding=1, bias=False)
+        self.conv2_bn = nn.BatchNorm2d(c128)
+        self.conv3 = nn.Conv2d(c128, c512, 3, stride=2, padding=1, bias=False)
+        self.conv3_bn = nn.BatchNorm2d(c512)
+        self.spade_1 = SPADEBlock(c512, c256, hidden=c256)
+        self.adain_1 = AdaINBlock(c512, c128)
+        self.spade_2 = SPADEBlock(c128, c128, hidden=c256)
+        self.adain_2 = AdaINBlock(c128, c128)
+        self.spade_3 = SPADEBlock(c32, c32, hidden=c256)
+        self.adain_3 = AdaINBlock(c32, c128)
+        self.conv_last = nn.Conv2d(c32, 3, 7, padding=3, bias=False)
 
     def forward(self, x, ref_feats, audio_code):
         audio = audio_code.transpose(1, 2)
@@ -539,47 +545,59 @@ class FaceRenderer(nn.Module):
     ref_N_frame_heatmap (B,N,3,H,W), T_audio_w2v (B,T,768,10)) -> generated face (B,3,T,H,W).
     4-D inputs without the T axis give (B,3,H,W). Rows 64..127 of the template face are masked here.
     `perceptual` (training only) is registered at its official state-dict position, after `translation`.
+    `slim` divides every channel width (1 = the official network; larger values give small test models).
+    `use_spatial` / `use_temporal` False replace that path's deformed features by zeros (Table III
+    ablations "w/o spatial path" / "w/o temporal path").
     """
 
-    def __init__(self, *, perceptual: nn.Module | None = None):
+    def __init__(self, *, perceptual: nn.Module | None = None, slim: int = 1):
         super().__init__()
-        self.ref_imgs_encoder = ReferenceImageEncoder()
-        self.heatmap_encoder_tar = HeatmapEncoder(3)
-        self.heatmap_encoder_ref = HeatmapEncoder(3 * NUM_REFS)
-        self.audio_encoder = AudioEncoder()
-        self.spatial_module = SpatialPath()
-        self.temporal_module = TemporalPath()
+        self.slim = slim
+        c32, c64, c128, c256, c512 = (n // slim for n in (32, 64, 128, 256, 512))
+        self.ref_imgs_encoder = ReferenceImageEncoder(slim=slim)
+        self.heatmap_encoder_tar = HeatmapEncoder(3, slim=slim)
+        self.heatmap_encoder_ref = HeatmapEncoder(3 * NUM_REFS, slim=slim)
+        self.audio_encoder = AudioEncoder(slim=slim)
+        self.spatial_module = SpatialPath(slim=slim)
+        self.temporal_module = TemporalPath(slim=slim)
         self.source_img_encoder = nn.Sequential(
-            ConvNormReLU(3, 32, kernel_size=7, padding=3),
-            ConvNormReLU(32, 64, stride=2),
-            ConvNormReLU(64, 128, stride=2),
+            ConvNormReLU(3, c32, kernel_size=7, padding=3),
+            ConvNormReLU(c32, c64, stride=2),
+            ConvNormReLU(c64, c128, stride=2),
         )
-        self.fuse_32 = nn.Sequential(ConvNormReLU(512, 256), ConvNormReLU(256, 256))
-        self.fuse_64 = nn.Sequential(ConvNormReLU(256, 128), ConvNormReLU(128, 128))
-        self.fuse_128 = nn.Sequential(ConvNormReLU(64, 32), ConvNormReLU(32, 32))
-        self.translation = InpaintingGenerator()
+        self.fuse_32 = nn.Sequential(ConvNormReLU(c512, c256), ConvNormReLU(c256, c256))
+        self.fuse_64 = nn.Sequential(ConvNormReLU(c256, c128), ConvNormReLU(c128, c128))
+        self.fuse_128 = nn.Sequential(ConvNormReLU(c64, c32), ConvNormReLU(c32, c32))
+        self.translation = InpaintingGenerator(slim=slim)
         if perceptual is not None:
             self.perceptual = perceptual
-        self.align_layers = nn.ModuleList([ChannelAlign(c) for c in (32, 128, 256)])
+        self.align_layers = nn.ModuleList([ChannelAlign(c, c128) for c in (c32, c128, c256)])
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_normal_(m.weight)
                 nn.init.zeros_(m.bias)
-        self.mine = MINE()
+        self.mine = MINE(c256, c128)
+        self.use_spatial = True
+        self.use_temporal = True
 
     def deform_and_generate(self, batch: FlatBatch):
         """Flattened rows -> (generated face rows, spatially deformed feats, temporally deformed feats)."""
         masked = batch.face.clone()
         masked[:, :, masked.size(2) // 2 :] = 0
         audio_code = self.audio_encoder(batch.audio)
-        ref_feats = self.ref_imgs_encoder(batch.ref_imgs)
-        spatial = self.spatial_module(
-            ref_feats,
-            self.heatmap_encoder_ref(batch.ref_heatmaps.flatten(1, 2)),
-            self.heatmap_encoder_tar(batch.target_heatmap),
-            audio_code,
-        )
-        temporal = self.temporal_module(batch.ref_imgs, batch.ref_heatmaps, batch.target_heatmap, audio_code)
+        spatial = temporal = None
+        if self.use_spatial:
+            ref_feats = self.ref_imgs_encoder(batch.ref_imgs)
+            spatial = self.spatial_module(
+                ref_feats,
+                self.heatmap_encoder_ref(batch.ref_heatmaps.flatten(1, 2)),
+                self.heatmap_encoder_tar(batch.target_heatmap),
+                audio_code,
+            )
+        if self.use_temporal:
+            temporal = self.temporal_module(batch.ref_imgs, batch.ref_heatmaps, batch.target_heatmap, audio_code)
+        spatial = spatial or [torch.zeros_like(f) for f in temporal]
+        temporal = temporal or [torch.zeros_like(f) for f in spatial]
         fused = [
             fuse(torch.cat([s, t], 1))
             for fuse, s, t in zip((self.fuse_128, self.fuse_64, self.fuse_32), spatial, temporal)
@@ -602,8 +620,8 @@ class FaceRendererTrainer(FaceRenderer):
     `torch.randperm` from the global RNG.
     """
 
-    def __init__(self):
-        super().__init__(perceptual=PerceptualLoss())
+    def __init__(self, slim: int = 1):
+        super().__init__(perceptual=PerceptualLoss(), slim=slim)
 
     def forward_train(self, T_frame_img, T_driving_heatmap, ref_N_frame_img, ref_N_frame_heatmap, T_audio_w2v):
         batch = FlatBatch(T_frame_img, T_driving_heatmap, ref_N_frame_img, ref_N_frame_heatmap, T_audio_w2v)
@@ -632,18 +650,32 @@ def split_official_state_dict(state: Mapping[str, torch.Tensor]):
     return renderer, perceptual
 
 
+RENDERER_INFO_KEY = "stsa_bench"
+"""Checkpoint entry (beside "state_dict") with the settings a trained variant needs at inference:
+{"slim": channel divisor, "use_spatial": bool, "use_temporal": bool}. Official checkpoints lack it."""
+
+
+def slim_of(state: Mapping[str, torch.Tensor]) -> int:
+    """Channel divisor of a renderer state dict (the official network has 32 channels in `translation.conv1`)."""
+    return 32 // state["translation.conv1.weight"].shape[0]
+
+
 def load_renderer(path_or_state_dict, device="cpu") -> FaceRenderer:
     """Inference `FaceRenderer` in eval mode from an official checkpoint (path or loaded dict).
 
     Accepts `{"state_dict": ...}` or a bare state dict, with or without `module.` prefixes.
     The VGG-19 `perceptual.*` weights are dropped; every other key must match exactly (strict).
+    Checkpoints written by `stsa.training` may be slim and may carry path ablations (RENDERER_INFO_KEY).
     """
     state = path_or_state_dict
     if isinstance(state, (str, PathLike)):
         state = torch.load(state, map_location="cpu", weights_only=True)
+    info = state.get(RENDERER_INFO_KEY, {}) if isinstance(state, Mapping) else {}
     if "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     renderer_state, _ = split_official_state_dict(state)
-    model = FaceRenderer()
+    model = FaceRenderer(slim=slim_of(renderer_state))
+    model.use_spatial = bool(info.get("use_spatial", True))
+    model.use_temporal = bool(info.get("use_temporal", True))
     model.load_state_dict(renderer_state, strict=True)
     return model.to(device).eval()

@@ -62,8 +62,8 @@ def _quote_placeholders(override: str) -> str:
     return override
 
 
-def compose(overrides: list[str]) -> dict:
-    """Compose configs/config.yaml with overrides and resolve it into a plain dict."""
+def compose(overrides: list[str], config_name: str = "config") -> dict:
+    """Compose configs/<config_name>.yaml with overrides and resolve it into a plain dict."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -79,7 +79,7 @@ def compose(overrides: list[str]) -> dict:
             raise ConfigError(f"unknown suite {name!r}{did_you_mean(name, suite_names())}")
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=overrides)
+            cfg = hydra_compose(config_name=config_name, overrides=overrides)
         return OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as exc:
         msg = " ".join(str(exc).split())
@@ -90,7 +90,7 @@ def compose(overrides: list[str]) -> dict:
         from .config import flatten
 
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            known = list(flatten(OmegaConf.to_container(hydra_compose(config_name="config"))))
+            known = list(flatten(OmegaConf.to_container(hydra_compose(config_name=config_name))))
         raise ConfigError(f"unknown setting {bad[0]!r}{did_you_mean(bad[0], known).split(' (known')[0]}") from exc
 
 
@@ -100,13 +100,18 @@ def load_config(args: argparse.Namespace):
     return run_config_from_dict(compose(to_overrides(args)))
 
 
+def print_resolved(resolved) -> int:
+    """--print-config: the resolved config as YAML."""
+    from omegaconf import OmegaConf
+
+    print(OmegaConf.to_yaml(OmegaConf.create(dict(resolved))), end="")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if args.print_config:
-        from omegaconf import OmegaConf
-
-        print(OmegaConf.to_yaml(OmegaConf.create(dict(cfg.resolved))), end="")
-        return 0
+        return print_resolved(cfg.resolved)
     from .runner import run
 
     t0 = time.time()
@@ -116,6 +121,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{len(outcome.rows)} rows ({outcome.n_new} new, {outcome.n_failed} failed) in {time.time() - t0:.1f} s -> "
         f"{outcome.out / 'results.jsonl'}"
     )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import describe, run_training, train_config_from_dict
+
+    overrides = [f"suite={args.suite}"] if args.suite else []
+    cfg = train_config_from_dict(compose(overrides + list(args.overrides), "train"))
+    if args.print_config:
+        return print_resolved(cfg.resolved)
+    import os
+
+    main_process = os.environ.get("RANK", "0") == "0"
+    outcome = run_training(cfg, log=lambda m: print(m, file=sys.stderr) if main_process else None)
+    if main_process:
+        print(describe(outcome))
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .ablate import ablate_config_from_dict, run_ablation
+
+    overrides = [f"evaluation.suite={args.suite}"] if args.suite else []
+    acfg = ablate_config_from_dict(compose(overrides + list(args.overrides), "ablate"))
+    if args.print_config:
+        return print_resolved(acfg.resolved)
+    suite = str(acfg.evaluation["suite"])
+    if suite not in suite_names():
+        raise ConfigError(f"unknown suite {suite!r}{did_you_mean(suite, suite_names())}")
+    written = run_ablation(acfg, compose([f"suite={suite}"]), log=lambda m: print(m, file=sys.stderr))
+    print(written[0].read_text())
+    for p in written:
+        print(f"wrote {p}")
     return 0
 
 
@@ -335,6 +373,32 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     pr.set_defaults(func=cmd_prepare)
+
+    tr = with_common(
+        sub.add_parser(
+            "train",
+            help="train STSA: stage=guidance|synthesis|finetune|syncnet (configs/train.yaml); resumable",
+            epilog="Trailing key=value arguments are Hydra overrides of configs/train.yaml, e.g.\n"
+            "  stage=synthesis data.root=DIR sync_expert=lipsync_expert.pth size=tiny train.steps=100\n"
+            "Data parallel: torchrun --nproc_per_node=N -m stsa_bench.cli train ...",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+    tr.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    tr.set_defaults(func=cmd_train)
+
+    ab = with_common(
+        sub.add_parser(
+            "ablate",
+            help="Table III: train each STSA variant (or use given checkpoints), evaluate on --suite, write the table",
+            epilog="Trailing key=value arguments are Hydra overrides of configs/ablate.yaml (training settings as in\n"
+            "configs/train.yaml; suite/data.root there are the training clips), e.g.\n"
+            "  data.root=/data/lrs2 evaluation.data.root=/data/lrs2 sync_expert=lipsync_expert.pth vgg19=vgg19.pth",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+    ab.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    ab.set_defaults(func=cmd_ablate)
 
     rp = sub.add_parser("report", help="paper-ready tables (md, tex, csv, json) and an HTML page with plots from a results dir")
     rp.add_argument("results", help="a run's output directory (holds results.jsonl)")

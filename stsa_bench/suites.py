@@ -116,6 +116,7 @@ class SplitOptions:
     audio_dir: str | None = None
     audio_ext: str = ".wav"
     ids: tuple[str, ...] = ()
+    ids_file: str | None = None
     description: str = ""
 
 
@@ -125,8 +126,8 @@ class SplitSuite:
     def __init__(self, ctx: SuiteContext):
         self.ctx = ctx
         self.opts = typed(SplitOptions, ctx.options, "suite")
-        if not self.opts.ids:
-            raise ConfigError(f"suite {ctx.name!r} lists no ids")
+        if not self.opts.ids and not self.opts.ids_file:
+            raise ConfigError(f"suite {ctx.name!r} lists no ids (ids or ids_file)")
 
     @property
     def layout(self) -> str:
@@ -138,15 +139,23 @@ class SplitSuite:
         o = self.opts
         root = resolve_root(self.ctx, o.root_env, self.layout)
         audio_root = Path(self.ctx.data.audio_root).expanduser() if self.ctx.data.audio_root else root
+        ids = list(o.ids) or self._ids_from_file(root)
         clips = [
             hash_clip(
                 i,
                 root / o.video_dir / f"{i}{o.video_ext}",
                 audio_root / o.audio_dir / f"{i}{o.audio_ext}" if o.audio_dir else None,
             )
-            for i in o.ids
+            for i in ids
         ]
-        return freeze_manifest(self.ctx, {"root": str(root), "ids": list(o.ids)}, clips)
+        return freeze_manifest(self.ctx, {"root": str(root), "ids": ids}, clips)
+
+    def _ids_from_file(self, root: Path) -> list[str]:
+        """Ids listed one per line (first field) in `ids_file`, relative to the data root (LRS2: train.txt)."""
+        path = root / str(self.opts.ids_file)
+        if not path.is_file():
+            raise ConfigError(f"suite {self.ctx.name!r}: id list {path} not found (suite.ids_file, relative to the data root)")
+        return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
 SUITES.register("lrs2")(SplitSuite)

@@ -16,6 +16,15 @@ from .helpers import bench_frames_per_s
 from .test_stsa_method import N, short_sample, stsa_weights  # noqa: F401 - fixtures
 
 
+def network_inputs(b: int, device: str):
+    """Seeded random inputs for b frames: audio windows, pose and reference heatmaps, face, references."""
+    g = torch.Generator().manual_seed(0)
+    audio = torch.randn(b, 5, 768, 10, generator=g).to(device)
+    pose, refs = torch.rand(b, 5, 1, 128, 128, generator=g).to(device), torch.rand(b, 5, 1, 128, 128, generator=g).to(device)
+    face, ref_imgs, ref_h = (torch.rand(b, n, 3, 128, 128, generator=g).to(device) for n in (1, 5, 5))
+    return audio, pose, refs, face, ref_imgs, ref_h
+
+
 @pytest.mark.slow
 def test_bench_stsa_networks(benchmark, stsa_weights):  # noqa: F811
     from metrics.base import resolve_device
@@ -24,10 +33,7 @@ def test_bench_stsa_networks(benchmark, stsa_weights):  # noqa: F811
 
     device, b = resolve_device("auto"), 8
     guidance, renderer = load_guidance(stsa_weights["heatmap_ckpt"], device), load_renderer(stsa_weights["renderer_ckpt"], device)
-    g = torch.Generator().manual_seed(0)
-    audio = torch.randn(b, 5, 768, 10, generator=g).to(device)
-    pose, refs = torch.rand(b, 5, 1, 128, 128, generator=g).to(device), torch.rand(b, 5, 1, 128, 128, generator=g).to(device)
-    face, ref_imgs, ref_h = (torch.rand(b, n, 3, 128, 128, generator=g).to(device) for n in (1, 5, 5))
+    audio, pose, refs, face, ref_imgs, ref_h = network_inputs(b, device)
 
     @torch.inference_mode()
     def step():
@@ -47,3 +53,33 @@ def test_bench_stsa_pipeline(benchmark, stsa_weights, short_sample):  # noqa: F8
     benchmark.extra_info.update(device=str(method.generator().device), batch_size=N, precision="fp32")
     gen = bench_frames_per_s(benchmark, method.generate, N, rounds=1, args=(short_sample,))
     assert gen.frames.shape == short_sample.frames.shape
+
+
+@pytest.mark.slow
+def test_bench_stsa_official_one_frame_loop(benchmark, stsa_weights):  # noqa: F811
+    """The official script's way, for the speed-up figure: per frame one guidance forward (batch 1) and
+    one `Face_renderer` forward that also computes its training losses (VGG-19 perceptual + MINE), as
+    the official inference does. Same device, weights and inputs as `test_bench_stsa_networks`."""
+    from metrics.base import resolve_device
+    from stsa.guidance import load_guidance
+    from stsa.renderer import FaceRendererTrainer
+
+    device, n = resolve_device("auto"), 8
+    guidance = load_guidance(stsa_weights["heatmap_ckpt"], device)
+    official = FaceRendererTrainer()
+    official.load_state_dict(torch.load(stsa_weights["renderer_ckpt"], weights_only=True)["state_dict"])
+    official = official.to(device).eval()
+    audio, pose, refs, face, ref_imgs, ref_h = network_inputs(n, device)
+
+    @torch.no_grad()
+    def loop():
+        out = []
+        for i in range(n):
+            heat, _ = guidance(audio[i : i + 1], pose[i : i + 1], refs[i : i + 1])
+            target = heat.reshape(1, 5, 1, 128, 128)[:, 2].clamp(max=1).repeat(1, 3, 1, 1)[:, None]
+            out.append(official(face[i : i + 1], target, ref_imgs[i : i + 1], ref_h[i : i + 1], audio[i : i + 1, 2:3])[0])
+        return torch.cat(out)
+
+    benchmark.extra_info.update(device=device, batch_size=1, precision="fp32", losses_computed=True)
+    out = bench_frames_per_s(benchmark, loop, n, rounds=2, warmup_rounds=1)
+    assert out.shape == (n, 3, 1, 128, 128)

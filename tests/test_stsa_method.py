@@ -89,7 +89,7 @@ def test_missing_settings_name_each_setting(tmp_path):
 
 def test_stsa_package_never_imports_the_harness():
     root = Path(__file__).resolve().parents[1] / "stsa"
-    for path in root.glob("*.py"):
+    for path in root.rglob("*.py"):
         text = path.read_text()
         for banned in ("stsa_bench", "baselines", "metrics"):
             assert f"import {banned}" not in text and f"from {banned}" not in text, f"{path.name} imports {banned}"

@@ -1,0 +1,1 @@
+"""STSA training (no official training code exists; built from the paper and spec/stsa.md)."""

@@ -1,0 +1,168 @@
+"""`stsa-bench ablate`: the paper's Table III. Train every variant (or take given checkpoints), run it on
+the evaluation suite with the harness's metrics, write the table beside the paper's numbers.
+
+Layout under `out`: train/guidance (stage 1, shared by every variant), train/<variant> (stage 2, or
+stage 3 for w_ft, which fine-tunes guidance + the wo_ft renderer), eval/ (one `stsa-bench run` with a
+`<variant>:stsa` row per variant) and table3.{md,tex,csv}. Each part resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+from .registry import did_you_mean
+
+Log = Callable[[str], None]
+
+VARIANTS: dict[str, tuple[str, dict[str, bool]]] = {
+    "wo_cil": ("w/o CIL", {"cil": False, "finetune": False}),
+    "wo_sync": ("w/o sync loss", {"sync_loss": False, "finetune": False}),
+    "wo_spatial": ("w/o spatial path", {"spatial_path": False, "finetune": False}),
+    "wo_temporal": ("w/o temporal path", {"temporal_path": False, "finetune": False}),
+    "wo_ft": ("full w/o FT", {"finetune": False}),
+    "w_ft": ("full w/ FT", {"finetune": True}),
+}
+"""Table III rows in the paper's order: name -> (label, ablation switches). `finetune` adds stage 3."""
+FINETUNED_FROM = {"w_ft": "wo_ft"}
+"""A fine-tuned variant starts from the shared guidance network and this variant's stage-2 renderer."""
+
+
+@dataclass(frozen=True)
+class AblateConfig:
+    resolved: Mapping[str, Any]
+    out: Path
+    variants: tuple[str, ...]
+    steps: Mapping[str, int]
+    checkpoints: Mapping[str, Mapping[str, str]]
+    evaluation: Mapping[str, Any]
+
+
+def ablate_config_from_dict(resolved: Mapping[str, Any]) -> AblateConfig:
+    r = dict(resolved)
+    variants = tuple(r.get("variants") or ())
+    for v in variants:
+        if v not in VARIANTS:
+            raise ConfigError(f"unknown variant {v!r}{did_you_mean(v, list(VARIANTS))}")
+    for v in r.get("checkpoints") or {}:
+        if v not in VARIANTS:
+            raise ConfigError(f"checkpoints.{v}: unknown variant{did_you_mean(v, list(VARIANTS))}")
+    return AblateConfig(r, Path(str(r["out"])).expanduser(), variants, dict(r["steps"]), dict(r.get("checkpoints") or {}),
+                        dict(r["evaluation"]))
+
+
+def _train_resolved(acfg: AblateConfig, stage: str, name: str, ablation: dict | None = None, init: dict | None = None) -> dict:
+    """The train config of one stage run: the ablate config's training part with stage, out, steps, switches."""
+    r = copy.deepcopy(dict(acfg.resolved))
+    for key in ("variants", "steps", "checkpoints", "evaluation"):
+        r.pop(key, None)
+    r["stage"] = stage
+    r["out"] = str(acfg.out / "train" / name)
+    r["train"]["steps"] = int(acfg.steps[stage])
+    r["ablation"].update(ablation or {})
+    if init:
+        r["init"] = init
+    return r
+
+
+def train_variants(acfg: AblateConfig, log: Log) -> dict[str, dict[str, str]]:
+    """variant -> {"heatmap": path, "renderer": path}, training what is not given."""
+    from .train import run_training, train_config_from_dict
+
+    def train(stage: str, name: str, **kw) -> Path:
+        cfg = train_config_from_dict(_train_resolved(acfg, stage, name, **kw))
+        log(f"ablate: training {name} ({stage}, {cfg.options.steps} steps) in {cfg.out}")
+        outcome = run_training(cfg, log)
+        if not outcome.exported:
+            raise ConfigError(f"{cfg.out}: training stopped at step {outcome.step}; run ablate again to continue")
+        return cfg.out / "export"
+
+    given = {v: dict(c) for v, c in acfg.checkpoints.items()}
+    todo = [v for v in acfg.variants if v not in given]
+    weights: dict[str, dict[str, str]] = {}
+    guidance = train("guidance", "guidance") / "heatmap_weight.pth" if todo else None
+    for v in acfg.variants:
+        if v in given:
+            weights[v] = given[v]
+            continue
+        switches = dict(VARIANTS[v][1])
+        start = FINETUNED_FROM.get(v, v)
+        stage2 = {**switches, "finetune": False}
+        renderer = given.get(start, {}).get("renderer") or str(train("synthesis", start, ablation=stage2) / "face_weight.pth")
+        if not switches["finetune"]:
+            weights[v] = {"heatmap": str(guidance), "renderer": renderer}
+            continue
+        heatmap = given.get(start, {}).get("heatmap") or str(guidance)
+        out = train("finetune", v, ablation=switches, init={"heatmap": heatmap, "renderer": renderer})
+        weights[v] = {"heatmap": str(out / "heatmap_weight.pth"), "renderer": str(out / "face_weight.pth")}
+    return weights
+
+
+def eval_resolved(acfg: AblateConfig, weights: Mapping[str, Mapping[str, str]], base: Mapping[str, Any]) -> dict:
+    """The `stsa-bench run` config (composed configs/config.yaml in `base`) with one stsa row per variant."""
+    ev = acfg.evaluation
+    r = copy.deepcopy(dict(base))
+    r["suite"] = {**r["suite"], **dict(ev.get("suite_options") or {})}
+    r["data"] = dict(ev.get("data") or {"root": None, "audio_root": None})
+    r["methods"] = [f"{v}:stsa" for v in weights]
+    r["metrics"] = list(ev["metrics"])
+    r["out"] = str(acfg.out / "eval")
+    r["cache_dir"] = acfg.resolved.get("cache_dir")
+    r["runtime"] = {**r["runtime"], "device": ev.get("device", "auto")}
+    r["weights"] = {**r["weights"], **dict(ev.get("weights") or {})}
+    w2v = acfg.resolved.get("wav2vec2")
+    for v, w in weights.items():
+        r[v] = {**r["stsa"], "heatmap_ckpt": str(w["heatmap"]), "renderer_ckpt": str(w["renderer"]),
+                "wav2vec2": w2v, "batch_size": int(ev.get("batch_size", 32)), "precision": ev.get("precision", "fp32")}
+    return r
+
+
+def write_table(eval_dir: Path, out: Path) -> list[Path]:
+    """table3.md (ours, then ours vs paper), table3.tex, table3.csv from the evaluation rows."""
+    from reports import tables
+
+    from .paths import atomic_write_text
+
+    run = tables.Run.load(eval_dir)
+    reference = tables.load_reference("stsa_table3")
+    labels = "\n".join(f"- `{v}`: {VARIANTS[v][0]}" for v in run.methods if v in VARIANTS)
+    md = "\n".join([
+        f"# Table III (ablation) on {run.rows[0].suite}\n",
+        labels + "\n",
+        tables.markdown(run),
+        "## Ours vs the paper\n",
+        tables.comparison_markdown(run, reference),
+        tables.provenance_markdown(tables.provenance(run)),
+    ])
+    written = []
+    for name, text in (
+        ("table3.md", md),
+        ("table3.tex", tables.latex(run, caption="Ablation study (Table III).", label="tab:ablation")),
+        ("table3.csv", tables.to_csv(tables.tidy(run))),
+    ):
+        atomic_write_text(out / name, text)
+        written.append(out / name)
+    return written
+
+
+def run_ablation(acfg: AblateConfig, eval_base: Mapping[str, Any], log: Log = print) -> list[Path]:
+    from .config import run_config_from_dict
+    from .runner import run
+
+    weights = train_variants(acfg, log)
+    if acfg.resolved.get("wav2vec2") == "tiny":
+        from .config import cache_root
+        from .train import tiny_wav2vec2_dir
+
+        acfg = AblateConfig({**acfg.resolved, "wav2vec2": str(tiny_wav2vec2_dir(cache_root(acfg.resolved.get("cache_dir"))))},
+                            acfg.out, acfg.variants, acfg.steps, acfg.checkpoints, acfg.evaluation)
+    rcfg = run_config_from_dict(eval_resolved(acfg, weights, eval_base))
+    outcome = run(rcfg, log)
+    log(outcome.summary)
+    (acfg.out).mkdir(parents=True, exist_ok=True)
+    (acfg.out / "weights.json").write_text(json.dumps(weights, indent=1))
+    return write_table(rcfg.out, acfg.out)
