@@ -9,6 +9,7 @@ stage 3 for w_ft, which fine-tunes guidance + the wo_ft renderer), eval/ (one `s
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,7 @@ def write_table(eval_dir: Path, out: Path) -> list[Path]:
 
 def run_ablation(acfg: AblateConfig, eval_base: Mapping[str, Any], log: Log = print) -> list[Path]:
     from .config import run_config_from_dict
+    from .paths import atomic_write_text
     from .runner import run
 
     weights = train_variants(acfg, log)
@@ -158,11 +160,10 @@ def run_ablation(acfg: AblateConfig, eval_base: Mapping[str, Any], log: Log = pr
         from .config import cache_root
         from .train import tiny_wav2vec2_dir
 
-        acfg = AblateConfig({**acfg.resolved, "wav2vec2": str(tiny_wav2vec2_dir(cache_root(acfg.resolved.get("cache_dir"))))},
-                            acfg.out, acfg.variants, acfg.steps, acfg.checkpoints, acfg.evaluation)
+        tiny_dir = str(tiny_wav2vec2_dir(cache_root(acfg.resolved.get("cache_dir"))))
+        acfg = dataclasses.replace(acfg, resolved={**acfg.resolved, "wav2vec2": tiny_dir})
     rcfg = run_config_from_dict(eval_resolved(acfg, weights, eval_base))
     outcome = run(rcfg, log)
     log(outcome.summary)
-    (acfg.out).mkdir(parents=True, exist_ok=True)
-    (acfg.out / "weights.json").write_text(json.dumps(weights, indent=1))
+    atomic_write_text(acfg.out / "weights.json", json.dumps(weights, indent=1))
     return write_table(rcfg.out, acfg.out)

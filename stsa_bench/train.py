@@ -18,10 +18,13 @@ from typing import Any, Callable, Mapping
 from .config import DataConfig, PreprocessConfig, config_hash, typed
 from .errors import ClipError, ConfigError
 from .paths import atomic_write_text, cache_root, canonical_json
+from .weights import WeightsSpec
 
 Log = Callable[[str], None]
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
+VGG19_WEIGHTS = WeightsSpec("vgg19", VGG19_FILE, f"https://download.pytorch.org/models/{VGG19_FILE}", "dcbb9e9d")
+"""ImageNet VGG-19 for the perceptual loss (torchvision; the file name carries its sha256 prefix)."""
 RESUME_FREE_KEYS = ("steps", "progress", "tensorboard", "workers", "log_every")
 """train.* keys that may change between a run and its resumption."""
 
@@ -104,7 +107,7 @@ def train_config_from_dict(resolved: Mapping[str, Any]) -> TrainRunConfig:
 # ------------------------------------------------------------------------------------------------ data
 
 
-def wav2vec2_model(source: str | None, cache_dir: Path):
+def wav2vec2_model(source: str | None):
     """wav2vec2 from a folder / the Hugging Face cache, or the random tiny config ("tiny", tests only)."""
     from stsa.audio import load_wav2vec2, tiny_wav2vec2
 
@@ -178,7 +181,7 @@ def load_clip_arrays(cfg: TrainRunConfig, log: Log) -> tuple[list[CachedClip], l
 
     clips = load_suite(SuiteContext(cfg.suite, cfg.suite_options, cfg.data, cfg.cache_dir))
     prep = Preprocessor(cfg.preprocess, cfg.cache_dir)
-    w2v = wav2vec2_model(cfg.wav2vec2, cfg.cache_dir)
+    w2v = wav2vec2_model(cfg.wav2vec2)
     w2v_id = model_fingerprint(w2v)
     cached, failed = [], []
 
@@ -215,17 +218,21 @@ def load_clip_arrays(cfg: TrainRunConfig, log: Log) -> tuple[list[CachedClip], l
 # ------------------------------------------------------------------------------------------- networks
 
 
-def vgg19_state(cfg: TrainRunConfig) -> dict | None:
-    """torchvision VGG-19 `features.*` weights from `vgg19` or the torch hub cache; None if absent."""
+def vgg19_state(cfg: TrainRunConfig) -> tuple[dict, str] | None:
+    """(torchvision VGG-19 `features.*` weights, file sha256) from `vgg19`, $STSA_BENCH_WEIGHTS or the
+    torch hub cache (sha256-prefix checked there); None when absent. Never downloads."""
     import torch
 
-    path = Path(cfg.vgg19).expanduser() if cfg.vgg19 else Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
-    if not path.is_file():
+    from .weights import WeightsMissing, resolve
+
+    try:
+        path, digest = resolve(VGG19_WEIGHTS, cfg.vgg19)
+    except WeightsMissing as exc:
         if cfg.vgg19:
-            raise ConfigError(f"vgg19={cfg.vgg19}: no such file")
+            raise ConfigError(str(exc)) from exc
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}, digest
 
 
 def sync_expert(cfg: TrainRunConfig):
@@ -244,6 +251,14 @@ def sync_expert(cfg: TrainRunConfig):
     if not Path(cfg.sync_expert).expanduser().is_file():
         raise ConfigError(f"sync_expert={cfg.sync_expert}: no such file")
     return load_wav2lip(Path(cfg.sync_expert).expanduser(), model=SyncNetColor())
+
+
+def input_hashes(cfg: TrainRunConfig) -> dict[str, str]:
+    """sha256 of every weights file the run was given (expert, VGG-19, fine-tuning init)."""
+    from .paths import sha256_file
+
+    given = {"sync_expert": cfg.sync_expert, "vgg19": cfg.vgg19, "init.heatmap": cfg.init.heatmap, "init.renderer": cfg.init.renderer}
+    return {k: sha256_file(Path(v).expanduser()) for k, v in given.items() if v and Path(v).expanduser().is_file()}
 
 
 def initialise(task, cfg: TrainRunConfig) -> None:
@@ -273,11 +288,11 @@ def initialise(task, cfg: TrainRunConfig) -> None:
     vgg = vgg19_state(cfg)
     if vgg is None and not cfg.random_vgg:
         raise ConfigError(
-            f"no VGG-19 weights for the perceptual loss: set vgg19=PATH (torchvision {VGG19_FILE}) or put it in "
-            f"{Path(torch.hub.get_dir()) / 'checkpoints'}; random_vgg=true trains with random VGG weights (tests only)"
+            f"no VGG-19 weights for the perceptual loss: set vgg19=PATH (torchvision {VGG19_FILE}), or "
+            f"{VGG19_WEIGHTS.where().replace('weights.vgg19', 'vgg19')}; random_vgg=true trains with random VGG weights (tests only)"
         )
     if vgg is not None:
-        gen.renderer.perceptual.model.network.load_state_dict(vgg)
+        gen.renderer.perceptual.model.network.load_state_dict(vgg[0])
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -358,6 +373,7 @@ def run_training(cfg: TrainRunConfig, log: Log = print) -> TrainOutcome:
         "clips_left_out": failed,
         "git_sha": git_sha(),
         "config_hash": config_hash(cfg.resolved),
+        "weights_sha256": input_hashes(cfg),
         "exported": {k: str(v) for k, v in exported.items()},
     }
     if engine.rank == 0:

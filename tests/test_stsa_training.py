@@ -56,6 +56,14 @@ def synthetic_task(stage: str, seed: int = 0, slim: int = 8):
     return build_task(TaskSpec(stage, slim=slim, disc_width=16 if slim > 1 else 64), expert)
 
 
+@pytest.fixture(autouse=True)
+def _drop_checkpoints(tmp_path):
+    """Training checkpoints are large (a guidance last.pt is about 580 MB): remove them after each test."""
+    yield
+    for path in tmp_path.rglob("*.pt*"):
+        path.unlink()
+
+
 @pytest.fixture(scope="module")
 def expert_path(shared, make_weights, tmp_path_factory) -> Path:
     """Wav2Lip SyncNet_color with golden-formula weights, saved like lipsync_expert.pth."""
@@ -467,3 +475,20 @@ def test_mixed_precision_steps_run(precision, stage, tmp_path):
     assert all(np.isfinite(v) for v in losses.values())
     assert {"perc", "gan", "feat", "sync", "mi", "disc"} <= set(losses) if stage == "synthesis" else "heatmap" in losses
     assert engine.scaler.is_enabled() == (precision == "fp16")
+
+
+def test_vgg19_for_the_perceptual_loss_comes_from_the_given_file(tmp_path):
+    from torchvision.models import vgg19
+
+    from stsa_bench.train import initialise
+
+    torch.manual_seed(3)
+    features = {f"features.{k}": v for k, v in vgg19(weights=None).features.state_dict().items()}
+    torch.save(features, tmp_path / "vgg19.pth")
+    cfg = train_config_from_dict(compose(["stage=synthesis", "size=tiny", f"vgg19={tmp_path / 'vgg19.pth'}"], "train"))
+    task = build_task(TaskSpec("synthesis", slim=8, disc_width=16, ablation=Ablation(sync_loss=False)))
+    initialise(task, cfg)
+    loaded = task.models["generator"].renderer.perceptual.model.network.state_dict()
+    assert all(torch.equal(loaded[k[len("features."):]], v) for k, v in features.items())
+    with pytest.raises(ConfigError, match="no such file"):
+        initialise(task, train_config_from_dict(compose(["stage=synthesis", f"vgg19={tmp_path / 'nope.pth'}"], "train")))

@@ -145,8 +145,8 @@ class SynthesisNet(nn.Module):
         self.renderer.use_spatial, self.renderer.use_temporal = ablation.spatial_path, ablation.temporal_path
         self.guidance = GuidanceStage(weights) if finetune else None
         self.cil = ablation.cil and ablation.spatial_path and ablation.temporal_path
-        for name in ("spatial_module", "ref_imgs_encoder", "heatmap_encoder_ref", "heatmap_encoder_tar"):
-            if not ablation.spatial_path:
+        if not ablation.spatial_path:
+            for name in ("spatial_module", "ref_imgs_encoder", "heatmap_encoder_ref", "heatmap_encoder_tar"):
                 getattr(self.renderer, name).requires_grad_(False)
         if not ablation.temporal_path:
             self.renderer.temporal_module.requires_grad_(False)
