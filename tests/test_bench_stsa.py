@@ -16,6 +16,20 @@ from .helpers import bench_frames_per_s
 from .test_stsa_method import N, short_sample, stsa_weights  # noqa: F401 - fixtures
 
 
+def with_peak_memory(benchmark, device: str, run):
+    """run() and record peak memory in extra_info: CUDA peak allocated during the run, or on CPU the
+    process's peak resident set size so far (a high-water mark over the whole pytest process)."""
+    from stsa.training.engine import peak_memory_mb
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    result = run()
+    benchmark.extra_info["peak_memory_mb"] = round(peak_memory_mb(dev))
+    benchmark.extra_info["peak_memory_kind"] = "cuda max allocated" if dev.type == "cuda" else "process max RSS"
+    return result
+
+
 def network_inputs(b: int, device: str):
     """Seeded random inputs for b frames: audio windows, pose and reference heatmaps, face, references."""
     g = torch.Generator().manual_seed(0)
@@ -42,7 +56,7 @@ def test_bench_stsa_networks(benchmark, stsa_weights):  # noqa: F811
         return renderer(face, target, ref_imgs, ref_h, audio[:, 2:3])
 
     benchmark.extra_info.update(device=device, batch_size=b, precision="fp32")
-    out = bench_frames_per_s(benchmark, step, b, rounds=2, warmup_rounds=1)
+    out = with_peak_memory(benchmark, device, lambda: bench_frames_per_s(benchmark, step, b, rounds=2, warmup_rounds=1))
     assert out.shape == (b, 3, 1, 128, 128)
 
 
@@ -51,7 +65,8 @@ def test_bench_stsa_pipeline(benchmark, stsa_weights, short_sample):  # noqa: F8
     method = build_method("stsa", {**stsa_weights, "batch_size": N}, MethodEnv("auto"))
     method.generator()
     benchmark.extra_info.update(device=str(method.generator().device), batch_size=N, precision="fp32")
-    gen = bench_frames_per_s(benchmark, method.generate, N, rounds=1, args=(short_sample,))
+    run = lambda: bench_frames_per_s(benchmark, method.generate, N, rounds=1, args=(short_sample,))  # noqa: E731
+    gen = with_peak_memory(benchmark, str(method.generator().device), run)
     assert gen.frames.shape == short_sample.frames.shape
 
 
@@ -81,5 +96,5 @@ def test_bench_stsa_official_one_frame_loop(benchmark, stsa_weights):  # noqa: F
         return torch.cat(out)
 
     benchmark.extra_info.update(device=device, batch_size=1, precision="fp32", losses_computed=True)
-    out = bench_frames_per_s(benchmark, loop, n, rounds=2, warmup_rounds=1)
+    out = with_peak_memory(benchmark, device, lambda: bench_frames_per_s(benchmark, loop, n, rounds=2, warmup_rounds=1))
     assert out.shape == (n, 3, 1, 128, 128)
