@@ -131,9 +131,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = train_config_from_dict(compose(overrides + list(args.overrides), "train"))
     if args.print_config:
         return print_resolved(cfg.resolved)
-    import os
+    from stsa.training.engine import dist_info
 
-    main_process = os.environ.get("RANK", "0") == "0"
+    main_process = dist_info()[1] == 0
     outcome = run_training(cfg, log=lambda m: print(m, file=sys.stderr) if main_process else None)
     if main_process:
         print(describe(outcome))

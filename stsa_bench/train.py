@@ -142,6 +142,12 @@ class CachedClip:
     def __init__(self, folder: Path, clip_id: str):
         self.folder, self.clip_id = folder, clip_id
 
+    def __len__(self) -> int:
+        """Frames of the clip (read from the crops' .npy header only)."""
+        import numpy as np
+
+        return len(np.load(self.folder / "crops.npy", mmap_mode="r"))
+
     def __call__(self):
         import numpy as np
 
@@ -218,21 +224,20 @@ def load_clip_arrays(cfg: TrainRunConfig, log: Log) -> tuple[list[CachedClip], l
 # ------------------------------------------------------------------------------------------- networks
 
 
-def vgg19_state(cfg: TrainRunConfig) -> tuple[dict, str] | None:
-    """(torchvision VGG-19 `features.*` weights, file sha256) from `vgg19`, $STSA_BENCH_WEIGHTS or the
-    torch hub cache (sha256-prefix checked there); None when absent. Never downloads."""
-    import torch
-
+def vgg19_file(cfg: TrainRunConfig) -> tuple[Path, str] | None:
+    """(path, sha256) of the ImageNet VGG-19 the perceptual loss loads: `vgg19`, or $STSA_BENCH_WEIGHTS /
+    the torch hub cache (sha256-prefix checked there). None when the stage takes none (guidance,
+    syncnet; finetune without `vgg19`, whose VGG comes with init.renderer) or none is found. Never downloads."""
     from .weights import WeightsMissing, resolve
 
+    if cfg.stage not in ("synthesis", "finetune") or (cfg.stage == "finetune" and not cfg.vgg19):
+        return None
     try:
-        path, digest = resolve(VGG19_WEIGHTS, cfg.vgg19)
+        return resolve(VGG19_WEIGHTS, cfg.vgg19)
     except WeightsMissing as exc:
         if cfg.vgg19:
             raise ConfigError(str(exc)) from exc
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}, digest
 
 
 def sync_expert(cfg: TrainRunConfig):
@@ -253,16 +258,17 @@ def sync_expert(cfg: TrainRunConfig):
     return load_wav2lip(Path(cfg.sync_expert).expanduser(), model=SyncNetColor())
 
 
-def input_hashes(cfg: TrainRunConfig) -> dict[str, str]:
-    """sha256 of every weights file the run was given (expert, VGG-19, fine-tuning init)."""
+def input_hashes(cfg: TrainRunConfig, vgg: tuple[Path, str] | None) -> dict[str, str]:
+    """sha256 of every weights file the run reads (expert, VGG-19, fine-tuning init)."""
     from .paths import sha256_file
 
-    given = {"sync_expert": cfg.sync_expert, "vgg19": cfg.vgg19, "init.heatmap": cfg.init.heatmap, "init.renderer": cfg.init.renderer}
-    return {k: sha256_file(Path(v).expanduser()) for k, v in given.items() if v and Path(v).expanduser().is_file()}
+    given = {"sync_expert": cfg.sync_expert, "init.heatmap": cfg.init.heatmap, "init.renderer": cfg.init.renderer}
+    hashes = {k: sha256_file(Path(v).expanduser()) for k, v in given.items() if v and Path(v).expanduser().is_file()}
+    return hashes | ({"vgg19": vgg[1]} if vgg else {})
 
 
-def initialise(task, cfg: TrainRunConfig) -> None:
-    """Load VGG-19 (synthesis stages) and, for finetune, the guidance and renderer weights."""
+def initialise(task, cfg: TrainRunConfig, vgg: tuple[Path, str] | None) -> None:
+    """Load VGG-19 (`vgg19_file`) for the synthesis stages and, for finetune, the guidance and renderer weights."""
     import torch
 
     from stsa.guidance import _strip_prefix
@@ -281,18 +287,19 @@ def initialise(task, cfg: TrainRunConfig) -> None:
         if keypoints.is_file():
             gen.guidance.keypoints.load_state_dict(torch.load(keypoints, map_location="cpu", weights_only=True)["state_dict"])
         face = torch.load(Path(cfg.init.renderer).expanduser(), map_location="cpu", weights_only=True)
-        rend, vgg = split_official_state_dict(face.get("state_dict", face))
-        gen.renderer.load_state_dict({**rend, **vgg}, strict=True)
+        rend, perceptual = split_official_state_dict(face.get("state_dict", face))
+        gen.renderer.load_state_dict({**rend, **perceptual}, strict=True)
         if cfg.vgg19 is None:
             return
-    vgg = vgg19_state(cfg)
     if vgg is None and not cfg.random_vgg:
         raise ConfigError(
             f"no VGG-19 weights for the perceptual loss: set vgg19=PATH (torchvision {VGG19_FILE}), or "
             f"{VGG19_WEIGHTS.where().replace('weights.vgg19', 'vgg19')}; random_vgg=true trains with random VGG weights (tests only)"
         )
     if vgg is not None:
-        gen.renderer.perceptual.model.network.load_state_dict(vgg[0])
+        state = torch.load(vgg[0], map_location="cpu", weights_only=True)
+        features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        gen.renderer.perceptual.model.network.load_state_dict(features)
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -345,12 +352,13 @@ def run_training(cfg: TrainRunConfig, log: Log = print) -> TrainOutcome:
     save_config(cfg)
     torch.manual_seed(cfg.options.seed)
     task = build_task(TaskSpec(cfg.stage, cfg.model.slim, cfg.weights, cfg.ablation, cfg.model.disc_width), sync_expert(cfg))
+    vgg = vgg19_file(cfg)
     if not (cfg.out / "last.pt").is_file():
-        initialise(task, cfg)
+        initialise(task, cfg, vgg)
     arrays, failed = load_clip_arrays(cfg, log)
     if not arrays:
         raise ConfigError(f"no usable training clips in suite {cfg.suite!r} ({len(failed)} left out)")
-    log(f"training data: {len(arrays)} clips, {sum(len(a()) for a in arrays)} frames ({len(failed)} left out)")
+    log(f"training data: {len(arrays)} clips, {sum(len(a) for a in arrays)} frames ({len(failed)} left out)")
     dataset = WindowDataset(arrays, cfg.model.T, cfg.model.n_refs, seed=cfg.options.seed, pool=cfg.samples)
     engine = Engine(task, dataset, cfg.options, cfg.out, log)
     t0 = time.perf_counter()
@@ -373,7 +381,7 @@ def run_training(cfg: TrainRunConfig, log: Log = print) -> TrainOutcome:
         "clips_left_out": failed,
         "git_sha": git_sha(),
         "config_hash": config_hash(cfg.resolved),
-        "weights_sha256": input_hashes(cfg),
+        "weights_sha256": input_hashes(cfg, vgg),
         "exported": {k: str(v) for k, v in exported.items()},
     }
     if engine.rank == 0:

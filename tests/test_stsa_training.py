@@ -397,7 +397,7 @@ def test_lrs2_train_suite_reads_the_users_train_list(tmp_path):
 
 
 def test_missing_training_inputs_name_their_setting(tmp_path, monkeypatch):
-    from stsa_bench.train import initialise, sync_expert
+    from stsa_bench.train import initialise, sync_expert, vgg19_file
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cfg = train_config_from_dict(compose(["stage=synthesis", "size=tiny"], "train"))
@@ -405,10 +405,10 @@ def test_missing_training_inputs_name_their_setting(tmp_path, monkeypatch):
         sync_expert(cfg)
     task = build_task(TaskSpec("synthesis", slim=8, disc_width=16, ablation=Ablation(sync_loss=False)))
     with pytest.raises(ConfigError, match="vgg19=PATH"):
-        initialise(task, cfg)
+        initialise(task, cfg, vgg19_file(cfg))
     ft = train_config_from_dict(compose(["stage=finetune", "size=tiny"], "train"))
     with pytest.raises(ConfigError, match="init.heatmap is not set"):
-        initialise(build_task(TaskSpec("finetune", slim=8, disc_width=16, ablation=Ablation(sync_loss=False))), ft)
+        initialise(build_task(TaskSpec("finetune", slim=8, disc_width=16, ablation=Ablation(sync_loss=False))), ft, vgg19_file(ft))
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -480,15 +480,18 @@ def test_mixed_precision_steps_run(precision, stage, tmp_path):
 def test_vgg19_for_the_perceptual_loss_comes_from_the_given_file(tmp_path):
     from torchvision.models import vgg19
 
-    from stsa_bench.train import initialise
+    from stsa_bench.paths import sha256_file
+    from stsa_bench.train import initialise, input_hashes, vgg19_file
 
     torch.manual_seed(3)
     features = {f"features.{k}": v for k, v in vgg19(weights=None).features.state_dict().items()}
     torch.save(features, tmp_path / "vgg19.pth")
     cfg = train_config_from_dict(compose(["stage=synthesis", "size=tiny", f"vgg19={tmp_path / 'vgg19.pth'}"], "train"))
     task = build_task(TaskSpec("synthesis", slim=8, disc_width=16, ablation=Ablation(sync_loss=False)))
-    initialise(task, cfg)
+    vgg = vgg19_file(cfg)
+    initialise(task, cfg, vgg)
     loaded = task.models["generator"].renderer.perceptual.model.network.state_dict()
     assert all(torch.equal(loaded[k[len("features."):]], v) for k, v in features.items())
+    assert input_hashes(cfg, vgg) == {"vgg19": sha256_file(tmp_path / "vgg19.pth")}
     with pytest.raises(ConfigError, match="no such file"):
-        initialise(task, train_config_from_dict(compose(["stage=synthesis", f"vgg19={tmp_path / 'nope.pth'}"], "train")))
+        vgg19_file(train_config_from_dict(compose(["stage=synthesis", f"vgg19={tmp_path / 'nope.pth'}"], "train")))

@@ -141,7 +141,7 @@ class Engine:
         self.optimizers = {}
         for ph in task.phases:
             params = [p for name in ph.models for p in self.models[name].parameters() if p.requires_grad]
-            lr = ph.lr or (opts.lr_disc if ph.name == "disc" else opts.lr)
+            lr = opts.lr_disc if ph.name == "disc" else opts.lr
             self.optimizers[ph.name] = torch.optim.Adam(params, lr=lr, betas=opts.betas, weight_decay=opts.weight_decay)
         self.schedulers = {
             k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, self.opts)) for k, o in self.optimizers.items()

@@ -62,7 +62,6 @@ class Phase:
     name: str
     models: tuple[str, ...]
     loss: Callable  # (nets, batch, ctx) -> (loss tensor, {name: float})
-    lr: float | None = None
 
 
 class Nets(dict):
