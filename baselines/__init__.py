@@ -1,6 +1,6 @@
 """Dubbing methods run by the harness: sanity rows, in-tree models and adapters."""
 
-from stsa_bench.registry import METHODS
+from stsa_bench.core.registry import METHODS
 
 from .base import DubbingMethod, Generated, Sample, build_method
 

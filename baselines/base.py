@@ -8,9 +8,9 @@ from typing import Any, ClassVar, Mapping, Protocol
 
 import numpy as np
 
-from stsa_bench.config import typed
-from stsa_bench.errors import ConfigError
-from stsa_bench.registry import METHODS
+from stsa_bench.core.config import typed
+from stsa_bench.core.errors import ConfigError
+from stsa_bench.core.registry import METHODS
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from stsa_bench.errors import ClipError, ConfigError
-from stsa_bench.faces import landmarks68
-from stsa_bench.registry import METHODS
+from stsa_bench.core.errors import ClipError, ConfigError
+from stsa_bench.core.faces import landmarks68
+from stsa_bench.core.registry import METHODS
 
 from .base import Generated, Method, MethodEnv, Sample
 from .normalize import normalize_output
@@ -167,7 +167,7 @@ class ExternalMethod(Method):
         return [self.python, *self.entry, *self.command(job, sample), *self.opts.extra_args]
 
     def generate(self, sample: Sample) -> Generated:
-        from stsa_bench.media import decode_video
+        from stsa_bench.core.media import decode_video
 
         kept = self.kept_path(sample)
         if not kept.is_file():
@@ -179,7 +179,7 @@ class ExternalMethod(Method):
         return normalize_output(frames, sample, str(kept), self.opts.frame_slack, notes)
 
     def _run(self, sample: Sample, kept: Path) -> None:
-        from stsa_bench.media import write_video, write_wav
+        from stsa_bench.core.media import write_video, write_wav
 
         job = self.job_dir(sample)
         if job.exists():
@@ -237,7 +237,6 @@ class Wav2LipOfficial(ExternalMethod):
     """Rudrabha/Wav2Lip `inference.py` (S3FD faces). Its output stops at the last full 16-step mel
     window, 3 frames short at 25 fps, hence frame_slack 4 (mel window = 5 frames)."""
 
-    name = "wav2lip_official"
     label = "Wav2Lip"
     url = "https://github.com/Rudrabha/Wav2Lip"
     Options = Wav2LipOfficialOptions
@@ -279,9 +278,8 @@ class DINetOptions(ExternalOptions):
 @METHODS.register("dinet")
 class DINet(ExternalMethod):
     """MRzzm/DINet `inference.py`; its OpenFace 68-point CSV is written from our FaceMesh landmarks
-    (stsa_bench.faces.DLIB68_FROM_FACEMESH). Its 5 reference frames are drawn with unseeded random.sample."""
+    (stsa_bench.core.faces.DLIB68_FROM_FACEMESH). Its 5 reference frames are drawn with unseeded random.sample."""
 
-    name = "dinet"
     label = "DINet"
     url = "https://github.com/MRzzm/DINet"
     Options = DINetOptions
@@ -322,7 +320,6 @@ class IPLAPOptions(ExternalOptions):
 class IPLAP(ExternalMethod):
     """Weizhi-Zhong/IP_LAP `inference_single.py`; its video is side by side (landmark sketch | result): the right half is kept."""
 
-    name = "iplap"
     label = "IP-LAP"
     url = "https://github.com/Weizhi-Zhong/IP_LAP"
     Options = IPLAPOptions
@@ -358,7 +355,6 @@ class TalkLipOptions(ExternalOptions):
 class TalkLip(ExternalMethod):
     """Sxjdwang/TalkLip `inf_demo.py` (AV-HuBERT from `talklip.avhubert_root`)."""
 
-    name = "talklip"
     label = "TalkLip"
     url = "https://github.com/Sxjdwang/TalkLip"
     Options = TalkLipOptions
@@ -390,7 +386,6 @@ class MuseTalk(ExternalMethod):
     """TMElyralab/MuseTalk `python -m scripts.inference` with a one-task YAML. MuseTalk exits 0 even
     when a task fails, so a missing output file is the failure signal."""
 
-    name = "musetalk"
     label = "MuseTalk"
     url = "https://github.com/TMElyralab/MuseTalk"
     Options = MuseTalkOptions
@@ -436,11 +431,10 @@ class PCAVSOptions(ExternalOptions):
 @METHODS.register("pcavs")
 class PCAVS(ExternalMethod):
     """Hangz-nju-cuhk/Talking-Face_PC-AVS `inference.py` with demo_vox.sh's flags, identity and pose from
-    the template. Input: the harness's square crops (stsa_bench.preprocess.crop_faces) of our face boxes
+    the template. Input: the harness's square crops (stsa_bench.core.preprocess.crop_faces) of our face boxes
     (x crop_scale) at 224 px, an approximation of its align_68 crops; its 224x224 output is pasted back
     into those boxes (paste_faces)."""
 
-    name = "pcavs"
     label = "PC-AVS"
     url = "https://github.com/Hangz-nju-cuhk/Talking-Face_PC-AVS"
     Options = PCAVSOptions
@@ -462,7 +456,7 @@ class PCAVS(ExternalMethod):
     def prepare(self, job, sample):
         import cv2
 
-        from stsa_bench.preprocess import crop_faces
+        from stsa_bench.core.preprocess import crop_faces
 
         frames_dir = job / self.tag(sample)
         frames_dir.mkdir()
@@ -483,7 +477,7 @@ class PCAVS(ExternalMethod):
         shutil.rmtree(self.result_dir(sample), ignore_errors=True)
 
     def postprocess(self, frames, sample):
-        from stsa_bench.preprocess import paste_faces
+        from stsa_bench.core.preprocess import paste_faces
 
         out = sample.frames[: len(frames)].copy()
         if len(frames) > len(out):
@@ -509,7 +503,6 @@ class LatentSync(ExternalMethod):
     """bytedance/LatentSync `python -m scripts.inference` (DDIM, seeded). It also uses `temp/` inside
     its checkout, so run one LatentSync job per checkout at a time."""
 
-    name = "latentsync"
     label = "LatentSync"
     url = "https://github.com/bytedance/LatentSync"
     Options = LatentSyncOptions

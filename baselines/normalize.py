@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stsa_bench.errors import ClipError
+from stsa_bench.core.errors import ClipError
 
 from .base import Generated, Sample
 

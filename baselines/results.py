@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stsa_bench.errors import ClipError
-from stsa_bench.registry import METHODS
+from stsa_bench.core.errors import ClipError
+from stsa_bench.core.registry import METHODS
 
 from .base import Generated, Method, Sample
 from .normalize import MAX_FRAME_SLACK, normalize_output
@@ -53,7 +53,6 @@ def read_frame_folder(path: Path) -> np.ndarray:
 class FolderResults(Method):
     """Already generated videos (or frame folders) in `results.dir`: file = `results.pattern` with {clip} or {clip_flat}, normalised."""
 
-    name = "results"
     Options = ResultsOptions
 
     def path_for(self, clip_id: str) -> Path:
@@ -63,7 +62,7 @@ class FolderResults(Method):
         return Path(self.opts.dir).expanduser() / name
 
     def generate(self, sample: Sample) -> Generated:
-        from stsa_bench.media import decode_video
+        from stsa_bench.core.media import decode_video
 
         path = self.path_for(sample.clip_id)
         if path.is_dir():
@@ -84,5 +83,4 @@ class DiffTalkOptions(ResultsOptions):
 class DiffTalkResults(FolderResults):
     """DiffTalk's generated frames, one folder per clip in `difftalk.dir` (see the module docstring)."""
 
-    name = "difftalk"
     Options = DiffTalkOptions

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stsa_bench.faces import LIP_POINTS
-from stsa_bench.registry import METHODS
+from stsa_bench.core.faces import LIP_POINTS
+from stsa_bench.core.registry import METHODS
 
 from .base import Generated, Method, Sample
 
@@ -24,7 +24,6 @@ from .base import Generated, Method, Sample
 class GroundTruth(Method):
     """Ground-truth copy (the paper's GT row)."""
 
-    name = "gt"
 
     def generate(self, sample: Sample) -> Generated:
         return Generated(sample.frames, sample.audio)
@@ -34,7 +33,6 @@ class GroundTruth(Method):
 class Static(Method):
     """First template frame repeated for every frame; audio unchanged."""
 
-    name = "static"
 
     def generate(self, sample: Sample) -> Generated:
         return Generated(np.repeat(sample.frames[:1], len(sample.frames), axis=0), sample.audio)
@@ -61,7 +59,6 @@ class ShiftOptions:
 class ShiftedAudio(Method):
     """Ground-truth frames, audio shifted by `shift.frames` video frames (positive = audio late)."""
 
-    name = "shift"
     Options = ShiftOptions
 
     def generate(self, sample: Sample) -> Generated:
@@ -93,7 +90,6 @@ def mouth_boxes(landmarks: np.ndarray, width: int, height: int, margin: float) -
 class MouthBlur(Method):
     """Ground truth with the mouth region Gaussian-blurred (sigma = sigma_frac x mouth width); audio unchanged."""
 
-    name = "mouth_blur"
     Options = MouthBlurOptions
 
     def generate(self, sample: Sample) -> Generated:

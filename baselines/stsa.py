@@ -4,7 +4,7 @@ Settings: `stsa.heatmap_ckpt` (official heatmap_weight.pth), `stsa.renderer_ckpt
 `stsa.wav2vec2` (a local folder with facebook/wav2vec2-base-960h; null: the local Hugging Face
 cache), `stsa.batch_size`, `stsa.precision` (fp32 | bf16 | fp16, autocast on CUDA only),
 `stsa.official_compat` (reproduce the official per-reference heatmap defect). The 68 points of the
-blending mask come from FaceMesh (stsa_bench.faces.DLIB68_FROM_FACEMESH) instead of face_alignment.
+blending mask come from FaceMesh (stsa_bench.core.faces.DLIB68_FROM_FACEMESH) instead of face_alignment.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stsa_bench.errors import ClipError, ConfigError
-from stsa_bench.registry import METHODS
+from stsa_bench.core.errors import ClipError, ConfigError
+from stsa_bench.core.registry import METHODS
 
 from .base import Generated, Method, Sample
 
@@ -32,7 +32,6 @@ class STSAMethodOptions:
 class STSAMethod(Method):
     """STSA (ICME 2025) in-tree: guidance prediction + dual-path face synthesis, batched over frames."""
 
-    name = "stsa"
     version = "in-tree"
     Options = STSAMethodOptions
 
@@ -50,12 +49,12 @@ class STSAMethod(Method):
 
     def generator(self):
         if self._generator is None:
-            from metrics.base import resolve_device
+            from stsa_bench.core.devices import resolve_device
             from stsa.audio import load_wav2vec2
             from stsa.guidance import load_guidance
             from stsa.inference import STSAGenerator, STSAOptions
             from stsa.renderer import load_renderer
-            from stsa_bench.paths import sha256_file
+            from stsa_bench.core.paths import sha256_file
 
             device = resolve_device(self.env.device)
             heat, rend = (Path(p).expanduser() for p in (self.opts.heatmap_ckpt, self.opts.renderer_ckpt))
@@ -70,7 +69,7 @@ class STSAMethod(Method):
 
     def generate(self, sample: Sample) -> Generated:
         from stsa.inference import ClipInputs
-        from stsa_bench.faces import fill_missing_frames, landmarks68
+        from stsa_bench.core.faces import fill_missing_frames, landmarks68
 
         h, w = sample.frames.shape[1:3]
         try:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stsa_bench.weights import WeightsMissing, WeightsSpec, load_state_dict
+from stsa_bench.core.weights import WeightsMissing, WeightsSpec, load_state_dict
 
 _WEIGHTS_URL = "https://github.com/Rudrabha/Wav2Lip#getting-the-weights"
 

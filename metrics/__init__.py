@@ -1,6 +1,6 @@
 """Metrics: pure functions for the math, small accumulating classes registered by name."""
 
-from stsa_bench.registry import METRICS
+from stsa_bench.core.registry import METRICS
 
 from .base import Metric, build_metric
 

@@ -14,15 +14,8 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
-from stsa_bench.registry import METRICS
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+from stsa_bench.core.devices import resolve_device
+from stsa_bench.core.registry import METRICS
 
 
 def to_nchw(x: Any, device: str):
@@ -105,7 +98,7 @@ class Metric:
 
     @classmethod
     def weights_specs(cls) -> list:
-        """The weights files this metric needs (stsa_bench.weights.WeightsSpec)."""
+        """The weights files this metric needs (stsa_bench.core.weights.WeightsSpec)."""
         return []
 
     def protocol(self) -> str:

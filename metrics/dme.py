@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from stsa_bench.registry import METRICS
-from stsa_bench.weights import WeightsSpec, load_state_dict, resolve
+from stsa_bench.core.registry import METRICS
+from stsa_bench.core.weights import WeightsSpec, load_state_dict, resolve
 
 from .base import EvalPair, Metric
 
@@ -172,7 +172,6 @@ class _DME(Metric):
 class DME(_DME):
     """DME with RAFT flow (torchvision `raft_large`, 20 updates, official C_T_SKHT_V2 weights) on face crops."""
 
-    name = "dme"
     _model = None
 
     @classmethod
@@ -206,7 +205,6 @@ class DME(_DME):
 class DMEDIS(_DME):
     """DME with OpenCV DIS flow (preset MEDIUM, grayscale uint8; weight-free) on face crops."""
 
-    name = "dme_dis"
     preset = "medium"
     _dis = None
 

@@ -8,8 +8,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from stsa_bench.registry import METRICS
-from stsa_bench.weights import WeightsMissing, WeightsSpec, load_state_dict, resolve
+from stsa_bench.core.registry import METRICS
+from stsa_bench.core.weights import WeightsMissing, WeightsSpec, load_state_dict, resolve
 
 from .base import EvalPair, Metric, to_nchw
 
@@ -94,7 +94,6 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, device: str = "cpu") -> float
 class FID(Metric):
     """Frechet Inception Distance of all generated face crops vs all ground-truth face crops (pooled over clips)."""
 
-    name = "fid"
     higher_is_better = False
     pooled = True
 
@@ -135,7 +134,7 @@ class FID(Metric):
         """Ground-truth features, cached by clip content + protocol + weights."""
         if self.cache_dir is None or not pair.clip_sha256:
             return inception_features(self.model(), pair.gt_crops, self.device)
-        from stsa_bench.paths import atomic_write_bytes, cache_key, entry_dir
+        from stsa_bench.core.paths import atomic_write_bytes, cache_key, entry_dir
 
         self.model()
         key = cache_key("fid-gt", content=[pair.clip_sha256, self.weights_sha256 or ""], params=self.protocol())

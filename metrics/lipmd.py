@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from stsa_bench.errors import ClipError
-from stsa_bench.faces import LIP_POINTS
-from stsa_bench.registry import METRICS
+from stsa_bench.core.errors import ClipError
+from stsa_bench.core.faces import LIP_POINTS
+from stsa_bench.core.registry import METRICS
 
 from .base import EvalPair, Metric
 
@@ -126,7 +126,6 @@ class _LipLMD(Metric):
 class LipLMD(_LipLMD):
     """Mean |pred - gt| over frames x 40 FaceMesh lip points x (x, y), image-normalised coordinates (default)."""
 
-    name = "lipmd"
     distance = "l1"
 
     def frame_values(self, pred, gt, image_size):
@@ -137,7 +136,6 @@ class LipLMD(_LipLMD):
 class LipLMDL2(_LipLMD):
     """Mean ||pred - gt||_2 over frames x 40 FaceMesh lip points, image-normalised coordinates."""
 
-    name = "lipmd_l2"
     distance = "l2"
 
     def frame_values(self, pred, gt, image_size):
@@ -154,7 +152,6 @@ class LipLMDIOD(_LipLMD):
     frame size the coordinates are used as given. Frames with a zero inter-ocular distance are skipped.
     """
 
-    name = "lipmd_iod"
     distance = "l1"
     units = "iod=eyecontour16"
 

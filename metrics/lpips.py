@@ -10,10 +10,10 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from stsa_bench.registry import METRICS
-from stsa_bench.weights import WeightsMissing, WeightsSpec, load_state_dict, resolve
+from stsa_bench.core.registry import METRICS
+from stsa_bench.core.weights import WeightsMissing, WeightsSpec, load_state_dict, resolve
 
-from .base import Metric, to_nchw
+from .base import Metric
 
 BACKBONES = {
     "alex": WeightsSpec("lpips_alex", "alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "7be5be79"),
@@ -85,7 +85,6 @@ class _LPIPS(Metric):
 class LPIPSAlex(_LPIPS):
     """LPIPS with the AlexNet backbone (the lpips package default), per frame on face crops, mean over frames."""
 
-    name = "lpips"
     net = "alex"
 
 
@@ -93,5 +92,4 @@ class LPIPSAlex(_LPIPS):
 class LPIPSVGG(_LPIPS):
     """LPIPS with the VGG16 backbone (closest to piq's VGG LPIPS, which STSA's code pins)."""
 
-    name = "lpips_vgg"
     net = "vgg"

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stsa_bench.config import typed
-from stsa_bench.errors import ClipError, ConfigError
-from stsa_bench.media import to_pcm16
-from stsa_bench.registry import METRICS
+from stsa_bench.core.config import typed
+from stsa_bench.core.errors import ClipError, ConfigError
+from stsa_bench.core.media import to_pcm16
+from stsa_bench.core.registry import METRICS
 
 from .base import EvalPair, Metric
 from .syncnet import SYNCNET_WEIGHTS, FastSyncNet, load_syncnet
@@ -185,7 +185,7 @@ class _LSE(Metric):
     def _resolve(self):
         """(path, sha256) of syncnet_v2.model; raises WeightsMissing (a ClipError) naming the file and URL."""
         if self._weights is None:
-            from stsa_bench.weights import resolve
+            from stsa_bench.core.weights import resolve
 
             self._weights = resolve(SYNCNET_WEIGHTS, self.weights.get("syncnet"), bool(self.weights.get("download", False)))
             self.weights_sha256 = self._weights[1]
@@ -200,7 +200,7 @@ class _LSE(Metric):
         """BGR 224x224 frames: whole frames resized, or face crops cut at 224 with the ground-truth boxes."""
         if self.opts.mode == "whole_frame":
             return bgr224(pair.pred_frames)
-        from stsa_bench.preprocess import crop_faces
+        from stsa_bench.core.preprocess import crop_faces
 
         return crop_faces(pair.pred_frames, pair.boxes, INPUT_SIZE)[..., ::-1]
 
@@ -238,7 +238,6 @@ class _LSE(Metric):
 class LSEC(_LSE):
     """LSE-C: SyncNet confidence, median minus min of the mean-distance curve over 31 AV offsets (higher = in sync)."""
 
-    name = "lse_c"
     higher_is_better = True
 
     def value(self, scores: SyncScores) -> float:
@@ -249,7 +248,6 @@ class LSEC(_LSE):
 class LSED(_LSE):
     """LSE-D: SyncNet distance, min of the mean-distance curve over 31 AV offsets (lower = in sync)."""
 
-    name = "lse_d"
     higher_is_better = False
 
     def value(self, scores: SyncScores) -> float:

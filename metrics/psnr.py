@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stsa_bench.registry import METRICS
+from stsa_bench.core.registry import METRICS
 
 from .base import Metric
 
@@ -23,7 +23,6 @@ def psnr(pred, target, eps: float = EPS):
 class PSNR(Metric):
     """Peak signal-to-noise ratio (dB), per frame on RGB face crops, mean over frames; 80 dB = identical."""
 
-    name = "psnr"
     higher_is_better = True
 
     def protocol(self) -> str:

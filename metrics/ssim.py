@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stsa_bench.registry import METRICS
+from stsa_bench.core.registry import METRICS
 
 from .base import Metric
 
@@ -100,7 +100,6 @@ class _SSIM(Metric):
 class SSIM(_SSIM):
     """Structural similarity, piq definition (Gaussian 11, sigma 1.5, RGB channel mean), per frame, mean over frames."""
 
-    name = "ssim"
 
     def protocol(self) -> str:
         return f"{self.crop_tag},gauss11,rgb,piq"
@@ -110,7 +109,6 @@ class SSIM(_SSIM):
 class SSIMSkimage(_SSIM):
     """Structural similarity, scikit-image definition (TalkLip): population covariance, no downsampling, float64."""
 
-    name = "ssim_skimage"
     downsample = False
 
     def protocol(self) -> str:

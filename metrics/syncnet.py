@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stsa_bench.weights import WeightsMissing, WeightsSpec, load_state_dict
+from stsa_bench.core.weights import WeightsMissing, WeightsSpec, load_state_dict
 
 EMBED_DIM = 1024
 

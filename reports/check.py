@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from stsa_bench.results import ResultRow
+from stsa_bench.core.results import ResultRow
 
 from .tables import metric_name
 

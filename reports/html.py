@@ -7,7 +7,7 @@ import html
 import re
 from pathlib import Path
 
-from stsa_bench.paths import atomic_write_text
+from stsa_bench.core.paths import atomic_write_text
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -22,8 +22,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from stsa_bench.results import POOLED_CLIP as POOLED
-from stsa_bench.results import ResultRow, metric_name  # noqa: E402
+from stsa_bench.core.results import POOLED_CLIP as POOLED
+from stsa_bench.core.results import ResultRow, metric_directions, metric_name  # noqa: E402
 
 GT_STRIP = "_ground_truth"
 UNITS = {"psnr": "dB", "dme": "px", "dme_dis": "px"}
@@ -45,18 +45,7 @@ _OFFSET_RE = re.compile(r"offset\s*([+-]?\d+)")
 
 
 
-def higher_is_better(name: str) -> bool | None:
-    """The metric's direction from the registry; None for a name it does not know."""
-    from stsa_bench.registry import METRICS
-
-    try:
-        return bool(METRICS.get(name).higher_is_better)
-    except Exception:
-        return None
-
-
-def arrow(name: str) -> str:
-    hib = higher_is_better(name)
+def arrow(hib: bool | None) -> str:
     return "" if hib is None else (" ↑" if hib else " ↓")
 
 
@@ -148,7 +137,7 @@ def bars_figure(rows: list[ResultRow]) -> Figure | None:
                 if n_fail and bar is not None:
                     ax.text(i, 0.02, f"{n_fail} failed", transform=ax.get_xaxis_transform(),
                             ha="center", va="bottom", color="#b00020", fontsize=7, fontweight="bold")
-            title = f"{name}{arrow(name)}"
+            title = f"{name}{arrow(metric_directions(rows).get(name))}"
             if name in dup:
                 title += f"\n[{metric.split('[', 1)[1]}"
             if pooled_metric:
@@ -188,7 +177,7 @@ def heatmap_figure(rows: list[ResultRow], name: str) -> Figure | None:
             values[ci[r.clip], mi[r.method]] = r.value
         else:
             failed[ci[r.clip], mi[r.method]] = True
-    hib = higher_is_better(name)
+    hib = metric_directions(rows).get(name)
     cmap = matplotlib.colormaps["viridis" if hib is not False else "viridis_r"].with_extremes(bad="white")
     n_cells = values.size
     annotate = n_cells <= HEATMAP_ANNOTATE_MAX
@@ -221,9 +210,9 @@ def heatmap_figure(rows: list[ResultRow], name: str) -> Figure | None:
         for side in ("top", "right"):
             ax.spines[side].set_visible(True)
         direction = "" if hib is None else ("  (brighter = better)")
-        fig.colorbar(im, ax=ax, shrink=0.9, label=f"{axis_label(name)}{arrow(name)}{direction}")
+        fig.colorbar(im, ax=ax, shrink=0.9, label=f"{axis_label(name)}{arrow(hib)}{direction}")
         n_fail = int(failed.sum())
-        ax.set_title(f"{name}{arrow(name)} per clip" + (f"  (× = failed, {n_fail})" if n_fail else ""))
+        ax.set_title(f"{name}{arrow(hib)} per clip" + (f"  (× = failed, {n_fail})" if n_fail else ""))
     return fig
 
 

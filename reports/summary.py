@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from stsa_bench.results import ResultRow, metric_name
+from stsa_bench.core.results import ResultRow, metric_name
 
 
 def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None = None, max_failures: int = 30) -> str:

@@ -14,10 +14,11 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
-from stsa_bench.results import POOLED_CLIP as POOLED
-from stsa_bench.results import ResultRow, metric_name, read_rows
+from stsa_bench.core.results import POOLED_CLIP as POOLED
+from stsa_bench.core.results import ResultRow, metric_directions, metric_groups, metric_name, read_rows
 
 GT_METHODS = ("gt",)
 GROUPS = (
@@ -38,15 +39,6 @@ DEFAULT_DECIMALS = 4
 def base_name(name: str) -> str:
     """The paper column a variant belongs to (ssim_skimage -> ssim, dme_dis -> dme, ...)."""
     return name if name in ("lse_c", "lse_d") else name.split("_", 1)[0]
-
-
-def higher_is_better(name: str) -> bool | None:
-    from stsa_bench.registry import METRICS
-
-    try:
-        return METRICS.get(name).higher_is_better
-    except Exception:  # noqa: BLE001 - an unknown metric in old rows just gets no arrow
-        return None
 
 
 def fmt(name: str, value: float | None) -> str:
@@ -108,6 +100,20 @@ class Run:
 
         return sorted(ids, key=key)
 
+    @cached_property
+    def directions(self) -> dict[str, bool]:
+        return metric_directions(self.rows)
+
+    def higher_is_better(self, name: str) -> bool | None:
+        """The metric's direction as recorded in the rows; None for rows that do not record it."""
+        return self.directions.get(name)
+
+    def group(self, metric_id: str) -> str:
+        """The display group: the paper's column group, else the group recorded in the rows."""
+        name = metric_name(metric_id)
+        paper = next((g for g, names in GROUPS if base_name(name) in names), None)
+        return paper or metric_groups(self.rows).get(name) or "Other"
+
     @property
     def clips(self) -> list[str]:
         return list(dict.fromkeys(r.clip for r in self.rows if r.clip != POOLED))
@@ -149,7 +155,7 @@ def cells(run: Run) -> dict[tuple[str, str], Cell]:
                 cell.reason = short_reason([r.error or "failed" for r in failed]) if failed else "no rows"
         out[(method, metric)] = cell
     for metric in run.metrics:
-        hib = higher_is_better(metric_name(metric))
+        hib = run.higher_is_better(metric_name(metric))
         ranked = [c for (m, x), c in out.items() if x == metric and m not in GT_METHODS and c.mean is not None]
         if hib is None or not ranked:
             continue
@@ -159,9 +165,9 @@ def cells(run: Run) -> dict[tuple[str, str], Cell]:
     return out
 
 
-def _label(metric: str) -> str:
+def _label(run: Run, metric: str) -> str:
     name = metric_name(metric)
-    hib = higher_is_better(name)
+    hib = run.higher_is_better(name)
     arrow = "" if hib is None else ("↑" if hib else "↓")
     return f"{LABELS.get(name, name)}{arrow}"
 
@@ -177,7 +183,7 @@ def method_counts(run: Run, table: dict, method: str) -> tuple[int, int]:
 def markdown(run: Run) -> str:
     """GitHub Markdown: best **bold**, second <ins>underlined</ins>, failed cells say why."""
     table = cells(run)
-    head = ["Method"] + [_label(m) for m in run.metrics] + ["n", "n_failed"]
+    head = ["Method"] + [_label(run, m) for m in run.metrics] + ["n", "n_failed"]
     lines = [
         "Columns: " + " · ".join(f"{g}: {', '.join(LABELS[n] for n in names)}" for g, names in GROUPS) + ".",
         "",
@@ -217,7 +223,7 @@ def latex(run: Run, caption: str = "Quantitative results.", label: str = "tab:re
     metrics = run.metrics
     spans: list[tuple[str, int]] = []
     for metric in metrics:
-        group = next((g for g, names in GROUPS if base_name(metric_name(metric)) in names), "Other")
+        group = run.group(metric)
         if spans and spans[-1][0] == group:
             spans[-1] = (group, spans[-1][1] + 1)
         else:
@@ -237,7 +243,7 @@ def latex(run: Run, caption: str = "Quantitative results.", label: str = "tab:re
         rules.append(rf"\cmidrule(lr){{{col}-{col + n - 1}}}")
         col += n
     out.append(" ".join(rules))
-    head = ["Method"] + [_tex_escape(LABELS.get(metric_name(m), metric_name(m))) + arrows[higher_is_better(metric_name(m))] for m in metrics]
+    head = ["Method"] + [_tex_escape(LABELS.get(metric_name(m), metric_name(m))) + arrows[run.higher_is_better(metric_name(m))] for m in metrics]
     out.append(" & ".join(head + ["$n$", "failed"]) + r" \\")
     out.append(r"\midrule")
     for method in run.methods:
@@ -287,7 +293,7 @@ def per_clip_markdown(run: Run) -> str:
         if not any(k[2] == metric for k in values):
             continue
         name = metric_name(metric)
-        parts += [f"#### {_label(metric)} per clip", "", "| clip | " + " | ".join(run.methods) + " |", "|:---|" + "---:|" * len(run.methods)]
+        parts += [f"#### {_label(run, metric)} per clip", "", "| clip | " + " | ".join(run.methods) + " |", "|:---|" + "---:|" * len(run.methods)]
         for clip in run.clips:
             cols = []
             for method in run.methods:

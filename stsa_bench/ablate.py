@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import ConfigError
-from .registry import did_you_mean
+from .core.errors import ConfigError
+from .core.registry import did_you_mean
 
 Log = Callable[[str], None]
 
@@ -126,7 +126,7 @@ def write_table(eval_dir: Path, out: Path) -> list[Path]:
     """table3.md (ours, then ours vs paper), table3.tex, table3.csv from the evaluation rows."""
     from reports import tables
 
-    from .paths import atomic_write_text
+    from .core.paths import atomic_write_text
 
     run = tables.Run.load(eval_dir)
     reference = tables.load_reference("stsa_table3")
@@ -151,13 +151,13 @@ def write_table(eval_dir: Path, out: Path) -> list[Path]:
 
 
 def run_ablation(acfg: AblateConfig, eval_base: Mapping[str, Any], log: Log = print) -> list[Path]:
-    from .config import run_config_from_dict
-    from .paths import atomic_write_text
+    from .core.config import run_config_from_dict
+    from .core.paths import atomic_write_text
     from .runner import run
 
     weights = train_variants(acfg, log)
     if acfg.resolved.get("wav2vec2") == "tiny":
-        from .config import cache_root
+        from .core.config import cache_root
         from .train import tiny_wav2vec2_dir
 
         tiny_dir = str(tiny_wav2vec2_dir(cache_root(acfg.resolved.get("cache_dir"))))

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ConfigError
-from .registry import METHODS, METRICS, SUITES, did_you_mean
+from .core.errors import ConfigError
+from .core.registry import METHODS, METRICS, did_you_mean
 
 EPILOG = """\
 Trailing key=value arguments are Hydra overrides of configs/config.yaml, e.g.
@@ -87,7 +87,7 @@ def compose(overrides: list[str], config_name: str = "config") -> dict:
         bad = [k for k in keys if f"'{k}'" in msg]
         if not bad:
             raise ConfigError(f"bad override: {msg}") from exc
-        from .config import flatten
+        from .core.config import flatten
 
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             known = list(flatten(OmegaConf.to_container(hydra_compose(config_name=config_name))))
@@ -95,7 +95,7 @@ def compose(overrides: list[str], config_name: str = "config") -> dict:
 
 
 def load_config(args: argparse.Namespace):
-    from .config import run_config_from_dict
+    from .core.config import run_config_from_dict
 
     return run_config_from_dict(compose(to_overrides(args)))
 
@@ -160,9 +160,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .preprocess import Preprocessor
+    from .core.preprocess import Preprocessor
     from .runner import report_unavailable, suite_context
-    from .suites import load_suite
+    from .core.suites import load_suite
 
     cfg = load_config(args)
     clips = load_suite(suite_context(cfg))
@@ -178,7 +178,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                 rows.append((clip.id, str(p.n_frames), str(p.n_face), "cached" if hit else "prepared"))
                 hits += hit
             except Exception as exc:  # noqa: BLE001 - reported per clip
-                from .errors import one_line
+                from .core.errors import one_line
 
                 failed += 1
                 rows.append((clip.id, "-", "-", f"failed: {one_line(exc)}"))
@@ -213,15 +213,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
             doc = " ".join((METHODS.get(name).__doc__ or "").strip().split("\n\n")[0].split())
             print(f"  {name:<17} {doc}")
     if what in ("metrics", "all"):
-        from .config import PreprocessConfig
-        from .weights import WeightsMissing, resolve
+        from .core.config import PreprocessConfig
+        from .core.weights import WeightsMissing, resolve
 
         weights = {}
         if args.overrides:
             weights = load_config(args).weights
         print("metrics (id = name[protocol]; ↑ higher is better, ↓ lower; * in --metrics all):")
         tag = PreprocessConfig().crop_tag()
-        from .registry import PAPER_METRICS
+        from .core.registry import PAPER_METRICS
 
         for name in METRICS.names():
             cls = METRICS.get(name)
@@ -297,7 +297,7 @@ REPORT_FORMATS = ("md", "tex", "csv", "json", "html")
 
 
 def _write(path: Path, text: str) -> Path:
-    from .paths import atomic_write_text
+    from .core.paths import atomic_write_text
 
     atomic_write_text(path, text)
     return path
@@ -309,8 +309,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from reports.check import compare, diff_table, parse_tolerances, write_golden
 
-    from .provenance import git_sha
-    from .results import read_rows
+    from .core.provenance import git_sha
+    from .core.results import read_rows
 
     rows = read_rows(Path(args.results) / "results.jsonl")
     if not rows:

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .config import UNHASHED_KEYS, RunConfig, flatten
-from .errors import ClipError, ConfigError, one_line
-from .paths import atomic_write_bytes, atomic_write_text
-from .provenance import git_sha, harness_version
-from .registry import METHODS, METRICS
-from .results import POOLED_CLIP, ResultRow, append_rows, read_rows, rewrite_rows
-from .suites import Clip, SuiteContext, load_suite, manifest_hash
+from .core.config import UNHASHED_KEYS, RunConfig, flatten
+from .core.errors import ClipError, ConfigError, one_line
+from .core.paths import atomic_write_bytes, atomic_write_text
+from .core.provenance import git_sha, harness_version
+from .core.registry import METHODS, METRICS
+from .core.results import POOLED_CLIP, ResultRow, append_rows, read_rows, rewrite_rows
+from .core.suites import Clip, SuiteContext, load_suite, manifest_hash
 
 Log = Callable[[str], None]
 
@@ -97,7 +97,7 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     from metrics import build_metric
     from metrics.base import options_key
 
-    from .preprocess import Preprocessor
+    from .core.preprocess import Preprocessor
 
     env = MethodEnv(cfg.runtime.device, cfg.weights, cfg.out, cfg.seed)
     methods = {name: build_method(cfg.method_of(name), cfg.options_for(name), env, label=name) for name in cfg.methods}
@@ -207,7 +207,7 @@ class Partials:
         self.root = out / "partials"
 
     def path(self, method: str, metric, clip: Clip) -> Path:
-        from .paths import cache_key
+        from .core.paths import cache_key
 
         return self.root / method / cache_key("metric-id", params=metric.id)[:16] / f"{clip.sha256}.npz"
 
@@ -259,7 +259,7 @@ def finish_pooled(cfg: RunConfig, clips: list[Clip], methods, pooled, partials: 
 
 
 def _digest(text: str) -> str:
-    from .paths import sha256_bytes
+    from .core.paths import sha256_bytes
 
     return sha256_bytes(text.encode())
 
@@ -295,7 +295,7 @@ def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, re
     from baselines import Sample
     from metrics.base import EvalPair
 
-    from .preprocess import crop_faces
+    from .core.preprocess import crop_faces
 
     pp = cfg.preprocess
     sample = Sample(clip.id, frames, prepared.audio, pp.fps, pp.sample_rate, prepared.landmarks, prepared.boxes, clip.sha256)
@@ -332,7 +332,7 @@ def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, re
             if not (strip_path(cfg.out, GT_STRIP, clip)).is_file():
                 save_strip(cfg.out, GT_STRIP, clip, prepared.crops)
             if cfg.runtime.save_videos:
-                from .media import write_video
+                from .core.media import write_video
 
                 write_video(cfg.out / "videos" / name / f"{clip.id}.mp4", gen.frames, pp.fps, gen.audio, pp.sample_rate, lossless=False)
         except Exception as exc:  # noqa: BLE001

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .config import DataConfig, PreprocessConfig, config_hash, typed
-from .errors import ClipError, ConfigError
-from .paths import atomic_write_text, cache_root, canonical_json
-from .weights import WeightsSpec
+from .core.config import DataConfig, PreprocessConfig, config_hash, typed
+from .core.errors import ClipError, ConfigError
+from .core.paths import atomic_write_text, cache_root, canonical_json
+from .core.weights import WeightsSpec
 
 Log = Callable[[str], None]
 
@@ -123,7 +123,7 @@ def tiny_wav2vec2_dir(cache_dir: Path) -> Path:
     """The tiny random wav2vec2 saved once as a folder (so inference can load it by path)."""
     from stsa.audio import tiny_wav2vec2
 
-    from .paths import build_dir_atomically, cache_key, entry_dir
+    from .core.paths import build_dir_atomically, cache_key, entry_dir
 
     folder = entry_dir(cache_dir, "wav2vec2", cache_key("wav2vec2-tiny", params={"seed": 0}))
     if not (folder / "config.json").is_file():
@@ -176,14 +176,14 @@ def load_clip_arrays(cfg: TrainRunConfig, log: Log) -> tuple[list[CachedClip], l
     """
     import numpy as np
 
-    from baselines.wav2lip import mel_windows, wav2lip_mel
+    from .core.mel import mel_windows, wav2lip_mel
     from stsa.audio import wav2vec2_features
     from stsa.training.data import clip_arrays
 
-    from .faces import fill_missing_frames
-    from .paths import build_dir_atomically, cache_key, entry_dir
-    from .preprocess import Preprocessor, prep_key
-    from .suites import SuiteContext, load_suite
+    from .core.faces import fill_missing_frames
+    from .core.paths import build_dir_atomically, cache_key, entry_dir
+    from .core.preprocess import Preprocessor, prep_key
+    from .core.suites import SuiteContext, load_suite
 
     clips = load_suite(SuiteContext(cfg.suite, cfg.suite_options, cfg.data, cfg.cache_dir))
     prep = Preprocessor(cfg.preprocess, cfg.cache_dir)
@@ -228,7 +228,7 @@ def vgg19_file(cfg: TrainRunConfig) -> tuple[Path, str] | None:
     """(path, sha256) of the ImageNet VGG-19 the perceptual loss loads: `vgg19`, or $STSA_BENCH_WEIGHTS /
     the torch hub cache (sha256-prefix checked there). None when the stage takes none (guidance,
     syncnet; finetune without `vgg19`, whose VGG comes with init.renderer) or none is found. Never downloads."""
-    from .weights import WeightsMissing, resolve
+    from .core.weights import WeightsMissing, resolve
 
     if cfg.stage not in ("synthesis", "finetune") or (cfg.stage == "finetune" and not cfg.vgg19):
         return None
@@ -260,7 +260,7 @@ def sync_expert(cfg: TrainRunConfig):
 
 def input_hashes(cfg: TrainRunConfig, vgg: tuple[Path, str] | None) -> dict[str, str]:
     """sha256 of every weights file the run reads (expert, VGG-19, fine-tuning init)."""
-    from .paths import sha256_file
+    from .core.paths import sha256_file
 
     given = {"sync_expert": cfg.sync_expert, "init.heatmap": cfg.init.heatmap, "init.renderer": cfg.init.renderer}
     hashes = {k: sha256_file(Path(v).expanduser()) for k, v in given.items() if v and Path(v).expanduser().is_file()}
@@ -345,7 +345,7 @@ def run_training(cfg: TrainRunConfig, log: Log = print) -> TrainOutcome:
     from stsa.training.engine import Engine, peak_memory_mb
     from stsa.training.tasks import TaskSpec, build_task
 
-    from .provenance import git_sha
+    from .core.provenance import git_sha
 
     if cfg.stage == "syncnet" and cfg.options.batch_size < 2:
         raise ConfigError("stage=syncnet needs train.batch_size >= 2 (BatchNorm over windows)")

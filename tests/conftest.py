@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from stsa_bench.paths import shared_root
+from stsa_bench.core.paths import shared_root
 
 LRS2_CLIP = "smeetrs__deep_avsr__00004"
 
@@ -79,10 +79,10 @@ def golden_wav2lip_path(shared, make_weights, tmp_path_factory) -> Path:
 def lrs2_sample(shared, cache_dir):
     """The LRS2-format shared clip (160x160, 25 fps) as a method sees it."""
     from baselines.base import Sample
-    from stsa_bench.config import PreprocessConfig
-    from stsa_bench.paths import sha256_file
-    from stsa_bench.preprocess import Preprocessor
-    from stsa_bench.suites import Clip
+    from stsa_bench.core.config import PreprocessConfig
+    from stsa_bench.core.paths import sha256_file
+    from stsa_bench.core.preprocess import Preprocessor
+    from stsa_bench.core.suites import Clip
 
     video = shared / "clips" / f"{LRS2_CLIP}.mp4"
     clip = Clip(LRS2_CLIP, video, sha256=sha256_file(video))

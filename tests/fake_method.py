@@ -25,7 +25,7 @@ def arg(name: str) -> str:
 
 
 def dubbed(video: str) -> tuple[np.ndarray, int]:
-    from stsa_bench.media import decode_video
+    from stsa_bench.core.media import decode_video
 
     frames, _ = decode_video(Path(video), 25)
     out = frames.copy()
@@ -34,7 +34,7 @@ def dubbed(video: str) -> tuple[np.ndarray, int]:
 
 
 def save(path: Path, frames: np.ndarray, fps: int = 25) -> None:
-    from stsa_bench.media import write_video
+    from stsa_bench.core.media import write_video
 
     write_video(path, frames, fps, np.zeros(len(frames) * 640, np.float32), lossless=False)
 

@@ -9,9 +9,9 @@ import numpy as np
 
 from metrics.base import EvalPair
 from stsa_bench.cli import compose
-from stsa_bench.config import RunConfig, run_config_from_dict
-from stsa_bench.demo import make_clip
-from stsa_bench.media import write_video
+from stsa_bench.core.config import RunConfig, run_config_from_dict
+from stsa_bench.core.demo import make_clip
+from stsa_bench.core.media import write_video
 
 
 def make_config(*overrides: str) -> RunConfig:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from metrics.fid import build_inception, frechet_distance, inception_features
-from stsa_bench.media import decode_video
+from stsa_bench.core.media import decode_video
 
 CLIP = "smeetrs__deep_avsr__00001.mp4"
 

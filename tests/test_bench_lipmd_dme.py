@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from metrics import build_metric
-from stsa_bench.config import PreprocessConfig
+from stsa_bench.core.config import PreprocessConfig
 
 TAG = PreprocessConfig().crop_tag()
 

@@ -16,7 +16,7 @@ from metrics import build_metric
 from metrics.base import EvalPair
 from metrics.lse import pcm16
 from metrics.syncnet import SyncNetS, load_syncnet
-from stsa_bench.config import PreprocessConfig
+from stsa_bench.core.config import PreprocessConfig
 
 CLIP = "smeetrs__deep_avsr__00001.mp4"  # LRS2-format 160x160, 120 frames, 16 kHz mono
 
@@ -33,7 +33,7 @@ def golden_path(shared, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def clip(shared):
-    from stsa_bench.media import decode_audio, decode_video
+    from stsa_bench.core.media import decode_audio, decode_video
 
     path = shared / "clips" / CLIP
     frames, audio = decode_video(path)[0], decode_audio(path)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from baselines import build_method
-from baselines.base import MethodEnv, Sample
+from baselines.base import MethodEnv
 
 from .helpers import bench_frames_per_s
 from .test_stsa_method import N, short_sample, stsa_weights  # noqa: F401 - fixtures
@@ -41,7 +41,7 @@ def network_inputs(b: int, device: str):
 
 @pytest.mark.slow
 def test_bench_stsa_networks(benchmark, stsa_weights):  # noqa: F811
-    from metrics.base import resolve_device
+    from stsa_bench.core.devices import resolve_device
     from stsa.guidance import load_guidance
     from stsa.renderer import load_renderer
 
@@ -75,7 +75,7 @@ def test_bench_stsa_official_one_frame_loop(benchmark, stsa_weights):  # noqa: F
     """The official script's way, for the speed-up figure: per frame one guidance forward (batch 1) and
     one `Face_renderer` forward that also computes its training losses (VGG-19 perceptual + MINE), as
     the official inference does. Same device, weights and inputs as `test_bench_stsa_networks`."""
-    from metrics.base import resolve_device
+    from stsa_bench.core.devices import resolve_device
     from stsa.guidance import load_guidance
     from stsa.renderer import FaceRendererTrainer
 

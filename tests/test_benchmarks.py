@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stsa_bench.config import PreprocessConfig
-from stsa_bench.faces import FaceMeshDetector
-from stsa_bench.media import decode_video
-from stsa_bench.preprocess import crop_faces, face_boxes
+from stsa_bench.core.config import PreprocessConfig
+from stsa_bench.core.faces import FaceMeshDetector
+from stsa_bench.core.media import decode_video
+from stsa_bench.core.preprocess import crop_faces, face_boxes
 
 from .helpers import bench_frames_per_s
 

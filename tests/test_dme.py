@@ -4,7 +4,6 @@ chunking invariance, pooled state/merge, RAFT with random weights, missing weigh
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,8 +12,8 @@ import pytest
 from metrics import build_metric
 from metrics.base import EvalPair
 from metrics.dme import RAFT_WEIGHTS, dme_terms, gray_frames, raft_flow
-from stsa_bench.config import PreprocessConfig
-from stsa_bench.weights import WeightsMissing
+from stsa_bench.core.config import PreprocessConfig
+from stsa_bench.core.weights import WeightsMissing
 
 from .helpers import eval_pair
 
@@ -125,9 +124,9 @@ def test_no_motion_pairs_are_skipped_and_counted():
 
 @pytest.fixture(scope="module")
 def real_crops(shared):
-    from stsa_bench.faces import FaceMeshDetector
-    from stsa_bench.media import decode_video
-    from stsa_bench.preprocess import crop_faces, face_boxes
+    from stsa_bench.core.faces import FaceMeshDetector
+    from stsa_bench.core.media import decode_video
+    from stsa_bench.core.preprocess import crop_faces, face_boxes
 
     cfg = PreprocessConfig()
     frames, _ = decode_video(shared / "clips" / CLIP, cfg.fps)
@@ -283,7 +282,7 @@ def test_missing_raft_weights_name_file_and_url(tmp_path, monkeypatch):
 
 def test_cli_run_lipmd_and_dme_dis(cache_dir, tmp_path):
     from stsa_bench.cli import main
-    from stsa_bench.results import read_rows
+    from stsa_bench.core.results import read_rows
 
     out = tmp_path / "run"
     args = ["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}", "--methods", "gt,static"]

@@ -12,10 +12,10 @@ import pytest
 from baselines import build_method
 from baselines.base import MethodEnv, Sample
 from baselines.external import ADAPTERS, stderr_tail
-from stsa_bench.faces import DLIB68_FROM_FACEMESH, landmarks68
+from stsa_bench.core.faces import DLIB68_FROM_FACEMESH, landmarks68
 from stsa_bench.cli import main
-from stsa_bench.errors import ClipError, ConfigError
-from stsa_bench.results import read_rows
+from stsa_bench.core.errors import ClipError, ConfigError
+from stsa_bench.core.results import read_rows
 
 FAKE = Path(__file__).with_name("fake_method.py")
 
@@ -95,9 +95,9 @@ def calls(repo: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def demo_sample(cache_dir) -> Sample:
-    from stsa_bench.config import DataConfig, PreprocessConfig
-    from stsa_bench.preprocess import Preprocessor
-    from stsa_bench.suites import SuiteContext, load_suite
+    from stsa_bench.core.config import DataConfig, PreprocessConfig
+    from stsa_bench.core.preprocess import Preprocessor
+    from stsa_bench.core.suites import SuiteContext, load_suite
 
     from .helpers import make_config
 

@@ -10,9 +10,9 @@ import torch
 
 from metrics import build_metric
 from metrics.fid import FID_WEIGHTS, build_inception, frechet_distance, inception_features
-from stsa_bench.config import PreprocessConfig
-from stsa_bench.media import decode_video
-from stsa_bench.weights import WeightsMissing
+from stsa_bench.core.config import PreprocessConfig
+from stsa_bench.core.media import decode_video
+from stsa_bench.core.weights import WeightsMissing
 
 TAG = PreprocessConfig().crop_tag()
 
@@ -41,7 +41,7 @@ def native_frames(path):
 
 
 def test_conv_only_weights_are_accepted_and_fc_is_the_only_gap(fid_weights):
-    from stsa_bench.weights import load_state_dict
+    from stsa_bench.core.weights import load_state_dict
 
     keys = set(load_state_dict(fid_weights))
     assert {"fc.weight", "fc.bias"}.isdisjoint(keys) and len(keys) > 300

@@ -11,8 +11,8 @@ import pytest
 from metrics import build_metric
 from metrics.base import EvalPair
 from metrics.lipmd import LEFT_EYE_POINTS, LIP_POINTS, RIGHT_EYE_POINTS
-from stsa_bench.config import PreprocessConfig
-from stsa_bench.errors import ClipError
+from stsa_bench.core.config import PreprocessConfig
+from stsa_bench.core.errors import ClipError
 
 from .helpers import eval_pair
 
@@ -148,8 +148,8 @@ def test_update_on_arrays_accumulates_like_update_pair():
 
 @pytest.fixture(scope="module")
 def real_landmarks(shared):
-    from stsa_bench.faces import FaceMeshDetector
-    from stsa_bench.media import decode_video
+    from stsa_bench.core.faces import FaceMeshDetector
+    from stsa_bench.core.media import decode_video
 
     cfg = PreprocessConfig()
     frames, _ = decode_video(shared / "clips" / CLIP, cfg.fps)

@@ -3,7 +3,6 @@ invariance, failures (missing weights, short clips) and the CLI. Never downloads
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,10 +15,10 @@ from metrics import build_metric
 from metrics.base import EvalPair
 from metrics.lse import LSEC, bgr224, evaluate, mfcc, offset_distances, pcm16
 from metrics.syncnet import SYNCNET_WEIGHTS, FastSyncNet, SyncNetS, load_syncnet
-from stsa_bench.config import PreprocessConfig
-from stsa_bench.errors import ClipError, ConfigError
-from stsa_bench.paths import shared_root
-from stsa_bench.weights import WeightsMissing
+from stsa_bench.core.config import PreprocessConfig
+from stsa_bench.core.errors import ClipError, ConfigError
+from stsa_bench.core.paths import shared_root
+from stsa_bench.core.weights import WeightsMissing
 
 from .helpers import eval_pair as base_pair
 
@@ -62,9 +61,9 @@ def eval_pair(video: Path, frames: np.ndarray, audio: np.ndarray, audio_valid: i
 
 
 def harness_pair(video: Path, audio: Path | None = None) -> EvalPair:
-    """Decode and pad exactly as the runner does (stsa_bench.preprocess.load_media)."""
-    from stsa_bench.preprocess import load_media
-    from stsa_bench.suites import Clip
+    """Decode and pad exactly as the runner does (stsa_bench.core.preprocess.load_media)."""
+    from stsa_bench.core.preprocess import load_media
+    from stsa_bench.core.suites import Clip
 
     frames, pcm, meta = load_media(Clip(video.stem, video, audio), PreprocessConfig())
     valid = min(len(pcm), int(round(meta["audio_s"] * 16000)))
@@ -122,7 +121,7 @@ def test_fast_path_reproduces_golden_outputs(shared, golden_model, golden_state)
 
 def test_lip_windows_equal_forward_lip_on_a_sequence(shared, golden_model):
     """Window v of a frame sequence = forward_lip of frames v..v+4."""
-    from stsa_bench.media import decode_video
+    from stsa_bench.core.media import decode_video
 
     frames = bgr224(decode_video(shared / "clips" / LRS2)[0][:11])
     with torch.inference_mode():
@@ -189,7 +188,7 @@ def delay_audio(src: Path, dst: Path, seconds: float) -> None:
     """`ffmpeg -i SRC -map 0:v -map 0:a -c:v copy -af adelay=..:all=1 -c:a pcm_s16le DST.mkv` (the reference's recipe)."""
     import av
 
-    from stsa_bench.media import decode_audio
+    from stsa_bench.core.media import decode_audio
 
     pcm = np.concatenate([np.zeros(int(round(seconds * 16000)), np.int16), pcm16(decode_audio(src))])
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
@@ -245,7 +244,7 @@ def test_reference_values(shared, entry, golden_path, golden_model, tmp_path):
 
 @pytest.fixture(scope="module")
 def short_clip(shared):
-    from stsa_bench.media import decode_audio, decode_video
+    from stsa_bench.core.media import decode_audio, decode_video
 
     path = shared / "clips" / LRS2
     frames, audio = decode_video(path)[0][:40], decode_audio(path)[: 40 * 640]

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stsa_bench.errors import ClipError
-from stsa_bench.media import decode_audio, decode_video, write_video, write_wav
+from stsa_bench.core.errors import ClipError
+from stsa_bench.core.media import decode_audio, decode_video, write_video, write_wav
 
 from .helpers import write_vfr_video
 

@@ -8,9 +8,9 @@ import pytest
 from baselines.base import Sample
 from baselines.normalize import MAX_FRAME_SLACK, normalize_output
 from stsa_bench.cli import main
-from stsa_bench.errors import ClipError
-from stsa_bench.media import write_video
-from stsa_bench.results import read_rows
+from stsa_bench.core.errors import ClipError
+from stsa_bench.core.media import write_video
+from stsa_bench.core.results import read_rows
 
 
 def sample(n=10, h=32, w=40) -> Sample:
@@ -35,9 +35,9 @@ def test_normalize_frame_count_and_size():
 
 def test_results_folder_and_mouth_blur_end_to_end(tmp_path, cache_dir):
     """Demo clips' static versions as a 'results' folder (30 fps, 1 frame short, half size) plus mouth_blur."""
-    from stsa_bench.config import DataConfig
-    from stsa_bench.media import decode_video
-    from stsa_bench.suites import SuiteContext, load_suite
+    from stsa_bench.core.config import DataConfig
+    from stsa_bench.core.media import decode_video
+    from stsa_bench.core.suites import SuiteContext, load_suite
 
     from .helpers import make_config
 
@@ -63,10 +63,10 @@ def test_results_folder_and_mouth_blur_end_to_end(tmp_path, cache_dir):
 
 def test_mouth_blur_changes_only_the_mouth(cache_dir):
     from baselines import build_method
-    from stsa_bench.config import PreprocessConfig
-    from stsa_bench.config import DataConfig
-    from stsa_bench.preprocess import Preprocessor
-    from stsa_bench.suites import SuiteContext, load_suite
+    from stsa_bench.core.config import PreprocessConfig
+    from stsa_bench.core.config import DataConfig
+    from stsa_bench.core.preprocess import Preprocessor
+    from stsa_bench.core.suites import SuiteContext, load_suite
 
     from .helpers import make_config
 
@@ -122,9 +122,9 @@ def test_difftalk_reads_frame_folders(tmp_path):
 def test_labelled_methods_give_their_own_rows(tmp_path, cache_dir):
     """`label:method` runs a registered method under a new row name with its own settings (e.g. two
     bring-your-own-results folders, StableDub and another paper's videos, in one table)."""
-    from stsa_bench.config import DataConfig
-    from stsa_bench.media import decode_video
-    from stsa_bench.suites import SuiteContext, load_suite
+    from stsa_bench.core.config import DataConfig
+    from stsa_bench.core.media import decode_video
+    from stsa_bench.core.suites import SuiteContext, load_suite
 
     from .helpers import make_config
 
@@ -144,7 +144,7 @@ def test_labelled_methods_give_their_own_rows(tmp_path, cache_dir):
         assert rows[(clip.id, "stabledub")].value == rows[(clip.id, "gt")].value
         assert rows[(clip.id, "frozen")].value < rows[(clip.id, "gt")].value
 
-    from stsa_bench.errors import ConfigError
+    from stsa_bench.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="method label 'psnr' in 'psnr:results' is already a setting name"):
         make_config("methods=[psnr:results]")

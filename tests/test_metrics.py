@@ -10,7 +10,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from metrics import build_metric
 from metrics.psnr import psnr
 from metrics.ssim import ssim
-from stsa_bench.config import PreprocessConfig
+from stsa_bench.core.config import PreprocessConfig
 
 TAG = PreprocessConfig().crop_tag()
 
@@ -25,7 +25,7 @@ def degraded_pairs(rng: np.random.Generator, base: np.ndarray) -> tuple[np.ndarr
 
 
 def real_crops(shared, n: int = 6) -> np.ndarray:
-    from stsa_bench.media import decode_video
+    from stsa_bench.core.media import decode_video
 
     frames, _ = decode_video(shared / "clips" / "smeetrs__deep_avsr__00001.mp4")
     return frames[:n, 16:144, 16:144]

@@ -4,7 +4,7 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
-from stsa_bench.paths import atomic_write_text, build_dir_atomically, cache_key
+from stsa_bench.core.paths import atomic_write_text, build_dir_atomically, cache_key
 
 
 def test_cache_key_is_content_addressed():

@@ -16,7 +16,7 @@ from matplotlib.text import Text
 
 from reports import plots
 from reports.html import markdown_table_to_html, write_html
-from stsa_bench.results import ResultRow, read_rows
+from stsa_bench.core.results import ResultRow, read_rows
 
 PSNR = "psnr[face128@25fps/pp=0,rgb,eps=1e-8]"
 FID = "fid[face128@25fps/pp=0,inception]"

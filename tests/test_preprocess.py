@@ -3,11 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stsa_bench.config import PreprocessConfig
-from stsa_bench.errors import ClipError
-from stsa_bench.media import write_video
-from stsa_bench.preprocess import Preprocessor, crop_faces, face_boxes
-from stsa_bench.suites import hash_clip
+from stsa_bench.core.config import PreprocessConfig
+from stsa_bench.core.errors import ClipError
+from stsa_bench.core.media import write_video
+from stsa_bench.core.preprocess import Preprocessor, crop_faces, face_boxes
+from stsa_bench.core.suites import hash_clip
 
 from .helpers import demo_media
 
@@ -66,7 +66,7 @@ def test_prepare_then_cache_hit(demo_clip, tmp_path, monkeypatch):
 
 def test_landmarks_track_the_mouth(demo_clip, tmp_path):
     """Inner-lip gap (FaceMesh 13-14) must follow the synthetic mouth opening."""
-    from stsa_bench.demo import DEMO_VERSION, frame_openness, speech_like
+    from stsa_bench.core.demo import DEMO_VERSION, frame_openness, speech_like
 
     clip, frames = demo_clip
     p = Preprocessor(PreprocessConfig(), tmp_path).prepare(clip)

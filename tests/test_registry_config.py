@@ -5,18 +5,28 @@ import sys
 import pytest
 
 from configs import CONFIG_DIR
-from stsa_bench.config import PreprocessConfig, RunConfig, config_hash, typed
-from stsa_bench.errors import ConfigError
-from stsa_bench.registry import METHODS, METRICS, SUITES, Registry
+from stsa_bench.core.config import PreprocessConfig, RunConfig, config_hash, typed
+from stsa_bench.core.errors import ConfigError
+from stsa_bench.core.registry import METHODS, METRICS, SUITES, Registry
 
 from .helpers import make_config
 
 
-def test_registry_lazy_import_and_did_you_mean():
-    reg = Registry("widget", {"alpha": "tests.fake_widget_module_that_does_not_exist"})
-    assert reg.names() == ["alpha"]
+def test_registry_discovers_without_importing_and_did_you_mean(tmp_path, monkeypatch):
+    pkg = tmp_path / "widgets_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "alpha.py").write_text(
+        "from tests.test_registry_config import WIDGETS\nimport sys\nLOADED = True\n"
+        "@WIDGETS.register('alpha')\nclass Alpha:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("widget", "WIDGETS", ("widgets_pkg",), sets_name=True)
+    globals()["WIDGETS"] = reg
+    assert reg.names() == ["alpha"] and "widgets_pkg.alpha" not in sys.modules
     with pytest.raises(ConfigError, match="did you mean 'alpha'"):
         reg.get("alpah")
+    assert reg.get("alpha").name == "alpha" and "widgets_pkg.alpha" in sys.modules
 
     @reg.register("beta")
     class Beta:

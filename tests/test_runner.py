@@ -10,7 +10,7 @@ import time
 import pytest
 
 from stsa_bench.cli import main
-from stsa_bench.results import read_rows
+from stsa_bench.core.results import read_rows
 
 from .helpers import bad_inputs
 

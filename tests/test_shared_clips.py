@@ -49,8 +49,8 @@ def test_prepare_shared_clips_face_in_every_frame_then_cache_hit(shared, real_cl
 
 
 def test_audio_beside_video_is_paired(shared, tmp_path):
-    from stsa_bench.config import DataConfig
-    from stsa_bench.suites import SuiteContext, load_suite
+    from stsa_bench.core.config import DataConfig
+    from stsa_bench.core.suites import SuiteContext, load_suite
 
     clips = {c.id: c for c in load_suite(SuiteContext("folder", {}, DataConfig(shared / "clips"), tmp_path))}
     assert clips["tanshuai0219__EDTalk__mouth_source"].audio.name == "tanshuai0219__EDTalk__mouth_source.wav"

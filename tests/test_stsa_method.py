@@ -11,8 +11,8 @@ import pytest
 from baselines import build_method
 from baselines.base import MethodEnv, Sample
 from stsa_bench.cli import main
-from stsa_bench.errors import ConfigError
-from stsa_bench.results import read_rows
+from stsa_bench.core.errors import ConfigError
+from stsa_bench.core.results import read_rows
 
 N = 12
 
@@ -40,7 +40,7 @@ def short_sample(lrs2_sample) -> Sample:
 
 @pytest.mark.slow
 def test_generation_is_deterministic_batch_invariant_and_stays_inside_the_mask(stsa_weights, short_sample):
-    from stsa_bench.faces import landmarks68
+    from stsa_bench.core.faces import landmarks68
     from stsa.pipeline import soft_mask
 
     s = short_sample
@@ -57,7 +57,7 @@ def test_generation_is_deterministic_batch_invariant_and_stays_inside_the_mask(s
 
 @pytest.mark.slow
 def test_cli_run_writes_25fps_video_with_audio(stsa_weights, lrs2_sample, cache_dir, tmp_path):
-    from stsa_bench.media import decode_audio, decode_video, write_video
+    from stsa_bench.core.media import decode_audio, decode_video, write_video
 
     clips = tmp_path / "clips"
     write_video(clips / "short.mkv", lrs2_sample.frames[:N], 25, lrs2_sample.audio[: N * 640], 16000, lossless=True)

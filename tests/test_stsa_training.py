@@ -23,7 +23,7 @@ from stsa.training.data import ClipArrays, WindowDataset, step_indices
 from stsa.training.engine import Engine, TrainOptions
 from stsa.training.tasks import Ablation, TaskSpec, build_task
 from stsa_bench.cli import compose
-from stsa_bench.errors import ConfigError
+from stsa_bench.core.errors import ConfigError
 from stsa_bench.train import load_clip_arrays, run_training, train_config_from_dict
 
 TWO_CLIPS = "suite.include=[smeetrs__deep_avsr__0000*]"
@@ -108,7 +108,7 @@ def test_step_indices_are_the_same_for_accumulation_and_data_parallel_ranks():
 def test_content_heatmap_target_is_lips_plus_jaw(lrs2_sample):
     from stsa import pipeline as P
     from stsa.training.data import JAW_ROWS, LIP_ROWS, clip_arrays
-    from stsa_bench.faces import fill_missing_frames
+    from stsa_bench.core.faces import fill_missing_frames
 
     n = 6
     lm = fill_missing_frames(lrs2_sample.landmarks[:n])
@@ -383,8 +383,8 @@ def test_train_and_ablate_configs_reject_unknown_values():
 
 
 def test_lrs2_train_suite_reads_the_users_train_list(tmp_path):
-    from stsa_bench.config import DataConfig
-    from stsa_bench.suites import SuiteContext, load_suite
+    from stsa_bench.core.config import DataConfig
+    from stsa_bench.core.suites import SuiteContext, load_suite
 
     suite = dict(compose(["suite=lrs2_train"])["suite"])
     name = suite.pop("name")
@@ -480,7 +480,7 @@ def test_mixed_precision_steps_run(precision, stage, tmp_path):
 def test_vgg19_for_the_perceptual_loss_comes_from_the_given_file(tmp_path):
     from torchvision.models import vgg19
 
-    from stsa_bench.paths import sha256_file
+    from stsa_bench.core.paths import sha256_file
     from stsa_bench.train import initialise, input_hashes, vgg19_file
 
     torch.manual_seed(3)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -8,11 +7,11 @@ import time
 import numpy as np
 import pytest
 
-from stsa_bench.config import DataConfig
-from stsa_bench.demo import make_clip
-from stsa_bench.errors import ConfigError
-from stsa_bench.media import write_video, write_wav
-from stsa_bench.suites import SuiteContext, load_suite
+from stsa_bench.core.config import DataConfig
+from stsa_bench.core.demo import make_clip
+from stsa_bench.core.errors import ConfigError
+from stsa_bench.core.media import write_video, write_wav
+from stsa_bench.core.suites import SuiteContext, load_suite
 
 from .helpers import demo_media, make_config
 

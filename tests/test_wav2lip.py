@@ -7,10 +7,11 @@ import pytest
 
 from baselines import build_method
 from baselines.base import MethodEnv, Sample
-from baselines.wav2lip import face_boxes, mel_windows, smooth_boxes, wav2lip_mel
+from baselines.wav2lip import face_boxes, smooth_boxes
+from stsa_bench.core.mel import mel_windows, wav2lip_mel
 from stsa_bench.cli import main
-from stsa_bench.errors import ConfigError
-from stsa_bench.results import read_rows
+from stsa_bench.core.errors import ConfigError
+from stsa_bench.core.results import read_rows
 
 from .conftest import LRS2_CLIP as CLIP
 
@@ -83,8 +84,8 @@ def test_generation_pastes_only_inside_the_boxes_and_is_batch_invariant(golden_w
 
 
 def test_end_to_end_run_writes_a_25fps_video_with_the_driving_audio(golden_wav2lip_path, shared, cache_dir, tmp_path):
-    from stsa_bench.media import decode_audio, decode_video
-    from stsa_bench.paths import sha256_file
+    from stsa_bench.core.media import decode_audio, decode_video
+    from stsa_bench.core.paths import sha256_file
 
     out = tmp_path / "run"
     rc = main(["run", "--suite", "folder", "--out", str(out), f"data.root={shared / 'clips'}", f"cache_dir={cache_dir}",

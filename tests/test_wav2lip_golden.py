@@ -16,7 +16,7 @@ from baselines.wav2lip_model import (
     Wav2Lip,
     load_wav2lip,
 )
-from stsa_bench.weights import WeightsMissing
+from stsa_bench.core.weights import WeightsMissing
 
 MODELS = {"wav2lip": Wav2Lip, "wav2lip_syncnet_color": SyncNetColor}
 

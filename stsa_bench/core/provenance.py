@@ -6,13 +6,13 @@ import functools
 import subprocess
 from pathlib import Path
 
-from . import __version__
+from stsa_bench import __version__
 
 
 @functools.lru_cache(maxsize=None)
 def git_sha() -> str:
     """HEAD of the checkout the harness runs from (`+dirty` with uncommitted changes), else `unknown`."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:

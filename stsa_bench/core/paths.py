@@ -35,7 +35,7 @@ def shared_root() -> Path | None:
     """The project's shared material: `$STSA_BENCH_SHARED`, else `../shared` next to the checkout."""
     env = os.environ.get(SHARED_ENV)
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared")
+    candidates.append(Path(__file__).resolve().parents[3] / "shared")
     for c in candidates:
         if (c / "README.md").is_file():
             return c.resolve()

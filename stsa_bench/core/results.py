@@ -26,6 +26,8 @@ class ResultRow:
     """One value of one metric for one clip and method, or the reason there is none.
 
     weights_sha is the metric's weights file; method_weights_sha the checkpoint the method ran.
+    higher_is_better and group are the metric's direction and display group, so that reports
+    read them from rows instead of importing the metric.
     """
 
     suite: str
@@ -46,6 +48,8 @@ class ResultRow:
     harness_version: str = ""
     time: str = ""
     note: str | None = None
+    higher_is_better: bool | None = None
+    group: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -58,6 +62,16 @@ class ResultRow:
     def from_dict(cls, d: dict) -> "ResultRow":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def metric_directions(rows: Iterable[ResultRow]) -> dict[str, bool]:
+    """{metric name: higher_is_better} as recorded in the rows (rows without it are skipped)."""
+    return {metric_name(r.metric): r.higher_is_better for r in rows if r.higher_is_better is not None}
+
+
+def metric_groups(rows: Iterable[ResultRow]) -> dict[str, str]:
+    """{metric name: display group} as recorded in the rows."""
+    return {metric_name(r.metric): r.group for r in rows if r.group}
 
 
 def check_row(row: ResultRow) -> ResultRow:
