@@ -49,11 +49,11 @@ class STSAMethod(Method):
 
     def generator(self):
         if self._generator is None:
-            from stsa_bench.core.devices import resolve_device
             from stsa.audio import load_wav2vec2
             from stsa.guidance import load_guidance
             from stsa.inference import STSAGenerator, STSAOptions
             from stsa.renderer import load_renderer
+            from stsa_bench.core.devices import resolve_device
             from stsa_bench.core.paths import sha256_file
 
             device = resolve_device(self.env.device)

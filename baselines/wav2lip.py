@@ -23,13 +23,14 @@ from typing import ClassVar
 
 import numpy as np
 
+from stsa_bench.core import catalogue
+from stsa_bench.core.devices import resolve_device
 from stsa_bench.core.errors import ClipError, ConfigError
 from stsa_bench.core.mel import mel_windows, wav2lip_mel
 from stsa_bench.core.registry import METHODS
-from stsa_bench.core.weights import WeightsSpec
+from stsa_bench.core.weights import LazyWeights, WeightsSpec
 
 from .base import Generated, Method, Sample
-from .wav2lip_model import WAV2LIP_GAN_WEIGHTS, WAV2LIP_WEIGHTS
 
 FACE = 96
 SMOOTH_T = 5
@@ -67,8 +68,11 @@ def face_boxes(landmarks: np.ndarray, width: int, height: int, pads=(0, 10, 0, 0
 @dataclass(frozen=True)
 class Wav2LipOptions:
     batch_size: int = 128
+    """Frames per generator batch (official --wav2lip_batch_size)."""
     pads: tuple[int, ...] = (0, 10, 0, 0)
+    """Face box padding top, bottom, left, right in pixels (official --pads)."""
     smooth: bool = True
+    """The official 5-frame box smoothing (false = --nosmooth)."""
 
 
 @METHODS.register("wav2lip")
@@ -77,7 +81,7 @@ class Wav2LipMethod(Method):
 
     version = "official-inference"
     Options = Wav2LipOptions
-    weights_spec: ClassVar[WeightsSpec] = WAV2LIP_WEIGHTS
+    weights_spec: ClassVar[WeightsSpec] = catalogue.WAV2LIP
 
     def __init__(self, env=None, /, **options):
         super().__init__(env, **options)
@@ -85,20 +89,18 @@ class Wav2LipMethod(Method):
             raise ConfigError(f"{self.name}.pads needs 4 integers (top, bottom, left, right), got {list(self.opts.pads)}")
         if self.opts.batch_size < 1:
             raise ConfigError(f"{self.name}.batch_size must be >= 1")
-        self._model = None
+        self.device = resolve_device(self.env.device)
+        self._weights = LazyWeights(self.weights_spec, self.env.weights, self._load)
+
+    def _load(self, path):
+        from .wav2lip_model import load_wav2lip
+
+        return load_wav2lip(path, self.device)
 
     def model(self):
-        if self._model is None:
-            from stsa_bench.core.devices import resolve_device
-            from stsa_bench.core.weights import resolve
-
-            from .wav2lip_model import load_wav2lip
-
-            spec, weights = self.weights_spec, self.env.weights
-            path, self.weights_sha = resolve(spec, weights.get(spec.name), bool(weights.get("download")))
-            self.device = resolve_device(self.env.device)
-            self._model = load_wav2lip(path, self.device)
-        return self._model
+        model = self._weights.get()
+        self.weights_sha = self._weights.sha256
+        return model
 
     def generate(self, sample: Sample) -> Generated:
         import cv2
@@ -134,4 +136,4 @@ class Wav2LipMethod(Method):
 class Wav2LipGANMethod(Wav2LipMethod):
     """Wav2Lip with the visual-quality discriminator checkpoint (official `wav2lip_gan.pth`)."""
 
-    weights_spec = WAV2LIP_GAN_WEIGHTS
+    weights_spec = catalogue.WAV2LIP_GAN

@@ -8,15 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stsa_bench.core.weights import WeightsMissing, WeightsSpec, load_state_dict
+from stsa_bench.core import catalogue
+from stsa_bench.core.weights import WeightsMissing, load_state_dict
 
-_WEIGHTS_URL = "https://github.com/Rudrabha/Wav2Lip#getting-the-weights"
-
-# The official repository links its checkpoints from a README section (Google Drive / SharePoint
-# folders) and publishes no hashes: no automatic download; the sha256 of the file used goes into every row.
-WAV2LIP_WEIGHTS = WeightsSpec(name="wav2lip", filename="wav2lip.pth", url=_WEIGHTS_URL, sha256="", direct=False)
-WAV2LIP_GAN_WEIGHTS = WeightsSpec(name="wav2lip_gan", filename="wav2lip_gan.pth", url=_WEIGHTS_URL, sha256="", direct=False)
-LIPSYNC_EXPERT_WEIGHTS = WeightsSpec(name="lipsync_expert", filename="lipsync_expert.pth", url=_WEIGHTS_URL, sha256="", direct=False)
+WAV2LIP_WEIGHTS = catalogue.WAV2LIP
+WAV2LIP_GAN_WEIGHTS = catalogue.WAV2LIP_GAN
+LIPSYNC_EXPERT_WEIGHTS = catalogue.LIPSYNC_EXPERT
 
 
 class ConvBNReLU(nn.Module):

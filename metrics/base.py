@@ -1,22 +1,38 @@
-"""The accumulating metric interface (torchmetrics-style: update / compute / reset).
+"""The metric contract (torchmetrics-style: update_pair / compute / reset).
 
-The runner hands every metric one `EvalPair` per (clip, method); `update_pair` picks what the
-metric needs from it and calls the metric's own `update`. Per-clip metrics give one value per
-clip (`compute` after each clip). Pooled metrics (`pooled = True`, e.g. FID) keep per-clip
-partial state (`state` / `merge`) and give one value for the whole set.
+The runner hands every metric one `EvalPair` per (clip, method) through `update_pair`, the one
+entry point all metrics implement; `update(pred, target)` is the same call for face crops only.
+Per-clip metrics give one value per clip (`compute` after each clip). Pooled metrics
+(`pooled = True`, e.g. FID) keep per-clip partial state (`state` / `merge`) and give one value
+for the whole set.
+
+A metric declares, once: its direction and display group (they travel in every row), its options
+dataclass (`Options`, the single home of its defaults), its weights files (`WEIGHTS`, loaded on
+first use through `lazy_weights`) and its protocol parameters (`protocol_fields`), from which
+the id is rendered: `name[frames,field,...]`, where `frames` names the frames it reads with their
+decode and preprocessing settings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 import numpy as np
 
+from stsa_bench.core.config import PreprocessConfig, typed
 from stsa_bench.core.devices import resolve_device
+from stsa_bench.core.errors import ConfigError
 from stsa_bench.core.registry import METRICS
+from stsa_bench.core.weights import LazyWeights, WeightsSpec
 
+M = TypeVar("M")
+
+
+def num(x: float) -> str:
+    """A protocol number as written in ids: `1e-8`, `1.5`, `15`."""
+    return f"{x:g}".replace("e-0", "e-").replace("e+0", "e+")
 
 def to_nchw(x: Any, device: str):
     """uint8/float (N, H, W, 3) array or tensor in [0, 255] -> float32 (N, 3, H, W) tensor in [0, 1]."""
@@ -54,7 +70,24 @@ class EvalPair:
     gt_has_face: np.ndarray
     detect: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
     clip_sha256: str = ""
+    batch_size: int = 64
     memo: dict = field(default_factory=dict)
+
+    @classmethod
+    def of_crops(cls, pred: np.ndarray, gt: np.ndarray, **fields: Any) -> "EvalPair":
+        """A pair made of face crops only (the crops are also the frames): for crop metrics and tests."""
+        pred, gt = np.asarray(pred), np.asarray(gt)
+        if pred.shape != gt.shape:
+            raise ValueError(f"generated crops {pred.shape} vs ground truth {gt.shape}")
+        n = len(gt)
+        silence = np.zeros(n * 640, dtype=np.float32)
+        base = dict(
+            clip_id="crops", video=Path("crops"), method="crops", fps=25, sample_rate=16000,
+            pred_frames=pred, gt_frames=gt, pred_audio=silence, gt_audio=silence, audio_valid=0,
+            pred_crops=pred, gt_crops=gt, boxes=np.zeros((n, 3), np.float32),
+            gt_landmarks=np.full((n, 478, 3), np.nan, np.float32), gt_has_face=np.zeros(n, bool),
+        )  # fmt: skip
+        return cls(**{**base, **fields})
 
     @property
     def n_frames(self) -> int:
@@ -73,13 +106,18 @@ class EvalPair:
 
 
 class Metric:
-    """One metric: feed a clip with `update_pair` (or `update`), read its value with `compute`."""
+    """One metric: feed a clip with `update_pair`, read its value with `compute`."""
 
     name: ClassVar[str]
+    """Set by `METRICS.register(name)`."""
     higher_is_better: ClassVar[bool]
+    group: ClassVar[str] = "Other"
+    """Display group of the tables (the paper's: Visual Quality, Lip-Sync, Stability)."""
     pooled: ClassVar[bool] = False
+    Options: ClassVar[type | None] = None
     options_key: ClassVar[str | None] = None
-    weights_sha256: str | None = None
+    """Config key of the options when several metrics share them (lse_c and lse_d read `lse`)."""
+    WEIGHTS: ClassVar[tuple[WeightsSpec, ...]] = ()
 
     def __init__(
         self,
@@ -87,22 +125,56 @@ class Metric:
         device: str = "cpu",
         weights: Mapping[str, Any] | None = None,
         cache_dir: Path | None = None,
+        decode_tag: str | None = None,
         **options: Any,
     ):
         self.crop_tag = crop_tag
+        self.decode_tag = decode_tag or PreprocessConfig().decode_tag()
         self.device = resolve_device(device)
         self.weights = dict(weights or {})
         self.cache_dir = cache_dir
-        self.options = options
+        key = self.options_key or self.name
+        if self.Options is not None:
+            self.opts = typed(self.Options, options, key)
+        elif options:
+            raise ConfigError(f"metric {self.name} takes no options (got {', '.join(sorted(options))})")
+        else:
+            self.opts = None
+        self._lazy: dict[str, LazyWeights] = {}
         self.reset()
 
     @classmethod
-    def weights_specs(cls) -> list:
-        """The weights files this metric needs (stsa_bench.core.weights.WeightsSpec)."""
-        return []
+    def weights_specs(cls) -> list[WeightsSpec]:
+        """The weights files this metric needs."""
+        return list(cls.WEIGHTS)
+
+    def lazy_weights(self, spec: WeightsSpec, build: Callable[[Path], M]) -> M:
+        """The model built from `spec`'s file on first use (`weights.<spec.name>`); its sha256 goes into the rows."""
+        if spec.name not in self._lazy:
+            self._lazy[spec.name] = LazyWeights(spec, self.weights, build)
+        return self._lazy[spec.name].get()
+
+    def resolve_weights(self, spec: WeightsSpec) -> tuple[Path, str]:
+        """(path, sha256) of `spec`'s file without building the model."""
+        if spec.name not in self._lazy:
+            self._lazy[spec.name] = LazyWeights(spec, self.weights, lambda p: None)
+        return self._lazy[spec.name].resolve()
+
+    @property
+    def weights_sha256(self) -> str | None:
+        shas = [w.sha256 for w in self._lazy.values() if w.sha256]
+        return ",".join(shas) if shas else None
+
+    def frames_tag(self) -> str:
+        """Which frames the metric reads, with their decode and preprocessing settings (default: the face crops)."""
+        return self.crop_tag
+
+    def protocol_fields(self) -> tuple[str, ...]:
+        """The metric's own protocol parameters, rendered from its constants and options."""
+        return ()
 
     def protocol(self) -> str:
-        return self.crop_tag
+        return ",".join((self.frames_tag(), *self.protocol_fields()))
 
     @property
     def id(self) -> str:
@@ -114,18 +186,24 @@ class Metric:
         self.count = 0
         self.note: str | None = None
 
-    def update_pair(self, pair: EvalPair, batch_size: int = 64) -> None:
-        """Default: generated vs ground-truth face crops, in batches."""
-        for i in range(0, pair.n_frames, batch_size):
-            self.update(pair.pred_crops[i : i + batch_size], pair.gt_crops[i : i + batch_size])
+    def update_pair(self, pair: EvalPair) -> None:
+        """Default: per-frame values of the generated vs ground-truth face crops, `pair.batch_size` at a time."""
+        step = max(1, pair.batch_size)
+        for i in range(0, pair.n_frames, step):
+            self.add_frames(pair.pred_crops[i : i + step], pair.gt_crops[i : i + step])
 
     def update(self, pred: Any, target: Any) -> None:
+        """`update_pair` for generated and ground-truth face crops (N, H, W, 3) alone."""
+        self.update_pair(EvalPair.of_crops(pred, target))
+
+    def add_frames(self, pred: Any, target: Any) -> None:
         values = self.per_frame(to_nchw(pred, self.device), to_nchw(target, self.device))
         self.total += float(values.double().sum())
         self.count += int(values.numel())
 
     def per_frame(self, pred, target):
-        raise NotImplementedError
+        """Per-frame values of (N, 3, H, W) float tensors in [0, 1]."""
+        raise NotImplementedError(f"{self.name} has no per-frame definition")
 
     def compute(self) -> float:
         if self.count == 0:
@@ -148,9 +226,10 @@ def build_metric(
     options: Mapping[str, Any] | None = None,
     weights: Mapping[str, Any] | None = None,
     cache_dir: Path | None = None,
+    decode_tag: str | None = None,
 ) -> Metric:
     cls = METRICS.get(name)
-    return cls(crop_tag=crop_tag, device=device, weights=weights, cache_dir=cache_dir, **dict(options or {}))
+    return cls(crop_tag=crop_tag, device=device, weights=weights, cache_dir=cache_dir, decode_tag=decode_tag, **dict(options or {}))
 
 
 def options_key(name: str) -> str:

@@ -15,8 +15,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from stsa_bench.core import catalogue
 from stsa_bench.core.registry import METRICS
-from stsa_bench.core.weights import WeightsSpec, load_state_dict, resolve
+from stsa_bench.core.weights import load_state_dict
 
 from .base import EvalPair, Metric
 
@@ -25,12 +26,7 @@ MOTION_THRESHOLD = 1.0
 
 RAFT_ITERS = 20
 RAFT_MIN_SIZE = 128
-RAFT_WEIGHTS = WeightsSpec(
-    name="raft",
-    filename="raft_large_C_T_SKHT_V2-ff5fadd5.pth",
-    url="https://download.pytorch.org/models/raft_large_C_T_SKHT_V2-ff5fadd5.pth",
-    sha256="ff5fadd5",
-)
+RAFT_WEIGHTS = catalogue.RAFT
 
 
 def dme_terms(
@@ -114,6 +110,7 @@ class _DME(Metric):
     """Pooled DME: state = sum of DME_t, number of retained and of skipped pairs."""
 
     higher_is_better = False
+    group = "Stability"
     pooled = True
 
     def reset(self) -> None:
@@ -124,7 +121,7 @@ class _DME(Metric):
         """Flows t -> t+1 of the ground-truth and the generated frames: two (N-1, H, W, 2) arrays."""
         raise NotImplementedError
 
-    def update(self, pred: Any, target: Any) -> None:
+    def add_run(self, pred: Any, target: Any) -> None:
         """Add the consecutive pairs of one contiguous run of frames (RGB uint8 (N, H, W, 3));
         pairs never span two calls."""
         pred, target = np.asarray(pred), np.asarray(target)
@@ -143,11 +140,11 @@ class _DME(Metric):
         n = self.count + self.skipped
         self.note = f"{self.skipped} of {n} frame pairs without ground-truth motion skipped" if self.skipped else None
 
-    def update_pair(self, pair: EvalPair, batch_size: int = 64) -> None:
-        """All consecutive pairs of the face crops, `batch_size` pairs per flow batch."""
-        step = max(1, batch_size)
+    def update_pair(self, pair: EvalPair) -> None:
+        """All consecutive pairs of the face crops, `pair.batch_size` pairs per flow batch."""
+        step = max(1, pair.batch_size)
         for s in range(0, pair.n_frames - 1, step):
-            self.update(pair.pred_crops[s : s + step + 1], pair.gt_crops[s : s + step + 1])
+            self.add_run(pair.pred_crops[s : s + step + 1], pair.gt_crops[s : s + step + 1])
 
     def compute(self) -> float:
         if self.count == 0:
@@ -172,26 +169,21 @@ class _DME(Metric):
 class DME(_DME):
     """DME with RAFT flow (torchvision `raft_large`, 20 updates, official C_T_SKHT_V2 weights) on face crops."""
 
-    _model = None
+    WEIGHTS = (RAFT_WEIGHTS,)
 
-    @classmethod
-    def weights_specs(cls) -> list:
-        return [RAFT_WEIGHTS]
-
-    def protocol(self) -> str:
-        return f"{self.crop_tag},raft_large,iters{RAFT_ITERS}"
+    def protocol_fields(self) -> tuple[str, ...]:
+        return ("raft_large", f"iters{RAFT_ITERS}")
 
     def model(self):
         """The RAFT network, built and loaded on first use (WeightsMissing when the file is absent)."""
-        if self._model is None:
-            from torchvision.models.optical_flow import raft_large
+        return self.lazy_weights(RAFT_WEIGHTS, self._build)
 
-            path, digest = resolve(RAFT_WEIGHTS, self.weights.get("raft"), bool(self.weights.get("download", False)))
-            net = raft_large(weights=None, progress=False)
-            net.load_state_dict(load_state_dict(path))
-            self._model = net.eval().to(self.device)
-            self.weights_sha256 = digest
-        return self._model
+    def _build(self, path):
+        from torchvision.models.optical_flow import raft_large
+
+        net = raft_large(weights=None, progress=False)
+        net.load_state_dict(load_state_dict(path))
+        return net.eval().to(self.device)
 
     def pair_flows(self, gt, gen):
         p = len(gt) - 1
@@ -208,8 +200,8 @@ class DMEDIS(_DME):
     preset = "medium"
     _dis = None
 
-    def protocol(self) -> str:
-        return f"{self.crop_tag},dis_{self.preset}"
+    def protocol_fields(self) -> tuple[str, ...]:
+        return (f"dis_{self.preset}",)
 
     def pair_flows(self, gt, gen):
         import cv2

@@ -8,17 +8,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from stsa_bench.core import catalogue
 from stsa_bench.core.registry import METRICS
-from stsa_bench.core.weights import WeightsMissing, WeightsSpec, load_state_dict, resolve
+from stsa_bench.core.weights import WeightsMissing, load_state_dict
 
 from .base import EvalPair, Metric, to_nchw
 
-FID_WEIGHTS = WeightsSpec(
-    name="fid",
-    filename="pt_inception-2015-12-05-6726825d.pth",
-    url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
-    sha256="6726825d",
-)
+FID_WEIGHTS = catalogue.FID_INCEPTION
 FC_KEYS = ("fc.weight", "fc.bias")
 
 
@@ -95,18 +91,12 @@ class FID(Metric):
     """Frechet Inception Distance of all generated face crops vs all ground-truth face crops (pooled over clips)."""
 
     higher_is_better = False
+    group = "Visual Quality"
     pooled = True
+    WEIGHTS = (FID_WEIGHTS,)
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        self._model = None
-        super().__init__(*args, **kwargs)
-
-    @classmethod
-    def weights_specs(cls) -> list[WeightsSpec]:
-        return [FID_WEIGHTS]
-
-    def protocol(self) -> str:
-        return f"{self.crop_tag},inception-pool3,resize299-bilinear,pooled"
+    def protocol_fields(self) -> tuple[str, ...]:
+        return ("inception-pool3", "resize299-bilinear", "pooled")
 
     def reset(self) -> None:
         super().reset()
@@ -114,18 +104,9 @@ class FID(Metric):
         self.target: list[np.ndarray] = []
 
     def model(self):
-        if self._model is None:
-            path, self.weights_sha256 = resolve(FID_WEIGHTS, self.weights.get("fid"), bool(self.weights.get("download", False)))
-            self._model = build_inception(path, self.device)
-        return self._model
+        return self.lazy_weights(FID_WEIGHTS, lambda path: build_inception(path, self.device))
 
-    def update(self, pred: np.ndarray, target: np.ndarray) -> None:
-        """Add RGB uint8 frames (N, H, W, 3) of the generated and the ground-truth set."""
-        self.pred.append(inception_features(self.model(), pred, self.device))
-        self.target.append(inception_features(self.model(), target, self.device))
-        self.count += len(pred)
-
-    def update_pair(self, pair: EvalPair, batch_size: int = 64) -> None:
+    def update_pair(self, pair: EvalPair) -> None:
         self.pred.append(inception_features(self.model(), pair.pred_crops, self.device))
         self.target.append(self._gt_features(pair))
         self.count += pair.n_frames

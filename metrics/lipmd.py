@@ -62,11 +62,12 @@ class _LipLMD(Metric):
     """Shared accumulation: per-frame values summed over frames with a face on both sides."""
 
     higher_is_better = False
+    group = "Lip-Sync"
     distance: str = "l1"
     units: str = "imgnorm"
 
-    def protocol(self) -> str:
-        return f"{self.crop_tag},mediapipe40,{self.distance},{self.units}"
+    def protocol_fields(self) -> tuple[str, ...]:
+        return (f"mediapipe{len(LIP_POINTS)}", self.distance, self.units)
 
     def reset(self) -> None:
         super().reset()
@@ -80,7 +81,7 @@ class _LipLMD(Metric):
     def needed_points(self) -> tuple[int, ...]:
         return LIP_POINTS
 
-    def update(
+    def add_landmarks(
         self,
         pred_landmarks: Any,
         gt_landmarks: Any,
@@ -106,15 +107,15 @@ class _LipLMD(Metric):
         self.skipped += len(valid) - int(ok.sum())
         self.note = f"{self.skipped} of {self.seen} frames without a face skipped" if self.skipped else None
 
-    def update_pair(self, pair: EvalPair, batch_size: int = 64) -> None:
+    def update_pair(self, pair: EvalPair) -> None:
         """Landmarks of the generated frames (FaceMesh, run here) against the cached ground-truth ones."""
         pred, pred_found = pair.pred_landmarks()
         gt, gt_found = pair.gt_landmarks, pair.gt_has_face
         size = (pair.gt_frames.shape[2], pair.gt_frames.shape[1])
-        step = max(1, batch_size)
+        step = max(1, pair.batch_size)
         for i in range(0, len(gt), step):
             s = slice(i, i + step)
-            self.update(pred[s], gt[s], pred_found[s], gt_found[s], image_size=size)
+            self.add_landmarks(pred[s], gt[s], pred_found[s], gt_found[s], image_size=size)
         if self.count == 0:
             raise ClipError(
                 f"{pair.video}: {self.name}: no frame has a face in both the generated ({pair.method}) "

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from stsa_bench.core import catalogue
 from stsa_bench.core.registry import METRICS
-from stsa_bench.core.weights import WeightsMissing, WeightsSpec, load_state_dict, resolve
+from stsa_bench.core.weights import WeightsMissing, load_state_dict
 
 from .base import Metric
 
 BACKBONES = {
-    "alex": WeightsSpec("lpips_alex", "alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "7be5be79"),
-    "vgg": WeightsSpec("lpips_vgg", "vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth", "397923af"),
+    "alex": catalogue.LPIPS_ALEX,
+    "vgg": catalogue.LPIPS_VGG,
 }
 _SLICE_KEY = re.compile(r"^net\.slice\d+\.(\d+)\.(weight|bias)$")
 
@@ -53,25 +54,14 @@ def build_lpips(net: str, backbone_path: Path, device: str = "cpu"):
 
 class _LPIPS(Metric):
     higher_is_better = False
+    group = "Visual Quality"
     net: ClassVar[str]
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        self._model = None
-        super().__init__(*args, **kwargs)
-
-    @classmethod
-    def weights_specs(cls) -> list[WeightsSpec]:
-        return [BACKBONES[cls.net]]
-
-    def protocol(self) -> str:
-        return f"{self.crop_tag},{self.net},lin-v0.1,rgb[-1,1]"
+    def protocol_fields(self) -> tuple[str, ...]:
+        return (self.net, "lin-v0.1", "rgb[-1,1]")
 
     def model(self):
-        if self._model is None:
-            spec = BACKBONES[self.net]
-            path, self.weights_sha256 = resolve(spec, self.weights.get(spec.name), bool(self.weights.get("download", False)))
-            self._model = build_lpips(self.net, path, self.device)
-        return self._model
+        return self.lazy_weights(BACKBONES[self.net], lambda path: build_lpips(self.net, path, self.device))
 
     def per_frame(self, pred, target):
         """LPIPS(x, y) per image, inputs scaled from [0, 1] to [-1, 1] (lpips' normalize=True)."""
@@ -86,6 +76,7 @@ class LPIPSAlex(_LPIPS):
     """LPIPS with the AlexNet backbone (the lpips package default), per frame on face crops, mean over frames."""
 
     net = "alex"
+    WEIGHTS = (BACKBONES["alex"],)
 
 
 @METRICS.register("lpips_vgg")
@@ -93,3 +84,4 @@ class LPIPSVGG(_LPIPS):
     """LPIPS with the VGG16 backbone (closest to piq's VGG LPIPS, which STSA's code pins)."""
 
     net = "vgg"
+    WEIGHTS = (BACKBONES["vgg"],)

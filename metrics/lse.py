@@ -14,18 +14,21 @@ LSE-D = min mdist, LSE-C = median mdist - min mdist, AV offset = vshift - argmin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from stsa_bench.core.config import typed
+from stsa_bench.core.catalogue import SYNCNET as SYNCNET_WEIGHTS
 from stsa_bench.core.errors import ClipError, ConfigError
 from stsa_bench.core.media import to_pcm16
 from stsa_bench.core.registry import METRICS
 
 from .base import EvalPair, Metric
-from .syncnet import SYNCNET_WEIGHTS, FastSyncNet, load_syncnet
+
+if TYPE_CHECKING:
+    import torch
+
+    from .syncnet import FastSyncNet
 
 SAMPLE_RATE = 16000
 FPS = 25
@@ -69,6 +72,8 @@ def bgr224(frames: np.ndarray) -> np.ndarray:
 
 def lip_embeddings(net: FastSyncNet, frames_bgr: np.ndarray, n: int, batch_size: int, device: str) -> torch.Tensor:
     """(n, 1024) embeddings of the windows v = 0..n-1 (frames v..v+4), `batch_size` windows per forward pass."""
+    import torch
+
     chunks = []
     for i in range(0, n, batch_size):
         m = min(batch_size, n - i)
@@ -79,6 +84,8 @@ def lip_embeddings(net: FastSyncNet, frames_bgr: np.ndarray, n: int, batch_size:
 
 def audio_embeddings(net: FastSyncNet, coeffs: np.ndarray, n: int, batch_size: int, device: str) -> torch.Tensor:
     """(n, 1024) embeddings of MFCC columns [4v, 4v + 20) for v = 0..n-1."""
+    import torch
+
     windows = torch.from_numpy(coeffs).unfold(1, WINDOW_MFCC, MFCC_PER_FRAME)[:, :n].permute(1, 0, 2).unsqueeze(1)
     chunks = [net.audio(windows[i : i + batch_size].to(device)).float().cpu() for i in range(0, n, batch_size)]
     return torch.cat(chunks)
@@ -89,6 +96,9 @@ def offset_distances(video: torch.Tensor, audio: torch.Tensor, vshift: int, chun
 
     The official `calc_pdist` (torch pairwise_distance, eps 1e-6, zero padding), all offsets at once.
     """
+    import torch
+    import torch.nn.functional as F
+
     n, k = len(video), 2 * vshift + 1
     padded = F.pad(audio, (0, 0, vshift, vshift))
     offsets = torch.arange(k)[:, None]
@@ -114,6 +124,8 @@ class SyncScores:
 def sync_scores(dists: torch.Tensor, vshift: int) -> SyncScores:
     """mdist = mean over windows (float32); LSE-D = min, LSE-C = median - min (of 31 values: the 16th);
     offset = vshift - argmin (the first minimum, as torch.min)."""
+    import torch
+
     mdist = dists.mean(dim=1)
     lo, idx = torch.min(mdist, 0)
     conf = torch.median(mdist) - lo
@@ -132,6 +144,8 @@ def evaluate(
 
     `batch_size` lip windows per forward pass; audio windows (small activations) go at least AUDIO_BATCH at a time.
     """
+    import torch
+
     n = num_windows(len(frames_bgr), len(audio))
     if n < 1:
         raise ValueError(f"{len(frames_bgr)} frames and {len(audio)} audio samples: need 6 frames (0.24 s) of both")
@@ -151,50 +165,43 @@ class LSEOptions:
     """`lse.*` options. batch_size: windows per forward pass (None: runtime.batch_size on CUDA, CPU_BATCH on CPU)."""
 
     mode: str = "whole_frame"
+    """whole_frame: every frame resized to 224x224 (the papers' LRS2 scoring) | face_crop: the harness's face boxes."""
     vshift: int = 15
+    """Offsets searched: -vshift..+vshift video frames."""
     batch_size: int | None = None
 
 
 class _LSE(Metric):
     """Shared SyncNet pass for lse_c / lse_d: one evaluation per (clip, method) through `pair.memo`."""
 
+    group = "Lip-Sync"
     options_key = "lse"
+    Options = LSEOptions
+    WEIGHTS = (SYNCNET_WEIGHTS,)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.opts = typed(LSEOptions, self.options, "lse")
         if self.opts.mode not in MODES:
             raise ConfigError(f"lse.mode={self.opts.mode!r} is not one of {', '.join(MODES)}")
         if self.opts.vshift < 1 or (self.opts.batch_size is not None and self.opts.batch_size < 1):
             raise ConfigError(f"lse.vshift and lse.batch_size must be positive, got {self.opts}")
-        self._weights: tuple | None = None
-        self._net: FastSyncNet | None = None
 
-    @classmethod
-    def weights_specs(cls) -> list:
-        return [SYNCNET_WEIGHTS]
+    def frames_tag(self) -> str:
+        """Whole frames at the decode settings, or the face crops' boxes at 224."""
+        return f"whole{INPUT_SIZE}@{self.decode_tag}" if self.opts.mode == "whole_frame" else self.crop_tag
 
-    def protocol(self) -> str:
-        frames = "whole224" if self.opts.mode == "whole_frame" else f"{self.crop_tag},face224"
-        return f"{frames},bgr,syncnet_v2,vshift{self.opts.vshift},png"
+    def protocol_fields(self) -> tuple[str, ...]:
+        face = (f"face{INPUT_SIZE}",) if self.opts.mode == "face_crop" else ()
+        return (*face, "bgr", "syncnet_v2", f"vshift{self.opts.vshift}", "png")
 
     def reset(self) -> None:
         super().reset()
         self.scores: SyncScores | None = None
 
-    def _resolve(self):
-        """(path, sha256) of syncnet_v2.model; raises WeightsMissing (a ClipError) naming the file and URL."""
-        if self._weights is None:
-            from stsa_bench.core.weights import resolve
-
-            self._weights = resolve(SYNCNET_WEIGHTS, self.weights.get("syncnet"), bool(self.weights.get("download", False)))
-            self.weights_sha256 = self._weights[1]
-        return self._weights
-
     def _model(self) -> FastSyncNet:
-        if self._net is None:
-            self._net = FastSyncNet(load_syncnet(self._resolve()[0], self.device))
-        return self._net
+        from .syncnet import FastSyncNet, load_syncnet
+
+        return self.lazy_weights(SYNCNET_WEIGHTS, lambda path: FastSyncNet(load_syncnet(path, self.device)))
 
     def frames(self, pair: EvalPair) -> np.ndarray:
         """BGR 224x224 frames: whole frames resized, or face crops cut at 224 with the ground-truth boxes."""
@@ -204,8 +211,8 @@ class _LSE(Metric):
 
         return crop_faces(pair.pred_frames, pair.boxes, INPUT_SIZE)[..., ::-1]
 
-    def update_pair(self, pair: EvalPair, batch_size: int = 64) -> None:
-        _, sha = self._resolve()
+    def update_pair(self, pair: EvalPair) -> None:
+        _, sha = self.resolve_weights(SYNCNET_WEIGHTS)
         key = ("lse", self.opts.mode, self.opts.vshift, sha)
         if key not in pair.memo:
             if (pair.fps, pair.sample_rate) != (FPS, SAMPLE_RATE):
@@ -217,13 +224,10 @@ class _LSE(Metric):
                     f"{pair.video}: {pair.n_frames} frames and {len(audio) / pair.sample_rate:.2f} s of audio at "
                     f"{pair.fps} fps: LSE needs at least {WINDOW_FRAMES + 1} frames (0.24 s) of both"
                 )
-            size = self.opts.batch_size or (batch_size if self.device.startswith("cuda") else CPU_BATCH)
+            size = self.opts.batch_size or (pair.batch_size if self.device.startswith("cuda") else CPU_BATCH)
             pair.memo[key] = evaluate(self._model(), self.frames(pair), audio, self.opts.vshift, size, self.device)
         self.scores = pair.memo[key]
         self.note = f"offset {self.scores.offset:+d}"
-
-    def update(self, pred, target) -> None:
-        raise TypeError(f"{self.name} needs frames and audio: feed it an EvalPair with update_pair")
 
     def value(self, scores: SyncScores) -> float:
         raise NotImplementedError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from stsa_bench.core.registry import METRICS
 
-from .base import Metric
+from .base import Metric, num
 
 EPS = 1e-8
 
@@ -24,9 +24,10 @@ class PSNR(Metric):
     """Peak signal-to-noise ratio (dB), per frame on RGB face crops, mean over frames; 80 dB = identical."""
 
     higher_is_better = True
+    group = "Visual Quality"
 
-    def protocol(self) -> str:
-        return f"{self.crop_tag},rgb,eps=1e-8"
+    def protocol_fields(self) -> tuple[str, ...]:
+        return ("rgb", f"eps={num(EPS)}")
 
     def per_frame(self, pred, target):
         return psnr(pred, target)

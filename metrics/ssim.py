@@ -7,13 +7,16 @@ faces. On CPU the Gaussian filtering runs through OpenCV's separable float64 fil
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 from stsa_bench.core.registry import METRICS
 
-from .base import Metric
+from .base import Metric, num
 
 K1, K2 = 0.01, 0.03
 SIZE, SIGMA = 11, 1.5
@@ -44,6 +47,9 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, downsample: bool = True) -> t
     downsample=False is skimage's structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False): its reflect-padded filter with the border cropped is the valid filter.
     """
+    import torch
+    import torch.nn.functional as F
+
     x, y = pred.double(), target.double()
     f = _factor(x.shape[-2], x.shape[-1], downsample)
     if f > 1:
@@ -82,15 +88,20 @@ def ssim_numpy(pred: np.ndarray, target: np.ndarray, downsample: bool = True) ->
 
 class _SSIM(Metric):
     higher_is_better = True
+    group = "Visual Quality"
     downsample = True
+    definition: str
 
-    def update(self, pred, target) -> None:
+    def protocol_fields(self) -> tuple[str, ...]:
+        return (f"gauss{SIZE}", f"sigma{num(SIGMA)}", "rgb", self.definition)
+
+    def add_frames(self, pred, target) -> None:
         if self.device == "cpu" and isinstance(pred, np.ndarray):
             values = ssim_numpy(pred, target, self.downsample)
             self.total += float(values.sum())
             self.count += len(values)
         else:
-            super().update(pred, target)
+            super().add_frames(pred, target)
 
     def per_frame(self, pred, target):
         return ssim(pred, target, self.downsample)
@@ -100,9 +111,7 @@ class _SSIM(Metric):
 class SSIM(_SSIM):
     """Structural similarity, piq definition (Gaussian 11, sigma 1.5, RGB channel mean), per frame, mean over frames."""
 
-
-    def protocol(self) -> str:
-        return f"{self.crop_tag},gauss11,rgb,piq"
+    definition = "piq"
 
 
 @METRICS.register("ssim_skimage")
@@ -110,6 +119,4 @@ class SSIMSkimage(_SSIM):
     """Structural similarity, scikit-image definition (TalkLip): population covariance, no downsampling, float64."""
 
     downsample = False
-
-    def protocol(self) -> str:
-        return f"{self.crop_tag},gauss11,rgb,skimage"
+    definition = "skimage"

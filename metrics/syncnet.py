@@ -17,16 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stsa_bench.core.weights import WeightsMissing, WeightsSpec, load_state_dict
+from stsa_bench.core import catalogue
+from stsa_bench.core.weights import WeightsMissing, load_state_dict
 
 EMBED_DIM = 1024
 
-SYNCNET_WEIGHTS = WeightsSpec(
-    name="syncnet",
-    filename="syncnet_v2.model",
-    url="http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
-    sha256="",
-)
+SYNCNET_WEIGHTS = catalogue.SYNCNET
 """The official SyncNet weights (no sha256 is published: any file is accepted and its digest recorded)."""
 
 

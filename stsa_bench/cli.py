@@ -8,11 +8,11 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
 
+from .configure import compose, run_overrides, suite_names
 from .core.errors import ConfigError
 from .core.registry import METHODS, METRICS, did_you_mean
 
@@ -23,75 +23,11 @@ Data roots: lrs2 reads $STSA_BENCH_LRS2_ROOT, cmlr $STSA_BENCH_CMLR_ROOT (or dat
 Cache: $STSA_BENCH_CACHE (default ~/.cache/stsa-bench)."""
 
 
-def suite_names() -> list[str]:
-    from configs import CONFIG_DIR
-
-    return sorted(p.stem for p in (CONFIG_DIR / "suite").glob("*.yaml"))
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def to_overrides(args: argparse.Namespace) -> list[str]:
     """Flags -> Hydra overrides (`--suite x` is `suite=x`, `--methods a,b` is `methods=[a,b]`)."""
-    overrides = []
-    if getattr(args, "suite", None):
-        if args.suite not in suite_names():
-            raise ConfigError(f"unknown suite {args.suite!r}{did_you_mean(args.suite, suite_names())}")
-        overrides.append(f"suite={args.suite}")
-    for flag, registry in (("methods", METHODS), ("metrics", METRICS)):
-        value = getattr(args, flag, None)
-        if value:
-            names = [v.strip() for v in value.split(",") if v.strip()]
-            if names != ["all"] or flag != "metrics":
-                registry.check([n.split(":", 1)[-1] for n in names] if flag == "methods" else names)
-            overrides.append(f"{flag}=[{','.join(names)}]")
-    if getattr(args, "out", None):
-        overrides.append(f"out={_quote(str(Path(args.out).expanduser()))}")
-    labels = {n.split(":", 1)[0] for n in (getattr(args, "methods", None) or "").split(",") if ":" in n}
-    extra = [f"+{o}" if o.split("=", 1)[0].split(".", 1)[0] in labels else o for o in args.overrides]
-    return overrides + [_quote_placeholders(o) for o in extra]
-
-
-def _quote_placeholders(override: str) -> str:
-    """`results.pattern={clip}.mp4` -> quoted value: Hydra's grammar would read `{...}` as a dict."""
-    key, eq, value = override.partition("=")
-    if eq and re.search(r"\{clip(_flat)?\}", value) and value[:1] not in "'\"":
-        return f"{key}={_quote(value)}"
-    return override
-
-
-def compose(overrides: list[str], config_name: str = "config") -> dict:
-    """Compose configs/<config_name>.yaml with overrides and resolve it into a plain dict."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from configs import CONFIG_DIR
-
-    for o in overrides:
-        key = o.split("=", 1)[0].lstrip("+~")
-        if key == "suite" and "=" in o and o.split("=", 1)[1] not in suite_names():
-            name = o.split("=", 1)[1]
-            raise ConfigError(f"unknown suite {name!r}{did_you_mean(name, suite_names())}")
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = hydra_compose(config_name=config_name, overrides=overrides)
-        return OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException) as exc:
-        msg = " ".join(str(exc).split())
-        keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
-        bad = [k for k in keys if f"'{k}'" in msg]
-        if not bad:
-            raise ConfigError(f"bad override: {msg}") from exc
-        from .core.config import flatten
-
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            known = list(flatten(OmegaConf.to_container(hydra_compose(config_name=config_name))))
-        raise ConfigError(f"unknown setting {bad[0]!r}{did_you_mean(bad[0], known).split(' (known')[0]}") from exc
+    return run_overrides(
+        getattr(args, "suite", None), getattr(args, "methods", None), getattr(args, "metrics", None), getattr(args, "out", None), list(args.overrides)
+    )
 
 
 def load_config(args: argparse.Namespace):
@@ -161,8 +97,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .core.preprocess import Preprocessor
-    from .runner import report_unavailable, suite_context
     from .core.suites import load_suite
+    from .runner import report_unavailable, suite_context
 
     cfg = load_config(args)
     clips = load_suite(suite_context(cfg))

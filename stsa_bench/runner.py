@@ -15,7 +15,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from .core.config import UNHASHED_KEYS, RunConfig, flatten
 from .core.errors import ClipError, ConfigError, one_line
@@ -86,55 +86,35 @@ def init_run_dir(out: Path, cfg: RunConfig) -> None:
     atomic_write_text(run_json, json.dumps(info, indent=1))
 
 
-def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
-    METHODS.check([cfg.method_of(m) for m in cfg.methods])
-    METRICS.check(cfg.metrics)
-    clips = load_suite(suite_context(cfg))
-    report_unavailable(cfg.suite, clips, log)
+@dataclass
+class RunParts:
+    """What every stage of one run shares: its config, plugins, preprocessing, outputs and row factory."""
 
-    from baselines import build_method
-    from baselines.base import MethodEnv
-    from metrics import build_metric
-    from metrics.base import options_key
+    cfg: RunConfig
+    methods: dict[str, Any]
+    metrics: list[Any]
+    prep: Any
+    partials: "Partials"
+    rows: "RowFactory"
+    results: Path
 
-    from .core.preprocess import Preprocessor
+    @property
+    def out(self) -> Path:
+        return self.cfg.out
 
-    env = MethodEnv(cfg.runtime.device, cfg.weights, cfg.out, cfg.seed)
-    methods = {name: build_method(cfg.method_of(name), cfg.options_for(name), env, label=name) for name in cfg.methods}
-    crop_tag = cfg.preprocess.crop_tag()
-    metrics = [
-        build_metric(n, crop_tag, cfg.runtime.device, cfg.options_for(options_key(n)), cfg.weights, cfg.cache_dir)
-        for n in cfg.metrics
-    ]
 
-    out = cfg.out
-    init_run_dir(out, cfg)
-    manifest = out / "manifest.json"
-    if not manifest.is_file():
-        listing = {c.id: {"video": str(c.video), "audio": str(c.audio) if c.audio else None, "sha256": c.sha256, "error": c.error} for c in clips}
-        atomic_write_text(manifest, json.dumps({"suite": cfg.suite, "manifest_hash": manifest_hash(clips), "clips": listing}, indent=1))
+class RowFactory:
+    """Result rows carrying the run's provenance and each metric's direction and display group."""
 
-    results = out / "results.jsonl"
-    kept = [r for r in read_rows(results) if r.status == "ok" or not cfg.runtime.retry_failed]
-    rewrite_rows(results, kept)
-    done = {r.key for r in kept}
+    def __init__(self, cfg: RunConfig, methods: dict[str, Any]):
+        self.methods = methods
+        self.errors_log = cfg.out / "errors.log"
+        self.base = dict(
+            suite=cfg.suite, config_hash=cfg.config_hash, git_sha=git_sha(), seed=cfg.seed, harness_version=harness_version()
+        )
 
-    base = dict(
-        suite=cfg.suite, config_hash=cfg.config_hash, git_sha=git_sha(), seed=cfg.seed, harness_version=harness_version()
-    )
-    prep = Preprocessor(cfg.preprocess, cfg.cache_dir)
-    errors_log = out / "errors.log"
-    partials = Partials(out)
-
-    def is_done(clip: Clip, method: str, metric) -> bool:
-        if (cfg.suite, clip.id, method, metric.id) in done:
-            return True
-        return metric.pooled and partials.has(method, metric, clip)
-
-    n_new = n_failed = 0
-
-    def row(clip: Clip, method: str, metric, value=None, n_frames=None, error=None, note=None) -> ResultRow:
-        m = methods.get(method)
+    def make(self, clip: Clip, method: str, metric, value=None, n_frames=None, error=None, note=None) -> ResultRow:
+        m = self.methods.get(method)
         return ResultRow(
             method_version=getattr(m, "version", None),
             method_weights_sha=getattr(m, "weights_sha", None),
@@ -149,55 +129,114 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
             clip_sha256=clip.sha256,
             time=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             note=note,
-            **base,
+            higher_is_better=metric.higher_is_better,
+            group=metric.group,
+            **self.base,
         )
 
-    def reason(exc: BaseException, clip: Clip) -> str:
-        if not isinstance(exc, ClipError):
-            with open(errors_log, "a", encoding="utf-8") as f:
-                f.write(f"--- {clip.id} ({clip.video})\n{traceback.format_exc()}\n")
-            return f"{clip.video}: {one_line(exc)}"
-        return one_line(exc)
+    def failed(self, clip: Clip, work: dict[str, list], why: str) -> list[ResultRow]:
+        return [self.make(clip, m, x, error=why) for m, xs in work.items() for x in xs]
+
+    def reason(self, exc: BaseException, clip: Clip) -> str:
+        """One line naming the file; unexpected errors also leave their traceback in errors.log."""
+        if isinstance(exc, ClipError):
+            return one_line(exc)
+        with open(self.errors_log, "a", encoding="utf-8") as f:
+            f.write(f"--- {clip.id} ({clip.video})\n{traceback.format_exc()}\n")
+        return f"{clip.video}: {one_line(exc)}"
+
+
+def build_parts(cfg: RunConfig) -> RunParts:
+    """Methods and metrics built from the config; the run folder initialised; finished rows kept."""
+    from baselines import build_method
+    from baselines.base import MethodEnv
+    from metrics import build_metric
+    from metrics.base import options_key
+
+    from .core.preprocess import Preprocessor
+
+    env = MethodEnv(cfg.runtime.device, cfg.weights, cfg.out, cfg.seed)
+    methods = {name: build_method(cfg.method_of(name), cfg.options_for(name), env, label=name) for name in cfg.methods}
+    crop_tag, decode_tag = cfg.preprocess.crop_tag(), cfg.preprocess.decode_tag()
+    metrics = [
+        build_metric(n, crop_tag, cfg.runtime.device, cfg.options_for(options_key(n)), cfg.weights, cfg.cache_dir, decode_tag)
+        for n in cfg.metrics
+    ]
+    return RunParts(cfg, methods, metrics, Preprocessor(cfg.preprocess, cfg.cache_dir), Partials(cfg.out), RowFactory(cfg, methods), cfg.out / "results.jsonl")
+
+
+def write_manifest(out: Path, suite: str, clips: list[Clip]) -> None:
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        listing = {c.id: {"video": str(c.video), "audio": str(c.audio) if c.audio else None, "sha256": c.sha256, "error": c.error} for c in clips}
+        atomic_write_text(manifest, json.dumps({"suite": suite, "manifest_hash": manifest_hash(clips), "clips": listing}, indent=1))
+
+
+def finished_keys(parts: RunParts) -> set[tuple]:
+    """Keys of the rows already written (failed ones dropped first under runtime.retry_failed)."""
+    kept = [r for r in read_rows(parts.results) if r.status == "ok" or not parts.cfg.runtime.retry_failed]
+    rewrite_rows(parts.results, kept)
+    return {r.key for r in kept}
+
+
+def pending_work(parts: RunParts, clip: Clip, done: set[tuple]) -> dict[str, list]:
+    """{method: metrics without a row (or, for pooled metrics, without a saved partial) for this clip}."""
+    work = {}
+    for method in parts.methods:
+        todo = [
+            x
+            for x in parts.metrics
+            if (parts.cfg.suite, clip.id, method, x.id) not in done and not (x.pooled and parts.partials.has(method, x, clip))
+        ]
+        if todo:
+            work[method] = todo
+    return work
+
+
+def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
+    """Every clip through the stages: prepare -> generate per method -> score -> rows; then pooled rows and the summary."""
+    METHODS.check([cfg.method_of(m) for m in cfg.methods])
+    METRICS.check(cfg.metrics)
+    clips = load_suite(suite_context(cfg))
+    report_unavailable(cfg.suite, clips, log)
+    parts = build_parts(cfg)
+    init_run_dir(cfg.out, cfg)
+    write_manifest(cfg.out, cfg.suite, clips)
+    done = finished_keys(parts)
 
     from tqdm import tqdm
 
+    n_new = n_failed = 0
     bar = tqdm(clips, desc=f"run {cfg.suite}", unit="clip", disable=None if cfg.runtime.progress else True, file=sys.stderr)
     try:
         for clip in bar:
-            todo = {m: [x for x in metrics if not is_done(clip, m, x)] for m in methods}
-            todo = {m: xs for m, xs in todo.items() if xs}
-            if not todo:
+            work = pending_work(parts, clip, done)
+            if not work:
                 continue
-            try:
-                prepared = prep.prepare(clip)
-                frames = prep.frames(clip)
-            except Exception as exc:  # noqa: BLE001 - any bad input becomes rows
-                why = reason(exc, clip)
-                rows = [row(clip, m, x, error=why) for m, xs in todo.items() for x in xs]
-                append_rows(results, rows)
-                n_new, n_failed = n_new + len(rows), n_failed + len(rows)
-                bar.set_postfix(failed=n_failed, refresh=False)
-                continue
-            for rows in evaluate_clip(clip, prepared, frames, methods, todo, cfg, row, reason, prep, partials):
-                append_rows(results, rows)
+            for rows in evaluate_clip(parts, clip, work):
+                append_rows(parts.results, rows)
                 n_new += len(rows)
                 n_failed += sum(r.status == "failed" for r in rows)
             bar.set_postfix(failed=n_failed, refresh=False)
     finally:
         bar.close()
-        prep.close()
+        parts.prep.close()
 
-    pooled_rows = finish_pooled(cfg, clips, methods, [x for x in metrics if x.pooled], partials, results, row, log)
-    n_new += pooled_rows
-    ids = {x.id for x in metrics}
-    rows = [r for r in read_rows(results) if r.method in methods and r.metric in ids]
+    n_new += finish_pooled(parts, clips)
+    return write_summary(parts, n_new)
+
+
+def write_summary(parts: RunParts, n_new: int) -> RunOutcome:
     from reports.summary import summary_markdown
 
-    directions = {x.name: x.higher_is_better for x in metrics}
-    summary = summary_markdown(rows, directions)
-    header = f"# stsa-bench: {cfg.suite}\n\nconfig {cfg.config_hash} · git {git_sha()} · {len({r.clip for r in rows} - {POOLED_CLIP})} clips\n\n"
-    atomic_write_text(out / "summary.md", header + summary)
-    return RunOutcome(out=out, rows=rows, summary=header + summary, n_new=n_new)
+    cfg = parts.cfg
+    ids = {x.id for x in parts.metrics}
+    rows = [r for r in read_rows(parts.results) if r.method in parts.methods and r.metric in ids]
+    summary = summary_markdown(rows, {x.name: x.higher_is_better for x in parts.metrics})
+    n_clips = len({r.clip for r in rows} - {POOLED_CLIP})
+    header = f"# stsa-bench: {cfg.suite}\n\nconfig {cfg.config_hash} · git {git_sha()} · {n_clips} clips\n\n"
+    atomic_write_text(cfg.out / "summary.md", header + summary)
+    return RunOutcome(out=cfg.out, rows=rows, summary=header + summary, n_new=n_new)
 
 
 class Partials:
@@ -230,31 +269,30 @@ class Partials:
             return {k: z[k] for k in z.files}
 
 
-def finish_pooled(cfg: RunConfig, clips: list[Clip], methods, pooled, partials: Partials, results: Path, row, log: Log) -> int:
+def finish_pooled(parts: RunParts, clips: list[Clip]) -> int:
     """One row per (method, pooled metric) from the saved partials; recomputed when the clip set changed."""
-    existing = {r.key: r for r in read_rows(results)}
-    new = []
-    for metric in pooled:
-        for method in methods:
-            have = [c for c in clips if partials.has(method, metric, c)]
+    existing = {r.key: r for r in read_rows(parts.results)}
+    suite, new = parts.cfg.suite, []
+    for metric in (x for x in parts.metrics if x.pooled):
+        for method in parts.methods:
+            have = [c for c in clips if parts.partials.has(method, metric, c)]
             signature = f"{len(have)} clips: " + ",".join(sorted(c.sha256[:8] for c in have))
-            key = (cfg.suite, POOLED_CLIP, method, metric.id)
-            prev = existing.get(key)
+            prev = existing.get((suite, POOLED_CLIP, method, metric.id))
             if prev is not None and prev.clip_sha256 == _digest(signature):
                 continue
-            pseudo = Clip(POOLED_CLIP, Path(cfg.suite), sha256=_digest(signature))
+            pseudo = Clip(POOLED_CLIP, Path(suite), sha256=_digest(signature))
             if not have:
-                new.append(row(pseudo, method, metric, error=f"no clip could be scored for {metric.name} ({method})"))
+                new.append(parts.rows.make(pseudo, method, metric, error=f"no clip could be scored for {metric.name} ({method})"))
                 continue
             try:
                 metric.reset()
                 for c in have:
-                    metric.merge(partials.load(method, metric, c))
+                    metric.merge(parts.partials.load(method, metric, c))
                 value = metric.compute()
-                new.append(row(pseudo, method, metric, value=value, n_frames=metric.count, note=metric.note))
+                new.append(parts.rows.make(pseudo, method, metric, value=value, n_frames=metric.count, note=metric.note))
             except Exception as exc:  # noqa: BLE001
-                new.append(row(pseudo, method, metric, error=f"{metric.name} over {len(have)} clips: {one_line(exc)}"))
-    append_rows(results, new)
+                new.append(parts.rows.make(pseudo, method, metric, error=f"{metric.name} over {len(have)} clips: {one_line(exc)}"))
+    append_rows(parts.results, new)
     return len(new)
 
 
@@ -287,71 +325,87 @@ def save_strip(out: Path, method: str, clip: Clip, crops) -> None:
         atomic_write_bytes(strip_path(out, method, clip), png.tobytes())
 
 
-def evaluate_clip(clip, prepared, frames, methods, todo, cfg: RunConfig, row, reason, prep, partials) -> Iterator[list[ResultRow]]:
-    """Per method, generate and feed its pending metrics one EvalPair; yield its rows.
+def evaluate_clip(parts: RunParts, clip: Clip, work: dict[str, list]) -> Iterator[list[ResultRow]]:
+    """One clip: prepare it once, then per method generate, build the EvalPair and score; yields rows per method."""
+    try:
+        prepared, frames = parts.prep.prepare(clip), parts.prep.frames(clip)
+    except Exception as exc:  # noqa: BLE001 - any bad input becomes rows
+        yield parts.rows.failed(clip, work, parts.rows.reason(exc, clip))
+        return
+    sample = make_sample(parts.cfg, clip, prepared, frames)
+    for name, pending in work.items():
+        try:
+            pair = generate_pair(parts, clip, prepared, sample, name)
+        except Exception as exc:  # noqa: BLE001
+            yield parts.rows.failed(clip, {name: pending}, parts.rows.reason(exc, clip))
+            continue
+        yield score(parts, clip, pair, pending)
 
-    Pooled metrics save a partial state per clip instead of a row (failures still get a row).
-    """
+
+def make_sample(cfg: RunConfig, clip: Clip, prepared, frames):
     from baselines import Sample
+
+    pp = cfg.preprocess
+    return Sample(clip.id, frames, prepared.audio, pp.fps, pp.sample_rate, prepared.landmarks, prepared.boxes, clip.sha256)
+
+
+def generate_pair(parts: RunParts, clip: Clip, prepared, sample, name: str):
+    """The method's output for this clip as an EvalPair against the ground truth (strips and videos saved)."""
     from metrics.base import EvalPair
 
     from .core.preprocess import crop_faces
 
+    cfg, frames = parts.cfg, sample.frames
+    gen = parts.methods[name].generate(sample)
+    if gen.frames.shape != frames.shape:
+        raise ClipError(f"{clip.video}: method {name} returned frames of shape {tuple(gen.frames.shape)}, expected {tuple(frames.shape)}")
     pp = cfg.preprocess
-    sample = Sample(clip.id, frames, prepared.audio, pp.fps, pp.sample_rate, prepared.landmarks, prepared.boxes, clip.sha256)
-    batch = max(1, cfg.runtime.batch_size)
-    for name, pending in todo.items():
-        method = methods[name]
-        try:
-            gen = method.generate(sample)
-            if gen.frames.shape != frames.shape:
-                raise ClipError(
-                    f"{clip.video}: method {name} returned frames of shape {tuple(gen.frames.shape)}, expected {tuple(frames.shape)}"
-                )
-            gen_crops = prepared.crops if gen.frames is frames else crop_faces(gen.frames, prepared.boxes, pp.crop_size)
-            pair = EvalPair(
-                clip_id=clip.id,
-                video=clip.video,
-                method=name,
-                fps=pp.fps,
-                sample_rate=pp.sample_rate,
-                pred_frames=gen.frames,
-                gt_frames=frames,
-                pred_audio=gen.audio,
-                gt_audio=prepared.audio,
-                audio_valid=min(len(prepared.audio), int(round(prepared.meta["audio_s"] * pp.sample_rate))),
-                pred_crops=gen_crops,
-                gt_crops=prepared.crops,
-                boxes=prepared.boxes,
-                gt_landmarks=prepared.landmarks,
-                gt_has_face=prepared.has_face,
-                detect=prep.detect,
-                clip_sha256=clip.sha256,
-            )
-            save_strip(cfg.out, name, clip, gen_crops)
-            if not (strip_path(cfg.out, GT_STRIP, clip)).is_file():
-                save_strip(cfg.out, GT_STRIP, clip, prepared.crops)
-            if cfg.runtime.save_videos:
-                from .core.media import write_video
+    gen_crops = prepared.crops if gen.frames is frames else crop_faces(gen.frames, prepared.boxes, pp.crop_size)
+    save_strip(cfg.out, name, clip, gen_crops)
+    if not strip_path(cfg.out, GT_STRIP, clip).is_file():
+        save_strip(cfg.out, GT_STRIP, clip, prepared.crops)
+    if cfg.runtime.save_videos:
+        from .core.media import write_video
 
-                write_video(cfg.out / "videos" / name / f"{clip.id}.mp4", gen.frames, pp.fps, gen.audio, pp.sample_rate, lossless=False)
+        write_video(cfg.out / "videos" / name / f"{clip.id}.mp4", gen.frames, pp.fps, gen.audio, pp.sample_rate, lossless=False)
+    return EvalPair(
+        clip_id=clip.id,
+        video=clip.video,
+        method=name,
+        fps=pp.fps,
+        sample_rate=pp.sample_rate,
+        pred_frames=gen.frames,
+        gt_frames=frames,
+        pred_audio=gen.audio,
+        gt_audio=prepared.audio,
+        audio_valid=min(len(prepared.audio), int(round(prepared.meta["audio_s"] * pp.sample_rate))),
+        pred_crops=gen_crops,
+        gt_crops=prepared.crops,
+        boxes=prepared.boxes,
+        gt_landmarks=prepared.landmarks,
+        gt_has_face=prepared.has_face,
+        detect=parts.prep.detect,
+        clip_sha256=clip.sha256,
+        batch_size=max(1, cfg.runtime.batch_size),
+        memo={"method_note": gen.note},
+    )
+
+
+def score(parts: RunParts, clip: Clip, pair, pending: list) -> list[ResultRow]:
+    """Each pending metric fed the pair: a row per per-clip metric, a saved partial per pooled one."""
+    rows = []
+    for metric in pending:
+        try:
+            metric.reset()
+            metric.update_pair(pair)
+            if metric.pooled:
+                parts.partials.save(pair.method, metric, clip, metric.state())
+                continue
+            value = metric.compute()
+            if not math.isfinite(value):
+                raise ClipError(f"{clip.video}: {metric.name} is not finite ({value})")
+            note = "; ".join(x for x in (pair.memo.get("method_note"), metric.note) if x) or None
+            rows.append(parts.rows.make(clip, pair.method, metric, value=value, n_frames=pair.n_frames, note=note))
         except Exception as exc:  # noqa: BLE001
-            why = reason(exc, clip)
-            yield [row(clip, name, x, error=why) for x in pending]
-            continue
-        rows = []
-        for metric in pending:
-            try:
-                metric.reset()
-                metric.update_pair(pair, batch)
-                if metric.pooled:
-                    partials.save(name, metric, clip, metric.state())
-                    continue
-                value = metric.compute()
-                if not math.isfinite(value):
-                    raise ClipError(f"{clip.video}: {metric.name} is not finite ({value})")
-                note = "; ".join(x for x in (gen.note, metric.note) if x) or None
-                rows.append(row(clip, name, metric, value=value, n_frames=pair.n_frames, note=note))
-            except Exception as exc:  # noqa: BLE001
-                rows.append(row(clip, name, metric, n_frames=pair.n_frames, error=reason(exc, clip)))
-        yield rows
+            rows.append(parts.rows.make(clip, pair.method, metric, n_frames=pair.n_frames, error=parts.rows.reason(exc, clip)))
+    return rows

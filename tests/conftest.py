@@ -14,6 +14,14 @@ def pytest_configure(config):
     os.environ.setdefault("GLOG_minloglevel", "2")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs ../shared (the `shared` fixture, directly or through another fixture)
+    carries the `shared` marker, so `-m "not shared"` selects the tests that run without it."""
+    for item in items:
+        if "shared" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared)
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     root = shared_root()

@@ -46,7 +46,7 @@ def test_bench_lipmd(benchmark, name):
     def run():
         metric.reset()
         for i in range(0, len(gt), 64):
-            metric.update(pred[i : i + 64], gt[i : i + 64], image_size=(160, 160))
+            metric.add_landmarks(pred[i : i + 64], gt[i : i + 64], image_size=(160, 160))
         return metric.compute()
 
     value = benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)

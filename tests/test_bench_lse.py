@@ -53,7 +53,7 @@ def harness_lse(metrics, clip):
     )  # fmt: skip
     for m in metrics:
         m.reset()
-        m.update_pair(pair, 64)
+        m.update_pair(pair)
     return metrics[0].scores
 
 

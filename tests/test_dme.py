@@ -95,7 +95,8 @@ def test_gray_frames_is_opencv_per_frame():
 def test_identical_video_gives_zero():
     x = moving_texture()
     m = run_metric("dme_dis", x, x.copy())
-    assert m.count == 7 and m.compute() == 0.0
+    # every consecutive pair moves by 2 px (> the 1 px mask threshold): all len - 1 pairs retained
+    assert (m.count, m.skipped) == (len(x) - 1, 0) and m.compute() == 0.0
 
 
 def test_static_video_against_known_translation():
@@ -111,10 +112,14 @@ def test_no_motion_pairs_are_skipped_and_counted():
     x = moving_texture(6)
     gt = np.concatenate([x[:3], np.repeat(x[3:4], 3, axis=0)])  # pairs 3->4, 4->5 still
     m = run_metric("dme_dis", x, gt)
-    assert (m.count, m.skipped) == (3, 2)
-    assert m.note == "2 of 5 frame pairs without ground-truth motion skipped"
+    # by construction: a pair is skipped exactly when its two ground-truth frames are identical (no motion)
+    n_pairs = len(gt) - 1
+    n_still = sum(np.array_equal(gt[t], gt[t + 1]) for t in range(n_pairs))
+    assert (n_pairs, n_still) == (5, 2)  # the construction above, not the metric's output
+    assert (m.count, m.skipped) == (n_pairs - n_still, n_still)
+    assert m.note == f"{n_still} of {n_pairs} frame pairs without ground-truth motion skipped"
     still = run_metric("dme_dis", x, np.repeat(x[:1], 6, axis=0))
-    assert still.count == 0 and still.skipped == 5
+    assert still.count == 0 and still.skipped == n_pairs
     with pytest.raises(ValueError, match="no frame pair with ground-truth motion"):
         still.compute()
 
@@ -164,23 +169,33 @@ def reference_dme(pred: np.ndarray, gt: np.ndarray) -> tuple[float, int, int]:
     return total / kept, kept, skipped
 
 
-def test_dme_dis_matches_numpy_reference_on_real_crops(real_crops):
+@pytest.fixture(scope="module")
+def real_reference(real_crops) -> tuple[float, int, int]:
+    """(DME, retained pairs, skipped pairs) of the real crops by the definition (`reference_dme`)."""
+    pred, gt = real_crops
+    ref, kept, skipped = reference_dme(pred, gt)
+    assert kept + skipped == len(gt) - 1  # every consecutive pair is either retained or skipped
+    return ref, kept, skipped
+
+
+def test_dme_dis_matches_numpy_reference_on_real_crops(real_crops, real_reference):
     pred, gt = real_crops
     assert gt.shape == (40, 128, 128, 3)
-    ref, kept, skipped = reference_dme(pred, gt)
+    ref, kept, skipped = real_reference
     m = run_metric("dme_dis", pred, gt)
     assert (m.count, m.skipped) == (kept, skipped) and kept > 20
     assert m.compute() == pytest.approx(ref, rel=1e-9)
     assert m.compute() > 0
 
 
-def test_dme_dis_chunking_invariance(real_crops):
+def test_dme_dis_chunking_invariance(real_crops, real_reference):
     pred, gt = real_crops
+    _, kept, skipped = real_reference  # pair counts by the definition, independent of the metric's code
     values = []
     for batch in (1, 5, 16, 64):
         m = run_metric("dme_dis", pred, gt, batch_size=batch)
         values.append(m.compute())
-        assert (m.count, m.skipped) == (33, 6)
+        assert (m.count, m.skipped) == (kept, skipped), batch
     assert values == pytest.approx([values[0]] * 4, rel=1e-12)
 
 
@@ -257,10 +272,10 @@ def test_raft_model_is_loaded_once(random_raft):
     m = build_metric("dme", TAG, weights={"raft": random_raft})
     x = moving_texture(2, 32)
     m.update(x, x)
-    model = m._model
+    model = m.model()
     m.reset()
     m.update(x, x)
-    assert m._model is model
+    assert m.model() is model
 
 
 def test_missing_raft_weights_name_file_and_url(tmp_path, monkeypatch):

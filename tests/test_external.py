@@ -11,13 +11,17 @@ import pytest
 
 from baselines import build_method
 from baselines.base import MethodEnv, Sample
-from baselines.external import ADAPTERS, stderr_tail
+from baselines.external.base import stderr_tail
+from baselines.external.dinet import write_openface_csv
 from stsa_bench.core.faces import DLIB68_FROM_FACEMESH, landmarks68
 from stsa_bench.cli import main
 from stsa_bench.core.errors import ClipError, ConfigError
+from stsa_bench.core.registry import METHODS
 from stsa_bench.core.results import read_rows
 
 FAKE = Path(__file__).with_name("fake_method.py")
+ADAPTERS = sorted(n for n in METHODS.names() if (METHODS.module_of(n) or "").startswith("baselines.external."))
+"""The methods registered under baselines/external/ (found by the registry's scan)."""
 
 CHECKOUT_FILES = {
     "wav2lip_official": ["inference.py", "checkpoints/wav2lip.pth", "face_detection/detection/sfd/s3fd.pth"],
@@ -31,6 +35,11 @@ CHECKOUT_FILES = {
 }  # fmt: skip
 ENTRY = {"wav2lip_official": "inference.py", "dinet": "inference.py", "iplap": "inference_single.py", "talklip": "inf_demo.py",
          "musetalk": "scripts/inference.py", "pcavs": "inference.py", "latentsync": "scripts/inference.py"}  # fmt: skip
+
+
+def test_adapters_are_discovered_with_their_defaults():
+    assert ADAPTERS == sorted(CHECKOUT_FILES)
+    assert METHODS.get("latentsync").Options().timeout_s == 3600 and METHODS.get("dinet").Options().timeout_s == 1800
 
 
 def make_checkout(root: Path, method: str) -> Path:
@@ -210,8 +219,6 @@ def test_cli_run_rows_notes_and_failures(tmp_path, cache_dir):
 
 
 def test_openface_csv_layout(tmp_path):
-    from baselines.external import write_openface_csv
-
     rng = np.random.default_rng(0)
     lm = rng.random((4, 478, 3)).astype(np.float32)
     lm[1] = np.nan

@@ -21,12 +21,12 @@ NAMES = ("lipmd", "lipmd_l2", "lipmd_iod")
 CLIP = "smeetrs__deep_avsr__00001.mp4"  # LRS2-format 160x160, 120 frames
 
 
-def make_pair(pred_lm, gt_lm, pred_found=None, gt_found=None, size=(160, 160), video="clip.mp4") -> EvalPair:
+def make_pair(pred_lm, gt_lm, pred_found=None, gt_found=None, size=(160, 160), video="clip.mp4", batch_size=64) -> EvalPair:
     n = len(gt_lm)
     frames = np.zeros((n, size[1], size[0], 3), dtype=np.uint8)
     pred_found = np.isfinite(pred_lm).all(axis=(1, 2)) if pred_found is None else pred_found
     gt_found = np.isfinite(gt_lm).all(axis=(1, 2)) if gt_found is None else gt_found
-    pair = eval_pair(n, video=Path(video), pred_frames=frames.copy(), gt_frames=frames, gt_landmarks=gt_lm, gt_has_face=gt_found)
+    pair = eval_pair(n, video=Path(video), pred_frames=frames.copy(), gt_frames=frames, gt_landmarks=gt_lm, gt_has_face=gt_found, batch_size=batch_size)
     pair.memo["pred_landmarks"] = (pred_lm, pred_found)
     return pair
 
@@ -100,7 +100,7 @@ def test_faceless_frames_are_skipped_and_counted():
     gt[7] = np.nan
     for name in NAMES:
         m = build_metric(name, TAG)
-        m.update_pair(make_pair(pred, gt, gt_found=gt_found), batch_size=4)
+        m.update_pair(make_pair(pred, gt, gt_found=gt_found, batch_size=4))
         assert m.count == 7
         assert m.note == "3 of 10 frames without a face skipped"
     m = build_metric("lipmd", TAG)
@@ -201,7 +201,7 @@ def test_chunking_invariance_on_real_clip(real_landmarks, name):
     values = []
     for batch in (1, 7, 64, 1000):
         m = build_metric(name, TAG)
-        m.update_pair(make_pair(pred, gt, size=(w, h)), batch_size=batch)
+        m.update_pair(make_pair(pred, gt, size=(w, h), batch_size=batch))
         values.append(m.compute())
         assert m.note == f"2 of {len(gt)} frames without a face skipped"
     assert values == pytest.approx([values[0]] * 4, rel=1e-12)

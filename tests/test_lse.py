@@ -216,7 +216,7 @@ def test_reference_values(shared, entry, golden_path, golden_model, tmp_path):
     lse_c, lse_d = lse_metrics(golden_path)
     for m in (lse_c, lse_d):
         m.reset()
-        m.update_pair(pair, 64)
+        m.update_pair(pair)
     scores = lse_c.scores
     assert lse_d.scores is scores
     assert (pair.n_frames, scores.n_windows) == (entry["n_frames"], entry["n_windows"])
@@ -273,15 +273,16 @@ def test_option_batch_size_and_sharing(short_clip, golden_path, monkeypatch):
     pairs = [eval_pair(path, frames, audio, len(audio)), eval_pair(path, frames, np.roll(audio, 3200), len(audio), "shift")]
     values = []
     for pair in pairs:
+        pair.batch_size = 1
         for m in (lse_c, lse_d):
             m.reset()
-            m.update_pair(pair, 1)
+            m.update_pair(pair)
             values.append(m.compute())
         (scores,) = pair.memo.values()
         assert values[-2:] == [scores.lse_c, scores.lse_d]
-    assert len(loads) == 1 and lse_d._net is None
+    assert len(loads) == 1 and lse_d._lazy["syncnet"]._model is None
     assert values[:2] != values[2:]
-    assert lse_c.id == "lse_c[whole224,bgr,syncnet_v2,vshift15,png]" and lse_d.id.startswith("lse_d[whole224")
+    assert lse_c.id == "lse_c[whole224@25fps/ffmpeg_cfr/16kHz,bgr,syncnet_v2,vshift15,png]" and lse_d.id.startswith("lse_d[whole224@25fps/ffmpeg_cfr")
     assert lse_c.weights_sha256 == lse_d.weights_sha256 and len(lse_c.weights_sha256) == 64
 
 
@@ -341,7 +342,7 @@ def test_cli_run_with_golden_weights(cache_dir, golden_path, tmp_path):
     assert main(args) == 0
     rows = _rows(out)
     assert len(rows) == 3 * 2 * 2 and all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
-    assert {r["metric"] for r in rows} == {f"{n}[whole224,bgr,syncnet_v2,vshift15,png]" for n in ("lse_c", "lse_d")}
+    assert {r["metric"] for r in rows} == {f"{n}[whole224@25fps/ffmpeg_cfr/16kHz,bgr,syncnet_v2,vshift15,png]" for n in ("lse_c", "lse_d")}
     assert all(r["note"].startswith("offset ") and len(r["weights_sha"]) == 64 and r["n_frames"] == 60 for r in rows)
     by = {(r["clip"], r["method"], r["metric"][:5]): r["value"] for r in rows}
     assert any(by[(c, "gt", "lse_d")] != by[(c, "shift", "lse_d")] for c, _, _ in by)

@@ -114,5 +114,5 @@ def test_reset_and_empty():
 
 def test_metric_ids_carry_protocol():
     assert build_metric("psnr", TAG).id == f"psnr[{TAG},rgb,eps=1e-8]"
-    assert build_metric("ssim", TAG).id == f"ssim[{TAG},gauss11,rgb,piq]"
+    assert build_metric("ssim", TAG).id == f"ssim[{TAG},gauss11,sigma1.5,rgb,piq]"
     assert build_metric("psnr", TAG).higher_is_better and build_metric("ssim", TAG).higher_is_better

@@ -85,13 +85,19 @@ class PreprocessConfig:
 
     fps: int = 25
     fps_mode: str = "ffmpeg_cfr"
+    """ffmpeg_cfr: frame for frame `ffmpeg -r 25` (official LSE route) | nearest: nearest timestamp."""
     sample_rate: int = 16000
     crop_size: int = 128
     box_scale: float = 1.2
+    """Box side = box_scale x the larger landmark extent."""
     smooth_sigma: float = 2.0
+    """Gaussian smoothing of the box over time, in frames."""
     min_frames: int = 5
+    """Shorter clips fail."""
     min_face_ratio: float = 0.5
+    """Clips with a face in fewer frames fail; gaps are interpolated."""
     max_av_mismatch_s: float = 0.5
+    """Larger audio/video length differences fail."""
     static_image_mode: bool = True
     refine_landmarks: bool = True
     min_detection_confidence: float = 0.5
@@ -108,6 +114,10 @@ class PreprocessConfig:
     def key(self) -> str:
         return cache_key("preprocess", params=self.params(), version=PREP_VERSION)
 
+    def decode_tag(self) -> str:
+        """Decode identity for metrics that read whole frames, e.g. `25fps/ffmpeg_cfr/16kHz`."""
+        return f"{self.fps}fps/{self.fps_mode}/{self.sample_rate // 1000 if self.sample_rate % 1000 == 0 else self.sample_rate}{'kHz' if self.sample_rate % 1000 == 0 else 'Hz'}"
+
     def crop_tag(self) -> str:
         """Crop identity for metric ids, e.g. `face128@25fps/pp=1a2b3c4d`."""
         return f"face{self.crop_size}@{self.fps}fps/pp={self.key()[:8]}"
@@ -116,17 +126,24 @@ class PreprocessConfig:
 @dataclass(frozen=True)
 class DataConfig:
     root: Path | None = None
+    """Dataset root (lrs2: else $STSA_BENCH_LRS2_ROOT; cmlr: else $STSA_BENCH_CMLR_ROOT)."""
     audio_root: Path | None = None
+    """A separate audio tree, if not under root."""
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
     device: str = "auto"
+    """auto | cpu | cuda | cuda:N"""
     progress: bool = True
     batch_size: int = 64
+    """Frames per metric update."""
     retry_failed: bool = False
+    """On resume, try failed rows again."""
     save_videos: bool = False
+    """Write each method's output to <out>/videos/<method>/<clip>.mp4."""
     refreeze: bool = False
+    """Accept changed suite files and freeze their new hashes."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +179,35 @@ class RunConfig:
 
 
 TOP_LEVEL = ("suite", "data", "methods", "metrics", "out", "cache_dir", "seed", "preprocess", "runtime", "weights")
+"""The run config's own keys; every other top-level key is a component's options (a method row or metric)."""
+
+BASE_SECTIONS = {"data": DataConfig, "runtime": RuntimeConfig, "preprocess": PreprocessConfig}
+"""Sections of the run config whose defaults are these dataclasses (nowhere in YAML)."""
+
+
+def plain_defaults(cls: type) -> dict[str, Any]:
+    """A dataclass's defaults as plain YAML values (tuples -> lists, paths -> strings)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    out = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = plain(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = plain(f.default_factory())
+        else:
+            out[f.name] = None
+    return out
 
 
 def config_hash(resolved: Mapping[str, Any]) -> str:
@@ -176,8 +222,7 @@ def run_config_from_dict(resolved: Mapping[str, Any]) -> RunConfig:
     suite = dict(resolved.get("suite") or {})
     if "name" not in suite:
         raise ConfigError("the suite config has no 'name'")
-    specs = _method_specs(_coerce(resolved.get("methods") or [], tuple[str, ...], "methods"))
-    known_components = set(_component_names()) | set(specs)
+    specs = method_specs(_coerce(resolved.get("methods") or [], tuple[str, ...], "methods"))
     metrics = _coerce(resolved.get("metrics") or [], tuple[str, ...], "metrics")
     if metrics == ("all",):
         from .registry import PAPER_METRICS
@@ -187,8 +232,9 @@ def run_config_from_dict(resolved: Mapping[str, Any]) -> RunConfig:
     for key, value in resolved.items():
         if key in TOP_LEVEL:
             continue
-        if key not in known_components:
-            raise ConfigError(f"unknown setting {key!r}{did_you_mean(key, list(TOP_LEVEL) + sorted(known_components))}")
+        if key not in specs and not is_component(key):
+            known = list(TOP_LEVEL) + sorted(set(specs) | set(_component_names()))
+            raise ConfigError(f"unknown setting {key!r}{did_you_mean(key, known)}")
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key} must be a mapping of options, got {value!r}")
         options[key] = dict(value)
@@ -215,7 +261,7 @@ def run_config_from_dict(resolved: Mapping[str, Any]) -> RunConfig:
     return cfg
 
 
-def _method_specs(entries: tuple[str, ...]) -> dict[str, str]:
+def method_specs(entries: tuple[str, ...]) -> dict[str, str]:
     """{row name: registered method} from `name` or `label:name` entries (labels are new names)."""
     from .registry import METHODS
 
@@ -224,7 +270,7 @@ def _method_specs(entries: tuple[str, ...]) -> dict[str, str]:
         label, _, name = entry.rpartition(":")
         label = label or name
         METHODS.check([name])
-        if label != name and (label in _component_names() or label in TOP_LEVEL):
+        if label != name and (is_component(label) or label in TOP_LEVEL):
             raise ConfigError(f"method label {label!r} in {entry!r} is already a setting name; choose another")
         if label in specs:
             raise ConfigError(f"method {label!r} is listed twice")
@@ -232,14 +278,17 @@ def _method_specs(entries: tuple[str, ...]) -> dict[str, str]:
     return specs
 
 
-OPTION_KEYS = ("lse",)
-"""Option groups shared by several registered names (lse_c and lse_d read `lse`)."""
-
-
 def _component_names() -> list[str]:
     from .registry import METHODS, METRICS
 
-    return METHODS.names() + METRICS.names() + list(OPTION_KEYS)
+    return METHODS.names() + METRICS.names()
+
+
+def is_component(key: str) -> bool:
+    """A method, a metric, or a metric option group shared by several metrics (lse_c and lse_d read `lse`)."""
+    from .registry import METRICS
+
+    return key in _component_names() or key in METRICS.option_groups()
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

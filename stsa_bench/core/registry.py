@@ -65,6 +65,16 @@ def registered_names(source: str, registry: str) -> list[str]:
     return names
 
 
+def option_groups(source: str) -> list[str]:
+    """String values assigned to `options_key` in `source` (class attributes of registered plugins)."""
+    groups = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            if any(isinstance(t, ast.Name) and t.id == "options_key" for t in node.targets):
+                groups.append(node.value.value)
+    return groups
+
+
 class Registry(Generic[T]):
     """Names -> objects. `variable` is the registry's module-level name that plugins decorate with
     (`@METRICS.register("psnr")`); `packages` are scanned for it; `group` is the entry-point group.
@@ -78,6 +88,12 @@ class Registry(Generic[T]):
         self.group = f"stsa_bench.{kind}s"
         self.sets_name = sets_name
         self._items: dict[str, T] = {}
+        self._groups: dict[str, str] = {}
+
+    def option_groups(self) -> list[str]:
+        """Config keys shared by several registered names (`options_key = "lse"` in lse_c and lse_d)."""
+        self._lazy
+        return sorted(set(self._groups) | {g for o in self._items.values() if (g := getattr(o, "options_key", None))})
 
     @cached_property
     def _lazy(self) -> dict[str, str]:
@@ -85,8 +101,13 @@ class Registry(Generic[T]):
         found: dict[str, str] = {}
         for package in self.packages:
             for module, path in _package_files(package):
-                for name in registered_names(path.read_text(encoding="utf-8"), self.variable):
+                source = path.read_text(encoding="utf-8")
+                names = registered_names(source, self.variable)
+                for name in names:
                     found.setdefault(name, module)
+                if names:
+                    for group in option_groups(source):
+                        self._groups.setdefault(group, module)
         from importlib.metadata import entry_points
 
         for ep in entry_points(group=self.group):

@@ -12,11 +12,13 @@ import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from .errors import ClipError
 from .paths import sha256_file
 
 WEIGHTS_ENV = "STSA_BENCH_WEIGHTS"
+M = TypeVar("M")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class WeightsSpec:
     url: str
     sha256: str
     direct: bool = True
+    licence: str = ""
+    used_by: str = ""
 
     def matches(self, digest: str) -> bool:
         if not self.sha256:
@@ -124,3 +128,28 @@ def load_state_dict(path: Path):
     if not isinstance(sd, dict):
         raise WeightsMissing(f"{path}: not a state dict")
     return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
+
+
+class LazyWeights(Generic[M]):
+    """A model built from one weights file on first use: the file is resolved (setting, then
+    $STSA_BENCH_WEIGHTS, then the torch hub cache, then a download only when `weights.download`
+    is true) and checked, then `build(path)` makes the model. `sha256` is the file's hash."""
+
+    def __init__(self, spec: WeightsSpec, settings: Mapping[str, Any], build: Callable[[Path], M]):
+        self.spec = spec
+        self.settings = settings
+        self.build = build
+        self.path: Path | None = None
+        self.sha256: str | None = None
+        self._model: M | None = None
+
+    def resolve(self) -> tuple[Path, str]:
+        """(path, sha256) without building; raises WeightsMissing naming the file and the setting."""
+        if self.path is None:
+            self.path, self.sha256 = resolve(self.spec, self.settings.get(self.spec.name), bool(self.settings.get("download", False)))
+        return self.path, self.sha256
+
+    def get(self) -> M:
+        if self._model is None:
+            self._model = self.build(self.resolve()[0])
+        return self._model

@@ -1,0 +1,228 @@
+"""Adapters that run a method's official code from the user's checkout, in that method's own environment.
+
+Per clip, a job folder `<run>/work/<method>/<clip>-<sha8>/` gets the inputs:
+  template.mp4  the template at the harness protocol (25 fps, H.264 yuv420p crf 0, no audio)
+  audio.wav     the driving audio (16 kHz mono 16-bit PCM)
+plus what the method needs (DINet: an OpenFace-style landmark CSV from our landmarks; MuseTalk: its
+task YAML; PC-AVS: aligned 224x224 frames and its meta line). The method's documented CLI runs as an
+argument list (never a shell string) with the checkout as working directory, `<name>.python` as the
+interpreter and a timeout (the whole process group is killed). stdout and stderr go to files in
+the job folder; on failure the last stderr lines become the row's reason. The raw output is kept in
+`<run>/generated/<method>/` (a resumed run reuses it) and normalised by `baselines.normalize`.
+A missing checkout, interpreter or checkpoint is a ConfigError naming the setting, before any clip runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from stsa_bench.core.errors import ClipError, ConfigError
+
+from ..base import Generated, Method, MethodEnv, Sample
+from ..normalize import normalize_output
+
+TEMPLATE, AUDIO = "template.mp4", "audio.wav"
+
+
+@dataclass(frozen=True)
+class ExternalOptions:
+    """Settings every checkout adapter takes; subclasses add the method's checkpoints (relative paths
+    are taken inside the checkout; defaults are where each method's README puts them)."""
+
+    repo: str | None = None
+    """The checkout of the method's official code."""
+    python: str | None = None
+    """The interpreter of the method's own environment."""
+    timeout_s: float = 1800.0
+    """Per clip; on expiry the whole process group is killed."""
+    extra_args: tuple[str, ...] = ()
+    """Appended to the command."""
+    env: Mapping[str, Any] = field(default_factory=dict)
+    """Extra environment variables, e.g. CUDA_VISIBLE_DEVICES."""
+    frame_slack: int = 5
+    """Missing end frames filled by repeating the last (baselines.normalize)."""
+    keep_work: bool = False
+    """Keep the job folder after a clip."""
+
+
+def checkout_commit(repo: Path) -> str:
+    """The checkout's HEAD commit read from `.git` (no subprocess), or "unknown"."""
+    git = repo / ".git"
+    try:
+        if git.is_file():
+            git = (repo / git.read_text().split("gitdir:", 1)[1].strip()).resolve()
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head[:12]
+        ref = head[4:].strip()
+        if (git / ref).is_file():
+            return (git / ref).read_text().strip()[:12]
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0][:12]
+    except (OSError, IndexError):
+        pass
+    return "unknown"
+
+
+_ERROR_LINE = re.compile(r"^\w+(\.\w+)*(Error|Exception|Exit|Interrupt)\b.*|^(error|fatal)\b.*", re.IGNORECASE)
+
+
+def stderr_tail(path: Path, limit: int = 300) -> str:
+    """The most telling stderr line: the last exception line if any, else the last non-empty line (progress bars dropped)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "no stderr"
+    lines = [ln.strip() for ln in re.split(r"[\r\n]+", text) if ln.strip()]
+    if not lines:
+        return "no stderr"
+    errors = [ln for ln in lines if _ERROR_LINE.match(ln)]
+    line = errors[-1] if errors else lines[-1]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class ExternalMethod(Method):
+    """Base of the checkout adapters: subclasses give `label`, `url`, `entry`, `checkpoints`, `command` and `output`."""
+
+    Options = ExternalOptions
+    label: ClassVar[str]
+    url: ClassVar[str]
+    entry: ClassVar[tuple[str, ...]]
+    """What follows the interpreter: ("inference.py",) or ("-m", "scripts.inference")."""
+    entry_file: ClassVar[str]
+    checkpoints: ClassVar[tuple[str, ...]] = ()
+    """Option names holding checkpoint paths (relative paths are taken from the checkout)."""
+    required_files: ClassVar[tuple[str, ...]] = ()
+    """Files the method's code loads from fixed places in its checkout."""
+    deterministic: ClassVar[bool] = True
+
+    def __init__(self, env: MethodEnv | None = None, /, **options: Any):
+        super().__init__(env, **options)
+        self.repo = self._repo()
+        self.python = self._python()
+        self.files = {key: self._checkpoint(key) for key in self.checkpoints}
+        self.version = f"{self.name}@{checkout_commit(self.repo)}"
+
+    def _repo(self) -> Path:
+        if not self.opts.repo:
+            raise ConfigError(f"{self.name}.repo is not set: the path of a {self.label} checkout ({self.url})")
+        repo = Path(self.opts.repo).expanduser().resolve()
+        if not repo.is_dir():
+            raise ConfigError(f"{self.name}.repo={self.opts.repo}: no such folder")
+        for rel in (self.entry_file, *self.required_files):
+            if not (repo / rel).exists():
+                raise ConfigError(f"{self.name}.repo={self.opts.repo}: no {rel} (a {self.label} checkout with its files in place is needed)")
+        return repo
+
+    def _python(self) -> str:
+        if not self.opts.python:
+            raise ConfigError(f"{self.name}.python is not set: the Python executable of {self.label}'s own environment")
+        found = shutil.which(os.path.expanduser(self.opts.python))
+        if found is None:
+            raise ConfigError(f"{self.name}.python={self.opts.python}: not an executable")
+        return str(Path(found).absolute())
+
+    def _checkpoint(self, key: str) -> Path:
+        value = getattr(self.opts, key)
+        if not value:
+            raise ConfigError(f"{self.name}.{key} is not set ({self.label} checkpoint, {self.url})")
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else self.repo / path
+        if not path.exists():
+            raise ConfigError(f"{self.name}.{key}={value}: no such file or folder ({path})")
+        return path.resolve()
+
+    def job_dir(self, sample: Sample) -> Path:
+        return self._run_dir() / "work" / self.name / f"{sample.clip_id.replace('/', '__')}-{sample.sha256[:8]}"
+
+    def kept_path(self, sample: Sample) -> Path:
+        return self._run_dir() / "generated" / self.name / f"{sample.clip_id.replace('/', '__')}-{sample.sha256[:8]}.mp4"
+
+    def _run_dir(self) -> Path:
+        if self.env.run_dir is None:
+            raise ClipError(f"{self.name}: no run folder given (MethodEnv.run_dir)")
+        return Path(self.env.run_dir)
+
+    def command(self, job: Path, sample: Sample) -> list[str]:
+        """The method's arguments after `python <entry>`."""
+        raise NotImplementedError
+
+    def output(self, job: Path, sample: Sample) -> Path:
+        """Where the method writes its video."""
+        raise NotImplementedError
+
+    def prepare(self, job: Path, sample: Sample) -> None:
+        """Extra inputs beyond template.mp4 and audio.wav."""
+
+    def postprocess(self, frames: np.ndarray, sample: Sample) -> tuple[np.ndarray, list[str]]:
+        """The output frames as a template-sized video, and notes on what was done."""
+        return frames, []
+
+    def cleanup(self, job: Path, sample: Sample) -> None:
+        """Remove what the method wrote outside the job folder."""
+
+    def argv(self, job: Path, sample: Sample) -> list[str]:
+        return [self.python, *self.entry, *self.command(job, sample), *self.opts.extra_args]
+
+    def generate(self, sample: Sample) -> Generated:
+        from stsa_bench.core.media import decode_video
+
+        kept = self.kept_path(sample)
+        if not kept.is_file():
+            self._run(sample, kept)
+        frames, _ = decode_video(kept, sample.fps)
+        frames, notes = self.postprocess(frames, sample)
+        if not self.deterministic:
+            notes.append(f"{self.label} is not deterministic (its own unseeded sampling)")
+        return normalize_output(frames, sample, str(kept), self.opts.frame_slack, notes)
+
+    def _run(self, sample: Sample, kept: Path) -> None:
+        from stsa_bench.core.media import write_video, write_wav
+
+        job = self.job_dir(sample)
+        if job.exists():
+            shutil.rmtree(job)
+        job.mkdir(parents=True)
+        write_video(job / TEMPLATE, sample.frames, sample.fps, None, lossless=False, crf=0)
+        write_wav(job / AUDIO, sample.audio, sample.sample_rate)
+        self.prepare(job, sample)
+        try:
+            self.execute(self.argv(job, sample), job, sample)
+            out = self.output(job, sample)
+            if not out.is_file():
+                raise ClipError(f"{sample.clip_id}: {self.name} wrote no {out} ({stderr_tail(job / 'stderr.log')}; log {job / 'stderr.log'})")
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            part = kept.with_name(f".{kept.name}.{os.getpid()}.part")
+            shutil.copyfile(out, part)
+            os.replace(part, kept)
+        finally:
+            self.cleanup(job, sample)
+        if not self.opts.keep_work:
+            shutil.rmtree(job, ignore_errors=True)
+
+    def execute(self, argv: list[str], job: Path, sample: Sample) -> None:
+        """Run argv in the checkout with the timeout; ClipError with the stderr tail on failure."""
+        env = {**os.environ, **{str(k): str(v) for k, v in self.opts.env.items()}}
+        log = job / "stderr.log"
+        with open(job / "stdout.log", "wb") as out, open(log, "wb") as err:
+            proc = subprocess.Popen(argv, cwd=self.repo, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+            try:
+                rc = proc.wait(timeout=self.opts.timeout_s)
+            except subprocess.TimeoutExpired:
+                raise ClipError(f"{sample.clip_id}: {self.name} timed out after {self.opts.timeout_s:g} s (log {log})") from None
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        if rc != 0:
+            raise ClipError(f"{sample.clip_id}: {self.name} exited with {rc}: {stderr_tail(log)} (log {log})")

@@ -1,0 +1,91 @@
+"""PC-AVS from its official checkout (https://github.com/Hangz-nju-cuhk/Talking-Face_PC-AVS), on the harness's face crops."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stsa_bench.core.registry import METHODS
+
+from ..base import Sample
+from .base import AUDIO, ExternalMethod, ExternalOptions
+
+PCAVS_FLAGS = (
+    "--dataset_mode", "voxtest", "--netG", "modulate", "--netA", "resseaudio", "--netA_sync", "ressesync",
+    "--netD", "multiscale", "--netV", "resnext", "--netE", "fan", "--model", "av", "--gpu_ids", "0",
+    "--clip_len", "1", "--batchSize", "16", "--style_dim", "2560", "--nThreads", "4", "--input_id_feature",
+    "--generate_interval", "1", "--style_feature_loss", "--use_audio", "1", "--noise_pose", "--driving_pose",
+    "--gen_video", "--generate_from_audio_only",
+)  # fmt: skip
+"""The flags of PC-AVS's `experiments/demo_vox.sh`."""
+
+
+@dataclass(frozen=True)
+class PCAVSOptions(ExternalOptions):
+    checkpoints_dir: str = "checkpoints"
+    experiment: str = "demo"
+    """checkpoints_dir/experiment holds the released .pth files."""
+    crop_scale: float = 1.0
+    """Multiplies the harness face box side."""
+    crop_size: int = 224
+
+
+@METHODS.register("pcavs")
+class PCAVS(ExternalMethod):
+    """Hangz-nju-cuhk/Talking-Face_PC-AVS `inference.py` with demo_vox.sh's flags, identity and pose from
+    the template. Input: the harness's square crops (stsa_bench.core.preprocess.crop_faces) of our face boxes
+    (x crop_scale) at 224 px, an approximation of its align_68 crops; its 224x224 output is pasted back
+    into those boxes (paste_faces)."""
+
+    label = "PC-AVS"
+    url = "https://github.com/Hangz-nju-cuhk/Talking-Face_PC-AVS"
+    Options = PCAVSOptions
+    entry = ("inference.py",)
+    entry_file = "inference.py"
+    checkpoints = ("checkpoints_dir",)
+
+    def tag(self, sample: Sample) -> str:
+        return f"stsa_{sample.clip_id.replace('/', '__')}_{sample.sha256[:8]}"
+
+    def result_dir(self, sample: Sample) -> Path:
+        tag = self.tag(sample)
+        return self.repo / "results" / f"id_{tag}_pose_{tag}_audio_{AUDIO[:-4]}"
+
+    def boxes(self, sample: Sample) -> np.ndarray:
+        """The harness face boxes (cx, cy, side) with the side scaled by `crop_scale`."""
+        return np.asarray(sample.boxes, dtype=np.float64) * [1.0, 1.0, self.opts.crop_scale]
+
+    def prepare(self, job, sample):
+        import cv2
+
+        from stsa_bench.core.preprocess import crop_faces
+
+        frames_dir = job / self.tag(sample)
+        frames_dir.mkdir()
+        for i, crop in enumerate(crop_faces(sample.frames, self.boxes(sample), self.opts.crop_size)):
+            cv2.imwrite(str(frames_dir / f"{i:06d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        n = len(sample.frames)
+        line = f"{frames_dir} 1 {frames_dir} {n} {job / AUDIO} {frames_dir} {n} dummy"
+        (job / "meta.csv").write_text(line + "\n")
+
+    def command(self, job, sample):
+        return ["--name", self.opts.experiment, "--checkpoints_dir", str(self.files["checkpoints_dir"]),
+                "--meta_path_vox", str(job / "meta.csv"), *PCAVS_FLAGS]  # fmt: skip
+
+    def output(self, job, sample):
+        return self.result_dir(sample) / "G_Pose_Driven_.mp4"
+
+    def cleanup(self, job, sample):
+        shutil.rmtree(self.result_dir(sample), ignore_errors=True)
+
+    def postprocess(self, frames, sample):
+        from stsa_bench.core.preprocess import paste_faces
+
+        out = sample.frames[: len(frames)].copy()
+        if len(frames) > len(out):
+            out = np.concatenate([out, np.repeat(sample.frames[-1:], len(frames) - len(out), axis=0)])
+        paste_faces(out, frames, self.boxes(sample))
+        return out, [f"{frames.shape[2]}x{frames.shape[1]} PC-AVS crop pasted back into the template"]

@@ -1,0 +1,36 @@
+"""TalkLip from its official checkout (https://github.com/Sxjdwang/TalkLip)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stsa_bench.core.registry import METHODS
+
+from .base import AUDIO, TEMPLATE, ExternalMethod, ExternalOptions
+
+
+@dataclass(frozen=True)
+class TalkLipOptions(ExternalOptions):
+    checkpoint: str | None = None
+    """The TalkLip generator checkpoint."""
+    avhubert_root: str | None = None
+    """An av_hubert checkout."""
+
+
+@METHODS.register("talklip")
+class TalkLip(ExternalMethod):
+    """Sxjdwang/TalkLip `inf_demo.py` (AV-HuBERT from `talklip.avhubert_root`)."""
+
+    label = "TalkLip"
+    url = "https://github.com/Sxjdwang/TalkLip"
+    Options = TalkLipOptions
+    entry = ("inf_demo.py",)
+    entry_file = "inf_demo.py"
+    checkpoints = ("checkpoint", "avhubert_root")
+
+    def command(self, job, sample):
+        return ["--video_path", str(job / TEMPLATE), "--wav_path", str(job / AUDIO), "--ckpt_path", str(self.files["checkpoint"]),
+                "--avhubert_root", str(self.files["avhubert_root"]), "--save_path", str(job / "result")]  # fmt: skip
+
+    def output(self, job, sample):
+        return job / "result.mp4"
