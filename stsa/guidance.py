@@ -24,11 +24,11 @@ buffers, so a checkpoint's values replace the sinusoidal tables built here.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import nn
+
+from .checkpoints import load_state_dict
 
 JAW_POINTS = 17
 LIP_POINTS = 40
@@ -282,24 +282,13 @@ class GuidanceNet(nn.Module):
         return lip_map + jaw_map, interleaved_xy.transpose(1, 2)
 
 
-def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
-    """Remove a DataParallel prefix from every key that carries it."""
-    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
-
-
 def load_guidance(path_or_state_dict, device: str | torch.device = "cpu") -> GuidanceNet:
     """GuidanceNet in eval mode, strictly loaded from a checkpoint path or an in-memory state dict.
 
     Accepts the official format (a dict whose "state_dict" holds the weights, keys optionally prefixed
     with "module.") as well as a bare state dict. Paths are read with torch.load(weights_only=True).
     """
-    if isinstance(path_or_state_dict, (str, Path)):
-        checkpoint = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
-    else:
-        checkpoint = path_or_state_dict
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else checkpoint
-    if not isinstance(state, Mapping):
-        raise TypeError(f"expected a state dict or a checkpoint dict with 'state_dict', got {type(state).__name__}")
+    state = load_state_dict(path_or_state_dict)
     model = GuidanceNet()
-    model.load_state_dict(_strip_prefix(state), strict=True)
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval()

@@ -2,13 +2,15 @@
 
 Two compositions share one layout:
 
-* `FaceRenderer`: inference. `forward` returns only the generated face; it builds no VGG, downloads
-  nothing and never touches the global RNG. It owns every official state-dict key except the
-  VGG-19 perceptual network (`perceptual.*`), which `load_renderer` filters out of a checkpoint.
-* `FaceRendererTrainer`: training. Adds the VGG-19 perceptual loss (torchvision `vgg19(weights=None)`,
-  weights come from the checkpoint) at the official position, so its `state_dict()` has exactly the
-  official keys, order, shapes and dtypes; `forward_train` also returns the perceptual loss, the pooled
-  CIL embeddings of both deformation paths and the MINE (Donsker-Varadhan) loss.
+* `FaceRenderer` (here): inference. `forward` returns only the generated face; it builds no VGG,
+  downloads nothing and never touches the global RNG. It owns every official state-dict key except the
+  VGG-19 perceptual network (`perceptual.*`), which `load_renderer` filters out of a checkpoint. The
+  CIL networks `align_layers` and `mine` are built here too: their weights are in every checkpoint.
+* `stsa.training.renderer_losses.FaceRendererTrainer`: training. Adds the VGG-19 perceptual loss
+  (torchvision `vgg19(weights=None)`, weights come from the checkpoint) at the official position, so
+  its `state_dict()` has exactly the official keys, order, shapes and dtypes; its forward also returns
+  the perceptual loss, the pooled CIL embeddings of both deformation paths and the MINE loss. (Still
+  importable from here, for the official-loop benchmark; importing it loads the training code.)
 
 Checkpoint facts kept for compatibility: `spatial_module.adaAT_128/_64/_32` and
 `spatial_module.appearance_conv_list_128/_64/_32` are the same modules as `spatial_module.adaAT.0/1/2`
@@ -30,11 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import load_checkpoint, state_dict_of, strip_module_prefix
+
 NUM_REFS = 5
 PERCEPTUAL_PREFIX = "perceptual."
-PERCEPTUAL_LAYERS = {1: "relu_1_1", 6: "relu_2_1", 11: "relu_3_1", 20: "relu_4_1", 29: "relu_5_1"}
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _corner_coords(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -408,7 +409,7 @@ class InpaintingGenerator(nn.Module):
         return torch.sigmoid(self.conv_last(F.leaky_relu(x, 0.01)))
 
 
-# ---------------------------------------------------------------------------------- training-only parts
+# ------------------------------------------------------------------------------------- CIL networks
 
 
 class ChannelAlign(nn.Module):
@@ -424,7 +425,8 @@ class ChannelAlign(nn.Module):
 
 
 class MINE(nn.Module):
-    """Statistics network T_theta(x, y) of the Donsker-Varadhan mutual-information bound."""
+    """Statistics network T_theta(x, y) of the Donsker-Varadhan mutual-information bound (its loss:
+    `stsa.training.renderer_losses.mine_loss`)."""
 
     def __init__(self, in_dim: int = 256, hidden: int = 128):
         super().__init__()
@@ -438,80 +440,6 @@ class MINE(nn.Module):
     def forward(self, x, y):
         h = F.elu(self.fc1(torch.cat([x, y], 1)))
         return self.fc3(F.elu(self.fc2(h)))
-
-    @staticmethod
-    def dv_loss(joint, marginal):
-        """-(E_joint[T] - log E_marginal[exp T])."""
-        return -(joint.mean() - torch.log(torch.exp(marginal).mean()))
-
-    def loss(self, x, y):
-        """DV loss with the marginal drawn by shuffling `y` over the batch (global torch RNG)."""
-        joint = self(x, y)
-        marginal = self(x, y[torch.randperm(y.size(0))])
-        return self.dv_loss(joint, marginal)
-
-
-class _VGGFeatures(nn.Module):
-    """torchvision VGG-19 feature stack returning the activations named in PERCEPTUAL_LAYERS."""
-
-    def __init__(self):
-        super().__init__()
-        from torchvision.models import vgg19
-
-        self.network = vgg19(weights=None).features
-        for p in self.network.parameters():
-            p.requires_grad_(False)
-
-    def forward(self, x):
-        out, last = {}, max(PERCEPTUAL_LAYERS)
-        for i, layer in enumerate(self.network):
-            x = layer(x)
-            if i in PERCEPTUAL_LAYERS:
-                out[PERCEPTUAL_LAYERS[i]] = x
-            if i == last:
-                break
-        return out
-
-
-class PerceptualLoss(nn.Module):
-    """VGG-19 L1 feature loss at relu_{1..5}_1 over 2 scales, plus 250 x L1 of Gram matrices at full scale.
-
-    Images in [0, 1] are normalised as the official code does: ((x + 1) / 2 - mean) / std.
-    """
-
-    def __init__(self, num_scales: int = 2, style_weight: float = 250.0):
-        super().__init__()
-        self.model = _VGGFeatures()
-        self.num_scales = num_scales
-        self.style_weight = style_weight
-
-    @staticmethod
-    def _normalize(x):
-        mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
-        return ((x + 1) / 2 - mean) / std
-
-    @staticmethod
-    def _gram(f):
-        b, c, h, w = f.shape
-        f = f.reshape(b, c, h * w)
-        return f.bmm(f.transpose(1, 2)) / (h * w * c)
-
-    def forward(self, pred, target):
-        self.model.eval()
-        pred, target = self._normalize(pred), self._normalize(target)
-        feat_loss, style_loss = 0.0, 0.0
-        for scale in range(self.num_scales):
-            fp, ft = self.model(pred), self.model(target)
-            for name in PERCEPTUAL_LAYERS.values():
-                p, t = fp[name], ft[name].detach()
-                feat_loss = feat_loss + F.l1_loss(p, t)
-                if scale == 0:
-                    style_loss = style_loss + F.l1_loss(self._gram(p), self._gram(t))
-            if scale != self.num_scales - 1:
-                kw = dict(mode="bilinear", scale_factor=0.5, align_corners=False, recompute_scale_factor=True)
-                pred, target = F.interpolate(pred, **kw), F.interpolate(target, **kw)
-        return feat_loss + style_loss * self.style_weight
 
 
 # ----------------------------------------------------------------------------------------- full model
@@ -611,30 +539,6 @@ class FaceRenderer(nn.Module):
         return batch.unflatten(face)
 
 
-class FaceRendererTrainer(FaceRenderer):
-    """Training composition: FaceRenderer + VGG-19 perceptual loss; state dict identical to the official one.
-
-    `forward_train` (also `forward`) returns, like the official `Face_renderer.forward`:
-    (generated face (B,3,T,H,W), perceptual loss (1,), 3 pooled spatial embeddings (B*T,128),
-    3 pooled temporal embeddings (B*T,128), MINE loss (1,)). The MINE marginals draw 3
-    `torch.randperm` from the global RNG.
-    """
-
-    def __init__(self, slim: int = 1):
-        super().__init__(perceptual=PerceptualLoss(), slim=slim)
-
-    def forward_train(self, T_frame_img, T_driving_heatmap, ref_N_frame_img, ref_N_frame_heatmap, T_audio_w2v):
-        batch = FlatBatch(T_frame_img, T_driving_heatmap, ref_N_frame_img, ref_N_frame_heatmap, T_audio_w2v)
-        face, spatial, temporal = self.deform_and_generate(batch)
-        spatial_pool = [F.adaptive_avg_pool2d(a(f), 1).flatten(1) for a, f in zip(self.align_layers, spatial)]
-        temporal_pool = [F.adaptive_avg_pool2d(a(f), 1).flatten(1) for a, f in zip(self.align_layers, temporal)]
-        mine_loss = sum(self.mine.loss(x, y) for x, y in zip(spatial_pool, temporal_pool)) / len(spatial_pool)
-        perceptual_loss = self.perceptual(face, batch.face)
-        return batch.unflatten(face), perceptual_loss.reshape(1), spatial_pool, temporal_pool, mine_loss.reshape(1)
-
-    forward = forward_train
-
-
 # ------------------------------------------------------------------------------------------- checkpoints
 
 
@@ -644,8 +548,7 @@ def split_official_state_dict(state: Mapping[str, torch.Tensor]):
     Strips DataParallel `module.` prefixes; the renderer part is every key not under `perceptual.`.
     """
     renderer, perceptual = OrderedDict(), OrderedDict()
-    for key, value in state.items():
-        key = key[len("module.") :] if key.startswith("module.") else key
+    for key, value in strip_module_prefix(state).items():
         (perceptual if key.startswith(PERCEPTUAL_PREFIX) else renderer)[key] = value
     return renderer, perceptual
 
@@ -667,15 +570,22 @@ def load_renderer(path_or_state_dict, device="cpu") -> FaceRenderer:
     The VGG-19 `perceptual.*` weights are dropped; every other key must match exactly (strict).
     Checkpoints written by `stsa.training` may be slim and may carry path ablations (RENDERER_INFO_KEY).
     """
-    state = path_or_state_dict
-    if isinstance(state, (str, PathLike)):
-        state = torch.load(state, map_location="cpu", weights_only=True)
-    info = state.get(RENDERER_INFO_KEY, {}) if isinstance(state, Mapping) else {}
-    if "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    renderer_state, _ = split_official_state_dict(state)
+    checkpoint = path_or_state_dict
+    if isinstance(checkpoint, (str, PathLike)):
+        checkpoint = load_checkpoint(checkpoint)
+    info = checkpoint.get(RENDERER_INFO_KEY, {}) if isinstance(checkpoint, Mapping) else {}
+    renderer_state, _ = split_official_state_dict(state_dict_of(checkpoint))
     model = FaceRenderer(slim=slim_of(renderer_state))
     model.use_spatial = bool(info.get("use_spatial", True))
     model.use_temporal = bool(info.get("use_temporal", True))
     model.load_state_dict(renderer_state, strict=True)
     return model.to(device).eval()
+
+
+def __getattr__(name: str):
+    """`FaceRendererTrainer` lives with the training code; importing it from here loads that code."""
+    if name == "FaceRendererTrainer":
+        from .training.renderer_losses import FaceRendererTrainer
+
+        return FaceRendererTrainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .configure import compose, run_overrides, suite_names
 from .core.errors import ConfigError
-from .core.registry import METHODS, METRICS, did_you_mean
+from .core.registry import METHODS, METRICS, SUITES, did_you_mean
 
 EPILOG = """\
 Trailing key=value arguments are Hydra overrides of configs/config.yaml, e.g.
@@ -141,7 +141,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
         print("suites:")
         for name in suite_names():
-            desc = OmegaConf.load(CONFIG_DIR / "suite" / f"{name}.yaml").get("description", "")
+            path = CONFIG_DIR / "suite" / f"{name}.yaml"
+            if path.is_file():
+                desc = OmegaConf.load(path).get("description", "")
+            else:
+                desc = ((SUITES.get(name).__doc__ or "").strip().splitlines() or [""])[0] + " (plugin)"
             print(f"  {name:<10} {desc}")
     if what in ("methods", "all"):
         print("methods:")

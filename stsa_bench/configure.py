@@ -3,6 +3,7 @@
 The run config (`configs/config.yaml`) holds no default that a dataclass already states. Its
 defaults list pulls two nodes from Hydra's ConfigStore, built here from the dataclasses:
 - `stsa_defaults`: `data`, `runtime` and `preprocess` (DataConfig, RuntimeConfig, PreprocessConfig);
+- `stsa_suite_defaults`: the chosen suite kind's Options defaults, under the suite file's values;
 - `stsa_components`: one node per method row, metric option group and overridden component of
   this run, from that plugin's `Options` dataclass (a method or metric is one file).
 Overrides then apply with Hydra's own grammar and type-free merging; `typed()` checks types later.
@@ -17,15 +18,31 @@ from typing import Any, Mapping
 
 from .core.config import BASE_SECTIONS, TOP_LEVEL, flatten, plain_defaults
 from .core.errors import ConfigError
-from .core.registry import METHODS, METRICS, did_you_mean
+from .core.registry import METHODS, METRICS, SUITES, did_you_mean
 
 RUN_CONFIG = "config"
 
 
 def suite_names() -> list[str]:
+    """The suite configs (configs/suite/*.yaml) and the plugin suites registered without one."""
     from configs import CONFIG_DIR
 
-    return sorted(p.stem for p in (CONFIG_DIR / "suite").glob("*.yaml"))
+    return sorted({p.stem for p in (CONFIG_DIR / "suite").glob("*.yaml")} | set(SUITES.names()))
+
+
+def _store_plugin_suites() -> None:
+    """A plugin suite without a YAML file becomes the config group entry `suite=<name>` with its Options' defaults."""
+    from configs import CONFIG_DIR
+
+    from .core.config import plain_defaults
+
+    for name in SUITES.names():
+        if not (CONFIG_DIR / "suite" / f"{name}.yaml").is_file():
+            opts = getattr(SUITES.get(name), "Options", None)
+            node = {"name": name, **(plain_defaults(opts) if opts else {})}
+            from hydra.core.config_store import ConfigStore
+
+            ConfigStore.instance().store(group="suite", name=name, node=node)
 
 
 def _top_key(override: str) -> str:
@@ -72,6 +89,15 @@ def component_nodes(methods: list[str], metrics: list[str], extra_keys: list[str
     return nodes
 
 
+def suite_defaults(suite: Mapping[str, Any]) -> dict:
+    """The Options defaults of the suite's kind (its YAML file holds only what differs)."""
+    from .core.config import plain_defaults
+
+    kind = suite.get("kind", suite.get("name"))
+    opts = getattr(SUITES.get(kind), "Options", None) if kind in SUITES.names() else None
+    return plain_defaults(opts) if opts else {}
+
+
 def _store(name: str, node: Mapping[str, Any]) -> None:
     from hydra.core.config_store import ConfigStore
 
@@ -109,16 +135,22 @@ def compose(overrides: list[str], config_name: str = RUN_CONFIG) -> dict:
             name = o.split("=", 1)[1]
             raise ConfigError(f"unknown suite {name!r}{did_you_mean(name, suite_names())}")
     _store("stsa_defaults", {k: plain_defaults(cls) for k, cls in BASE_SECTIONS.items()})
+    _store_plugin_suites()
     try:
         if config_name == RUN_CONFIG:
-            base = [o for o in overrides if _top_key(o) in TOP_LEVEL]
+            base = [o for o in overrides if _top_key(o) in TOP_LEVEL and not o.lstrip("+~").startswith("suite.")]
             _store("stsa_components", {})
+            _store("stsa_suite_defaults", {})
             first = _hydra(config_name, base)
+            _store("stsa_suite_defaults", {"suite": suite_defaults(first.get("suite") or {})})
             methods = _list_value(overrides, "methods", first.get("methods") or [])
             metrics = _list_value(overrides, "metrics", first.get("metrics") or [])
             extra = [_top_key(o) for o in overrides if _top_key(o) not in TOP_LEVEL]
-            _store("stsa_components", component_nodes(methods, metrics, extra))
-        return _hydra(config_name, [o.replace("+", "", 1) if o.startswith("+") and _top_key(o) not in TOP_LEVEL else o for o in overrides])
+            nodes = component_nodes(methods, metrics, extra)
+            _store("stsa_components", nodes)
+            present = set(flatten(nodes))
+            overrides = [o[1:] if o.startswith("+") and o[1:].split("=", 1)[0] in present else o for o in overrides]
+        return _hydra(config_name, overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         msg = " ".join(str(exc).split())
         keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]

@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from configs import CONFIG_DIR
+from stsa_bench.configure import compose
 from stsa_bench.core.config import PreprocessConfig, RunConfig, config_hash, typed
 from stsa_bench.core.errors import ConfigError
 from stsa_bench.core.registry import METHODS, METRICS, SUITES, Registry
@@ -130,3 +131,67 @@ def test_reference_numbers_load_and_use_known_names(name):
     assert ref["source"] and ref["values"]
     for values in ref["values"].values():
         METRICS.check(list(values))
+
+
+def _yaml(path):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path)) or {}
+
+
+def test_no_default_is_stated_twice():
+    """Every default lives in its dataclass: no YAML of the run config restates one, and the base
+    config holds no method or metric options (they come from each plugin's Options)."""
+    from stsa_bench.configure import defaults_restated
+    from stsa_bench.core.config import BASE_SECTIONS, is_component
+
+    base = _yaml(CONFIG_DIR / "config.yaml")
+    assert [k for k in base if is_component(k)] == []
+    restated = {f"config.yaml:{k}": defaults_restated(base[k], cls) for k, cls in BASE_SECTIONS.items() if k in base}
+    for path in (CONFIG_DIR / "preprocess").glob("*.yaml"):
+        restated[str(path.relative_to(CONFIG_DIR))] = defaults_restated(_yaml(path), PreprocessConfig)
+    for path in (CONFIG_DIR / "suite").glob("*.yaml"):
+        node = _yaml(path)
+        cls = SUITES.get(node.get("kind", node["name"])).Options
+        restated[str(path.relative_to(CONFIG_DIR))] = defaults_restated(node, cls)
+    assert {k: v for k, v in restated.items() if v} == {}
+
+
+@pytest.mark.parametrize("suite", sorted(p.stem for p in (CONFIG_DIR / "suite").glob("*.yaml")))
+@pytest.mark.parametrize("preprocess", sorted(p.stem for p in (CONFIG_DIR / "preprocess").glob("*.yaml")))
+def test_composed_groups_take_the_dataclass_defaults(suite, preprocess):
+    """Each suite x preprocess composition resolves the sections to the dataclass defaults plus the
+    group files' deliberate values."""
+    from stsa_bench.core.config import DataConfig, RuntimeConfig, plain_defaults
+
+    resolved = compose([f"suite={suite}", f"preprocess={preprocess}"])
+    assert resolved["runtime"] == plain_defaults(RuntimeConfig) and resolved["data"] == plain_defaults(DataConfig)
+    assert resolved["preprocess"] == {**plain_defaults(PreprocessConfig), **_yaml(CONFIG_DIR / "preprocess" / f"{preprocess}.yaml")}
+    node = _yaml(CONFIG_DIR / "suite" / f"{suite}.yaml")
+    options = SUITES.get(node.get("kind", suite)).Options
+    assert resolved["suite"] == {**plain_defaults(options), **node}
+
+
+@pytest.mark.parametrize("name", METHODS.names() + METRICS.names())
+def test_component_options_come_from_the_plugin_dataclass(name):
+    """A method or metric in a run gets exactly its Options' defaults in the resolved config."""
+    from stsa_bench.configure import options_class
+    from stsa_bench.core.config import plain_defaults
+
+    flag = "methods" if name in METHODS.names() else "metrics"
+    resolved = compose([f"{flag}=[{name}]"])
+    key = name if flag == "methods" else (METRICS.get(name).options_key or name)
+    opts = options_class(key)
+    if flag == "methods" or opts is not None:
+        assert resolved[key] == (plain_defaults(opts) if opts else {})
+    else:
+        assert key not in resolved
+
+
+def test_component_override_is_typed_and_checked():
+    cfg = make_config("methods=[gt,shift]", "shift.frames=3", "metrics=[lse_c]", "lse.vshift=7")
+    assert cfg.options_for("shift") == {"frames": 3} and cfg.options_for("lse")["vshift"] == 7
+    with pytest.raises(ConfigError, match="did you mean 'shift.frames'"):
+        make_config("methods=[gt,shift]", "shift.framez=3")
+    with pytest.raises(ConfigError, match="did you mean 'dinet'"):
+        make_config("dinnet.repo=/x")

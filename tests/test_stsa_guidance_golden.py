@@ -125,7 +125,17 @@ def test_builds_offline_without_vgg(fresh_model, manifest):
     names = [type(m).__name__.lower() for m in net.modules()] + list(net.state_dict())
     assert not any("vgg" in n or "perceptual" in n for n in names)
 
-    tree = ast.parse(Path(stsa.guidance.__file__).read_text())
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported, todo, seen = set(), [Path(stsa.guidance.__file__)], set()
+    while todo:  # stsa.guidance and the stsa modules it imports (stsa.checkpoints)
+        path = todo.pop()
+        seen.add(path)
+        tree = ast.parse(path.read_text())
+        imported |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        for n in (n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)):
+            sibling = path.with_name(f"{n.module}.py")
+            if n.level == 1 and n.module and "." not in n.module and sibling.is_file():
+                todo += [] if sibling in seen else [sibling]
+            else:
+                imported.add("." * n.level + (n.module or "").split(".")[0])
+    assert seen == {Path(stsa.guidance.__file__), Path(stsa.guidance.__file__).with_name("checkpoints.py")}
     assert imported <= {"__future__", "collections", "math", "pathlib", "typing", "numpy", "torch"}, imported

@@ -23,7 +23,6 @@ import os
 import resource
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,43 +33,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from .data import StepBatchSampler
+from .options import TrainOptions
 from .tasks import Nets
-
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Optimisation settings shared by every stage (batch_size is per process and micro-batch)."""
-
-    steps: int = 1000
-    batch_size: int = 4
-    accumulate: int = 1
-    lr: float = 1e-4
-    lr_disc: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    precision: str = "fp32"
-    ema_decay: float = 0.0
-    schedule: str = "constant"
-    warmup: int = 0
-    seed: int = 0
-    log_every: int = 10
-    ckpt_every: int = 500
-    keep_every: int = 0
-    workers: int = 0
-    compile: bool = False
-    sync_bn: bool = False
-    progress: bool = True
-    tensorboard: bool = True
-    device: str = "auto"
-
-    def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}: one of {', '.join(PRECISIONS)}")
-        if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"schedule={self.schedule!r}: constant or cosine")
 
 
 def dist_info() -> tuple[int, int, int]:

@@ -7,7 +7,7 @@ Synthesis: L_face = 4 L_perc + 0.25 L_gan + 1 L_feat + 0.1 L_sync + 0.01 L_mi,
            L_gan least-squares (patch discriminator), L_feat = L1 between discriminator features of
            the generated and the real face, L_sync = BCE(cos(a, v), 1) with a frozen lip-sync expert
            (Wav2Lip `SyncNet_color` interface: expert(mel (B,1,80,16), faces (B,15,48,96)) -> (a, v)),
-           L_perc and L_mi from the renderer (`PerceptualLoss`, `MINE.dv_loss`).
+           L_perc and L_mi from `renderer_losses` (`PerceptualLoss`, `mine_loss`).
 """
 
 from __future__ import annotations

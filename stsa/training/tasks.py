@@ -23,38 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..guidance import GuidanceNet
-from ..renderer import RENDERER_INFO_KEY, FaceRendererTrainer, FlatBatch
+from ..renderer import RENDERER_INFO_KEY, FlatBatch
 from . import losses as L
-
-STAGES = ("guidance", "synthesis", "finetune", "syncnet")
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """Weights of every loss term; the synthesis defaults are the paper's (4, 0.25, 1, 0.1, 0.01)."""
-
-    heatmap: float = 1.0
-    keypoint: float = 1.0
-    landmark: float = 1.0
-    temporal: float = 1.0
-    extractor: float = 1.0
-    perc: float = 4.0
-    gan: float = 0.25
-    feat: float = 1.0
-    sync: float = 0.1
-    mi: float = 0.01
-    guidance: float = 1.0
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """Table III switches. `cil`: MINE loss; `sync_loss`; the two deformation paths; `finetune` (stage 3)."""
-
-    cil: bool = True
-    sync_loss: bool = True
-    spatial_path: bool = True
-    temporal_path: bool = True
-    finetune: bool = True
+from .options import STAGES, Ablation, LossWeights
+from .renderer_losses import FaceRendererTrainer, mine_loss
 
 
 @dataclass
@@ -169,7 +141,7 @@ class SynthesisNet(nn.Module):
         terms["perc"] = r.perceptual(face, flat.face)
         if self.cil:
             pool = lambda feats: [F.adaptive_avg_pool2d(a(f), 1).flatten(1) for a, f in zip(r.align_layers, feats)]  # noqa: E731
-            terms["mi"] = sum(r.mine.loss(x, y) for x, y in zip(pool(spatial), pool(temporal))) / 3
+            terms["mi"] = sum(mine_loss(r.mine, x, y) for x, y in zip(pool(spatial), pool(temporal))) / 3
         return face, flat.face, flat.unflatten(face).transpose(1, 2), terms
 
 

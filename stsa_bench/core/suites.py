@@ -123,6 +123,8 @@ class SplitOptions:
 class SplitSuite:
     """A fixed id list under a dataset's own layout (LRS2: main/<id>.mp4; CMLR: video/ + audio/)."""
 
+    Options = SplitOptions
+
     def __init__(self, ctx: SuiteContext):
         self.ctx = ctx
         self.opts = typed(SplitOptions, ctx.options, "suite")
@@ -165,13 +167,17 @@ SUITES.register("cmlr")(SplitSuite)
 @dataclass(frozen=True)
 class FolderOptions:
     recursive: bool = False
+    """Also the videos in sub-folders (the clip id is then the relative path without the extension)."""
     include: tuple[str, ...] = ()
+    """Glob patterns on clip ids (file stems); empty: every video."""
     description: str = ""
 
 
 @SUITES.register("folder")
 class FolderSuite:
     """Every video file in `data.root`; audio from a same-named file in `data.audio_root` (or root) if present."""
+
+    Options = FolderOptions
 
     def __init__(self, ctx: SuiteContext):
         self.ctx = ctx
@@ -205,6 +211,7 @@ class DemoOptions:
     n_clips: int = 3
     seconds: float = 2.4
     size: int = 224
+    """Frame side in pixels."""
     seed: int = 0
     description: str = ""
 
@@ -212,6 +219,8 @@ class DemoOptions:
 @SUITES.register("demo")
 class DemoSuite:
     """Clips generated deterministically from skimage's astronaut portrait (a smoke suite)."""
+
+    Options = DemoOptions
 
     def __init__(self, ctx: SuiteContext):
         self.ctx = ctx
