@@ -150,15 +150,13 @@ class Metric:
 
     def lazy_weights(self, spec: WeightsSpec, build: Callable[[Path], M]) -> M:
         """The model built from `spec`'s file on first use (`weights.<spec.name>`); its sha256 goes into the rows."""
-        if spec.name not in self._lazy:
-            self._lazy[spec.name] = LazyWeights(spec, self.weights, build)
-        return self._lazy[spec.name].get()
+        lazy = self._lazy.setdefault(spec.name, LazyWeights(spec, self.weights, build))
+        lazy.build = lazy.build or build
+        return lazy.get()
 
     def resolve_weights(self, spec: WeightsSpec) -> tuple[Path, str]:
         """(path, sha256) of `spec`'s file without building the model."""
-        if spec.name not in self._lazy:
-            self._lazy[spec.name] = LazyWeights(spec, self.weights, lambda p: None)
-        return self._lazy[spec.name].resolve()
+        return self._lazy.setdefault(spec.name, LazyWeights(spec, self.weights, None)).resolve()
 
     @property
     def weights_sha256(self) -> str | None:

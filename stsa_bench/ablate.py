@@ -4,6 +4,11 @@ the evaluation suite with the harness's metrics, write the table beside the pape
 Layout under `out`: train/guidance (stage 1, shared by every variant), train/<variant> (stage 2, or
 stage 3 for w_ft, which fine-tunes guidance + the wo_ft renderer), eval/ (one `stsa-bench run` with a
 `<variant>:stsa` row per variant) and table3.{md,tex,csv}. Each part resumes where it stopped.
+
+Every training run composes configs/ablate.yaml again, with the overrides ablate was given and
+`stage=<stage>`, so configs/stage/<stage>.yaml applies to that run (e.g. the fine-tuning learning rate)
+exactly as in `stsa-bench train stage=<stage>`; the evaluation composes configs/config.yaml with a
+`<variant>:stsa` method row per variant.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from .core.errors import ConfigError
 from .core.registry import did_you_mean
+from .train import config as _train_config  # noqa: F401 - stores the train config's defaults (ablate.yaml composes train.yaml)
 
 Log = Callable[[str], None]
 
@@ -33,6 +39,13 @@ FINETUNED_FROM = {"w_ft": "wo_ft"}
 """A fine-tuned variant starts from the shared guidance network and this variant's stage-2 renderer."""
 
 
+ABLATE_KEYS = ("variants", "steps", "checkpoints", "evaluation")
+"""configs/ablate.yaml's own keys; the rest of its composed config is configs/train.yaml's."""
+
+Compose = Callable[[list[str], str], dict]
+"""(overrides, config name) -> resolved config: `stsa_bench.configure.compose`, which the CLI uses."""
+
+
 @dataclass(frozen=True)
 class AblateConfig:
     resolved: Mapping[str, Any]
@@ -41,9 +54,11 @@ class AblateConfig:
     steps: Mapping[str, int]
     checkpoints: Mapping[str, Mapping[str, str]]
     evaluation: Mapping[str, Any]
+    overrides: tuple[str, ...] = ()
+    """The overrides `resolved` was composed with; each training run composes them again with its stage."""
 
 
-def ablate_config_from_dict(resolved: Mapping[str, Any]) -> AblateConfig:
+def ablate_config_from_dict(resolved: Mapping[str, Any], overrides: Sequence[str] = ()) -> AblateConfig:
     r = dict(resolved)
     variants = tuple(r.get("variants") or ())
     for v in variants:
@@ -53,15 +68,26 @@ def ablate_config_from_dict(resolved: Mapping[str, Any]) -> AblateConfig:
         if v not in VARIANTS:
             raise ConfigError(f"checkpoints.{v}: unknown variant{did_you_mean(v, list(VARIANTS))}")
     return AblateConfig(r, Path(str(r["out"])).expanduser(), variants, dict(r["steps"]), dict(r.get("checkpoints") or {}),
-                        dict(r["evaluation"]))
+                        dict(r["evaluation"]), tuple(overrides))
 
 
-def _train_resolved(acfg: AblateConfig, stage: str, name: str, ablation: dict | None = None, init: dict | None = None) -> dict:
-    """The train config of one stage run: the ablate config's training part with stage, out, steps, switches."""
-    r = copy.deepcopy(dict(acfg.resolved))
-    for key in ("variants", "steps", "checkpoints", "evaluation"):
+def _compose(compose: Compose | None) -> Compose:
+    if compose is not None:
+        return compose
+    from .configure import compose as configure_compose
+
+    return configure_compose
+
+
+def train_resolved(acfg: AblateConfig, stage: str, name: str, ablation: dict | None = None, init: dict | None = None,
+                   compose: Compose | None = None) -> dict:
+    """The train config of one stage run: configs/ablate.yaml composed with ablate's overrides and
+    `stage=<stage>` (its stage file applies, under the command line's values), without ablate's own keys,
+    with this run's out, steps (`steps.<stage>`), Table III switches and init."""
+    stage_free = [o for o in acfg.overrides if o.split("=", 1)[0].lstrip("+~") != "stage"]
+    r = _compose(compose)(stage_free + [f"stage={stage}"], "ablate")
+    for key in ABLATE_KEYS:
         r.pop(key, None)
-    r["stage"] = stage
     r["out"] = str(acfg.out / "train" / name)
     r["train"]["steps"] = int(acfg.steps[stage])
     r["ablation"].update(ablation or {})
@@ -70,12 +96,12 @@ def _train_resolved(acfg: AblateConfig, stage: str, name: str, ablation: dict | 
     return r
 
 
-def train_variants(acfg: AblateConfig, log: Log) -> dict[str, dict[str, str]]:
+def train_variants(acfg: AblateConfig, log: Log, compose: Compose | None = None) -> dict[str, dict[str, str]]:
     """variant -> {"heatmap": path, "renderer": path}, training what is not given."""
     from .train import run_training, train_config_from_dict
 
     def train(stage: str, name: str, **kw) -> Path:
-        cfg = train_config_from_dict(_train_resolved(acfg, stage, name, **kw))
+        cfg = train_config_from_dict(train_resolved(acfg, stage, name, compose=compose, **kw))
         log(f"ablate: training {name} ({stage}, {cfg.options.steps} steps) in {cfg.out}")
         outcome = run_training(cfg, log)
         if not outcome.exported:
@@ -103,22 +129,31 @@ def train_variants(acfg: AblateConfig, log: Log) -> dict[str, dict[str, str]]:
     return weights
 
 
+def eval_overrides(acfg: AblateConfig) -> list[str]:
+    """The evaluation's `stsa-bench run` overrides: suite, a `<variant>:stsa` row per variant, metrics."""
+    ev = acfg.evaluation
+    rows = ",".join(f"{v}:stsa" for v in acfg.variants)
+    return [f"suite={ev['suite']}", f"methods=[{rows}]", f"metrics=[{','.join(ev['metrics'])}]"]
+
+
 def eval_resolved(acfg: AblateConfig, weights: Mapping[str, Mapping[str, str]], base: Mapping[str, Any]) -> dict:
-    """The `stsa-bench run` config (composed configs/config.yaml in `base`) with one stsa row per variant."""
+    """The `stsa-bench run` config (configs/config.yaml composed with `eval_overrides`, in `base`) with
+    each variant's weights; evaluation.* values left null keep the run config's (dataclass) defaults."""
     ev = acfg.evaluation
     r = copy.deepcopy(dict(base))
     r["suite"] = {**r["suite"], **dict(ev.get("suite_options") or {})}
-    r["data"] = dict(ev.get("data") or {"root": None, "audio_root": None})
+    r["data"] = {**r["data"], **dict(ev.get("data") or {})}
     r["methods"] = [f"{v}:stsa" for v in weights]
     r["metrics"] = list(ev["metrics"])
     r["out"] = str(acfg.out / "eval")
     r["cache_dir"] = acfg.resolved.get("cache_dir")
-    r["runtime"] = {**r["runtime"], "device": ev.get("device", "auto")}
+    if ev.get("device") is not None:
+        r["runtime"] = {**r["runtime"], "device": ev["device"]}
     r["weights"] = {**r["weights"], **dict(ev.get("weights") or {})}
+    given = {k: ev[k] for k in ("batch_size", "precision") if ev.get(k) is not None}
     w2v = acfg.resolved.get("wav2vec2")
     for v, w in weights.items():
-        r[v] = {**r["stsa"], "heatmap_ckpt": str(w["heatmap"]), "renderer_ckpt": str(w["renderer"]),
-                "wav2vec2": w2v, "batch_size": int(ev.get("batch_size", 32)), "precision": ev.get("precision", "fp32")}
+        r[v] = {**r.get(v, {}), "heatmap_ckpt": str(w["heatmap"]), "renderer_ckpt": str(w["renderer"]), "wav2vec2": w2v, **given}
     return r
 
 
@@ -150,19 +185,20 @@ def write_table(eval_dir: Path, out: Path) -> list[Path]:
     return written
 
 
-def run_ablation(acfg: AblateConfig, eval_base: Mapping[str, Any], log: Log = print) -> list[Path]:
+def run_ablation(acfg: AblateConfig, log: Log = print, compose: Compose | None = None) -> list[Path]:
     from .core.config import run_config_from_dict
     from .core.paths import atomic_write_text
     from .runner import run
 
-    weights = train_variants(acfg, log)
+    compose = _compose(compose)
+    weights = train_variants(acfg, log, compose)
     if acfg.resolved.get("wav2vec2") == "tiny":
         from .core.config import cache_root
         from .train import tiny_wav2vec2_dir
 
         tiny_dir = str(tiny_wav2vec2_dir(cache_root(acfg.resolved.get("cache_dir"))))
         acfg = dataclasses.replace(acfg, resolved={**acfg.resolved, "wav2vec2": tiny_dir})
-    rcfg = run_config_from_dict(eval_resolved(acfg, weights, eval_base))
+    rcfg = run_config_from_dict(eval_resolved(acfg, weights, compose(eval_overrides(acfg), "config")))
     outcome = run(rcfg, log)
     log(outcome.summary)
     atomic_write_text(acfg.out / "weights.json", json.dumps(weights, indent=1))

@@ -79,14 +79,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .ablate import ablate_config_from_dict, run_ablation
 
-    overrides = [f"evaluation.suite={args.suite}"] if args.suite else []
-    acfg = ablate_config_from_dict(compose(overrides + list(args.overrides), "ablate"))
+    overrides = ([f"evaluation.suite={args.suite}"] if args.suite else []) + list(args.overrides)
+    acfg = ablate_config_from_dict(compose(overrides, "ablate"), overrides)
     if args.print_config:
         return print_resolved(acfg.resolved)
     suite = str(acfg.evaluation["suite"])
     if suite not in suite_names():
         raise ConfigError(f"unknown suite {suite!r}{did_you_mean(suite, suite_names())}")
-    written = run_ablation(acfg, compose([f"suite={suite}"]), log=lambda m: print(m, file=sys.stderr))
+    written = run_ablation(acfg, log=lambda m: print(m, file=sys.stderr), compose=compose)
     print(written[0].read_text())
     for p in written:
         print(f"wrote {p}")
@@ -181,9 +181,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Tables (md, tex, csv, json), per-clip tables, optional reference comparison, plots and an HTML page."""
-    import json
-
     from reports import tables
+    from reports.build import REPORT_FORMATS, default_spec, write_report
 
     try:
         run = tables.Run.load(Path(args.results))
@@ -193,54 +192,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     unknown = [f for f in formats if f not in REPORT_FORMATS]
     if unknown:
         raise ConfigError(f"unknown report format {unknown[0]!r}{did_you_mean(unknown[0], list(REPORT_FORMATS))}")
-    out = Path(args.out) if args.out else run.path / "report"
-    out.mkdir(parents=True, exist_ok=True)
     reference = None
     if args.reference:
         try:
             reference = tables.load_reference(args.reference)
         except FileNotFoundError as exc:
             raise ConfigError(str(exc)) from exc
-    prov = tables.provenance(run)
-    md = tables.markdown(run)
-    parts = [f"# {run.rows[0].suite}: results\n", md, "## Per clip\n", tables.per_clip_markdown(run)]
-    if reference:
-        parts += ["## Comparison with published numbers\n", tables.comparison_markdown(run, reference)]
-    parts.append(tables.provenance_markdown(prov))
-    written = []
-    if "md" in formats:
-        written.append(_write(out / "table.md", "\n".join(parts)))
-    if "tex" in formats:
-        suite = run.rows[0].suite
-        written.append(_write(out / "table.tex", tables.latex(run, caption=f"Quantitative results on {suite}.", label=f"tab:{suite}")))
-    records = tables.tidy(run)
-    if "csv" in formats:
-        written.append(_write(out / "table.csv", tables.to_csv(records)))
-    if "json" in formats:
-        written.append(_write(out / "table.json", json.dumps({"provenance": prov, "cells": records}, indent=1)))
-    if "html" in formats:
-        from reports import html, plots
-
-        images = [p for p in plots.make_plots(run.rows, run.path, out / "plots") if p.suffix == ".png"]
-        sections = [("Results", html.markdown_table_to_html(md.split("\n", 2)[2]))]
-        if reference:
-            sections.append(("Comparison with published numbers", html.markdown_table_to_html(tables.comparison_markdown(run, reference).split("\n", 2)[2])))
-        footer = "<pre>" + tables.provenance_markdown(prov).replace("&", "&amp;").replace("<", "&lt;") + "</pre>"
-        written.append(html.write_html(out / "report.html", f"stsa-bench: {run.rows[0].suite}", sections, images, footer))
+    md, written = write_report(run, Path(args.out) if args.out else run.path / "report", formats, default_spec(run, reference))
     print(md)
     for p in written:
         print(f"wrote {p}")
     return 0
-
-
-REPORT_FORMATS = ("md", "tex", "csv", "json", "html")
-
-
-def _write(path: Path, text: str) -> Path:
-    from .core.paths import atomic_write_text
-
-    atomic_write_text(path, text)
-    return path
 
 
 def cmd_check(args: argparse.Namespace) -> int:

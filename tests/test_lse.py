@@ -263,12 +263,12 @@ def test_batch_size_invariance(short_clip, golden_model):
 
 def test_option_batch_size_and_sharing(short_clip, golden_path, monkeypatch):
     """lse_c and lse_d share one SyncNet pass per pair; the model loads once per metric instance."""
-    import metrics.lse as lse
+    import metrics.syncnet as syncnet
 
     path, frames, audio = short_clip
     loads = []
-    real = lse.load_syncnet
-    monkeypatch.setattr(lse, "load_syncnet", lambda *a: loads.append(a) or real(*a))
+    real = syncnet.load_syncnet
+    monkeypatch.setattr(syncnet, "load_syncnet", lambda *a: loads.append(a) or real(*a))
     lse_c, lse_d = lse_metrics(golden_path, batch_size=16)
     pairs = [eval_pair(path, frames, audio, len(audio)), eval_pair(path, frames, np.roll(audio, 3200), len(audio), "shift")]
     values = []

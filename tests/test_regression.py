@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stsa_bench.cli import main
@@ -28,12 +29,12 @@ def test_demo_matches_golden(tmp_path, cache_dir, capsys):
 
 
 def test_changed_ssim_window_fails_check(tmp_path, cache_dir, capsys, monkeypatch):
-    """A deliberate change of a metric's implementation (SSIM window 11 -> 7) must fail, naming the metric."""
+    """A change of a metric's implementation that its declared protocol does not show (the SSIM filter
+    taps 11 -> 7 while the id still says gauss11) must fail as drift, naming the metric."""
     import metrics.ssim as ssim_module
 
     original = ssim_module.gaussian_1d
-    monkeypatch.setattr(ssim_module, "SIZE", 7)
-    monkeypatch.setattr(ssim_module, "gaussian_1d", lambda size=7, sigma=1.5: original(size, sigma))
+    monkeypatch.setattr(ssim_module, "gaussian_1d", lambda size=11, sigma=1.5: np.pad(original(7, sigma), 2))
     assert run_demo(tmp_path / "changed", cache_dir) == 0
     capsys.readouterr()
     assert main(["check", str(tmp_path / "changed"), "--golden", str(GOLDEN / "demo.json")]) == 1

@@ -11,11 +11,11 @@ from torch import nn
 from stsa.renderer import (
     PERCEPTUAL_PREFIX,
     FaceRenderer,
-    FaceRendererTrainer,
     FlatBatch,
     load_renderer,
     split_official_state_dict,
 )
+from stsa.training.renderer_losses import FaceRendererTrainer
 
 FOLDER = "stsa_face_renderer"
 POOLED = [f"ref_{p}_deformed_feats_pool.{i}" for p in ("spatial", "temporal") for i in range(3)]

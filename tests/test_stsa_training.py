@@ -7,6 +7,7 @@ weights (`random_vgg=true`) and the expert is the Wav2Lip SyncNet_color with gol
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from configs import CONFIG_DIR
 from stsa.training.data import ClipArrays, WindowDataset, step_indices
 from stsa.training.engine import Engine, TrainOptions
 from stsa.training.tasks import Ablation, TaskSpec, build_task
@@ -131,6 +133,7 @@ def test_content_heatmap_target_is_lips_plus_jaw(lrs2_sample):
 
 def test_mine_estimate_rises_when_the_features_are_dependent():
     from stsa.renderer import MINE
+    from stsa.training.renderer_losses import mine_loss
 
     def estimate(dependent: bool) -> float:
         torch.manual_seed(0)
@@ -140,18 +143,31 @@ def test_mine_estimate_rises_when_the_features_are_dependent():
         for _ in range(300):
             x = torch.randn(64, 8, generator=g)
             y = x + 0.3 * torch.randn(64, 8, generator=g) if dependent else torch.randn(64, 8, generator=g)
-            loss = mine.loss(x, y)
+            loss = mine_loss(mine, x, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
         x = torch.randn(4096, 8, generator=g)
         y = x + 0.3 * torch.randn(4096, 8, generator=g) if dependent else torch.randn(4096, 8, generator=g)
         with torch.no_grad():
-            return float(-mine.loss(x, y))
+            return float(-mine_loss(mine, x, y))
 
     independent, dependent = estimate(False), estimate(True)
     assert abs(independent) < 0.1
     assert dependent > 1.0 > independent + 0.5
+
+
+def test_inference_modules_do_not_load_the_training_code():
+    """The renderer's training-only parts live in stsa.training.renderer_losses (still importable from
+    stsa.renderer by name); inference imports neither them nor torchvision's VGG."""
+    code = ("import sys, stsa.renderer, stsa.guidance, stsa.inference; "
+            "print(sorted(m for m in sys.modules if m.startswith(('stsa.training', 'torchvision'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
+    assert out.stdout.split() == ["[]"]
+    import stsa.renderer
+    from stsa.training.renderer_losses import FaceRendererTrainer
+
+    assert stsa.renderer.FaceRendererTrainer is FaceRendererTrainer
 
 
 def test_sync_loss_is_the_wav2lip_expert_bce():
@@ -332,7 +348,8 @@ def test_ddp_two_gloo_processes_match_one_process(stage, tmp_path):
 
 def test_export_has_the_official_keys_and_loads_into_inference(tmp_path):
     from stsa.guidance import GuidanceNet, load_guidance
-    from stsa.renderer import FaceRendererTrainer, load_renderer
+    from stsa.renderer import load_renderer
+    from stsa.training.renderer_losses import FaceRendererTrainer
 
     opts = TrainOptions(steps=1, batch_size=1, progress=False, tensorboard=False, ema_decay=0.9)
     data = WindowDataset([synthetic_clip(8, 0)], seed=0)
@@ -368,6 +385,93 @@ def test_train_config_composes_for_every_stage_and_size(stage, size):
         assert cfg.options.lr == 1e-3 and cfg.options.batch_size == 1
     elif stage == "finetune":
         assert cfg.options.lr == 2e-5
+
+
+def _yaml(path: Path) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path)) or {}
+
+
+TRAIN_GROUP_FILES = sorted([*(CONFIG_DIR / "stage").glob("*.yaml"), *(CONFIG_DIR / "size").glob("*.yaml")])
+
+
+def test_no_training_default_is_stated_twice():
+    """Every default of the train config lives in a dataclass: configs/train.yaml and configs/ablate.yaml
+    state none of them, and a stage or size file sets only values that differ from the default."""
+    from stsa_bench.configure import defaults_restated
+    from stsa_bench.train.config import SECTIONS, SETTINGS, dataclass_defaults
+
+    defaults = dataclass_defaults()
+    for name in ("train.yaml", "ablate.yaml"):
+        assert [k for k in _yaml(CONFIG_DIR / name) if k in defaults] == [], name
+    restated = {}
+    for path in TRAIN_GROUP_FILES:
+        node = _yaml(path)
+        assert set(node) <= set(defaults) | {"stage"}, path
+        keys = [f"{k}.{x}" for k, (_, cls) in SECTIONS.items() if isinstance(node.get(k), dict) for x in defaults_restated(node[k], cls)]
+        restated[path.name] = keys + [k for k in SETTINGS if k in node and node[k] == defaults[k]]
+    assert {k: v for k, v in restated.items() if v} == {}
+
+
+@pytest.mark.parametrize("stage", ["guidance", "synthesis", "finetune", "syncnet"])
+@pytest.mark.parametrize("size", sorted(p.stem for p in (CONFIG_DIR / "size").glob("*.yaml")))
+def test_train_groups_compose_to_the_dataclass_defaults_and_their_overrides(stage, size):
+    """stage x size resolves to the dataclass defaults with the stage file's and then the size file's values."""
+    from stsa_bench.train.config import dataclass_defaults
+
+    expected = dataclass_defaults()
+    for path in (CONFIG_DIR / "stage" / f"{stage}.yaml", CONFIG_DIR / "size" / f"{size}.yaml"):
+        for key, value in _yaml(path).items():
+            expected[key] = {**expected[key], **value} if isinstance(value, dict) else value
+    resolved = compose([f"stage={stage}", f"size={size}"], "train")
+    assert {k: resolved[k] for k in expected} == expected
+    assert train_config_from_dict(resolved).resolved == resolved
+
+
+def test_print_config_shows_the_complete_resolved_config(capsys):
+    from omegaconf import OmegaConf
+
+    from stsa_bench.cli import main
+    from stsa_bench.core.config import flatten
+    from stsa_bench.train.config import dataclass_defaults
+
+    assert main(["train", "--print-config", "stage=finetune", "size=tiny", "train.steps=7"]) == 0
+    printed = OmegaConf.to_container(OmegaConf.create(capsys.readouterr().out))
+    assert set(flatten(dataclass_defaults())) <= set(flatten(printed))
+    assert printed["stage"] == "finetune" and printed["train"]["steps"] == 7 and printed["train"]["lr"] == 1e-3
+    assert printed["train"]["workers"] == TrainOptions().workers and printed["suite"]["recursive"] is False
+
+
+def test_ablate_trains_each_stage_with_its_stage_file(monkeypatch, tmp_path):
+    """The fine-tuning run of `stsa-bench ablate` gets configs/stage/finetune.yaml's learning rates, as
+    `stsa-bench train stage=finetune` would (checked on the configs ablate trains with; nothing trains)."""
+    from types import SimpleNamespace
+
+    import stsa_bench.train
+    from stsa_bench.ablate import ablate_config_from_dict, train_variants
+
+    finetune = _yaml(CONFIG_DIR / "stage" / "finetune.yaml")["train"]
+    assert finetune["lr"] != TrainOptions().lr, "the stage file overrides the default"
+    overrides = [f"out={tmp_path}", "variants=[w_ft]", "steps.finetune=7"]
+    acfg = ablate_config_from_dict(compose(overrides, "ablate"), overrides)
+    runs = []
+
+    def fake_run(cfg, log):
+        runs.append(cfg)
+        return SimpleNamespace(exported={"face_weight.pth": cfg.out / "export"}, step=cfg.options.steps)
+
+    monkeypatch.setattr(stsa_bench.train, "run_training", fake_run)
+    weights = train_variants(acfg, lambda m: None)
+    assert [(c.stage, c.out) for c in runs] == [(s, tmp_path / "train" / n) for s, n in
+                                                (("guidance", "guidance"), ("synthesis", "wo_ft"), ("finetune", "w_ft"))]
+    ft = runs[-1]
+    assert (ft.options.lr, ft.options.lr_disc) == (finetune["lr"], finetune["lr_disc"])
+    alone = train_config_from_dict(compose(["stage=finetune", "suite=lrs2_train"], "train"))
+    assert ft.options == dataclasses.replace(alone.options, steps=7)
+    assert ft.init.renderer == str(tmp_path / "train" / "wo_ft" / "export" / "face_weight.pth")
+    assert weights["w_ft"]["renderer"] == str(tmp_path / "train" / "w_ft" / "export" / "face_weight.pth")
+    assert [c.options.lr for c in runs[:2]] == [TrainOptions().lr] * 2
 
 
 def test_train_and_ablate_configs_reject_unknown_values():

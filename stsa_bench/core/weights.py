@@ -119,15 +119,16 @@ def load_state_dict(path: Path):
     """
     import torch
 
+    from stsa.checkpoints import load_checkpoint, state_dict_of
+
     if is_torchscript(Path(path)):
-        sd = torch.jit.load(str(path), map_location="cpu").state_dict()
+        checkpoint = torch.jit.load(str(path), map_location="cpu").state_dict()
     else:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise WeightsMissing(f"{path}: not a state dict")
-    return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
+        checkpoint = load_checkpoint(str(path))
+    try:
+        return state_dict_of(checkpoint)
+    except TypeError:
+        raise WeightsMissing(f"{path}: not a state dict") from None
 
 
 class LazyWeights(Generic[M]):
@@ -135,7 +136,7 @@ class LazyWeights(Generic[M]):
     $STSA_BENCH_WEIGHTS, then the torch hub cache, then a download only when `weights.download`
     is true) and checked, then `build(path)` makes the model. `sha256` is the file's hash."""
 
-    def __init__(self, spec: WeightsSpec, settings: Mapping[str, Any], build: Callable[[Path], M]):
+    def __init__(self, spec: WeightsSpec, settings: Mapping[str, Any], build: Callable[[Path], M] | None):
         self.spec = spec
         self.settings = settings
         self.build = build
@@ -151,5 +152,7 @@ class LazyWeights(Generic[M]):
 
     def get(self) -> M:
         if self._model is None:
+            if self.build is None:
+                raise RuntimeError(f"no model builder given for the {self.spec.name} weights")
             self._model = self.build(self.resolve()[0])
         return self._model

@@ -1,10 +1,12 @@
 """The typed config of `stsa-bench train`, and the dataclass defaults under configs/train.yaml.
 
 Every default lives in a dataclass: `TrainOptions`, `LossWeights`, `Ablation` (stsa.training.options),
-`ModelConfig`, `InitConfig` and the defaulted fields of `TrainRunConfig` (here), `DataConfig` (core).
-`register_defaults` stores them as the Hydra config `train_defaults`, first in configs/train.yaml's
-defaults list, so the YAML files (train.yaml, stage/*, size/*) only override and any key can be
-overridden on the command line; the composed config (`--print-config`) is complete.
+`ModelConfig`, `InitConfig` and the defaulted fields of `TrainRunConfig` (here), `DataConfig` and
+`PreprocessConfig` (core), and each suite kind's `Options`. `register_defaults` stores them in Hydra's
+ConfigStore: `train_defaults` (first in configs/train.yaml's defaults list) and one `suite_defaults/<suite>`
+per suite, picked by the suite choice (`suite_defaults: ${suite}`, before the suite file). The YAML
+files (train.yaml, stage/*, size/*, suite/*) then only override, any key can be overridden on the
+command line, and the composed config (`--print-config`, <out>/config.json) is complete.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from typing import Any, Mapping
 
 from stsa.training.options import STAGES, Ablation, LossWeights, TrainOptions
 
-from ..core.config import DataConfig, PreprocessConfig, typed
+from ..core.config import DataConfig, PreprocessConfig, plain_defaults, typed
 from ..core.errors import ConfigError
 from ..core.paths import cache_root
 
 DEFAULTS_CONFIG = "train_defaults"
 """Name of the dataclass defaults in Hydra's ConfigStore (configs/train.yaml lists it first)."""
+SUITE_DEFAULTS_GROUP = "suite_defaults"
+"""ConfigStore group with each suite's Options defaults (package `suite`), named like the suite."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class TrainRunConfig:
 
 SECTIONS: dict[str, tuple[str, type]] = {
     "data": ("data", DataConfig),
+    "preprocess": ("preprocess", PreprocessConfig),
     "init": ("init", InitConfig),
     "model": ("model", ModelConfig),
     "ablation": ("ablation", Ablation),
@@ -85,14 +90,24 @@ SETTINGS = ("wav2vec2", "vgg19", "random_vgg", "sync_expert", "stop_at", "sample
 def dataclass_defaults() -> dict[str, Any]:
     """The defaults of every defaulted setting, as a config dict (sections and top-level keys)."""
     defaults = {f.name: f.default for f in dataclasses.fields(TrainRunConfig)}
-    return {key: defaults[key] for key in SETTINGS} | {key: dataclasses.asdict(cls()) for key, (_, cls) in SECTIONS.items()}
+    return {key: defaults[key] for key in SETTINGS} | {key: plain_defaults(cls) for key, (_, cls) in SECTIONS.items()}
 
 
 def register_defaults() -> None:
-    """Store `dataclass_defaults()` in Hydra's ConfigStore as DEFAULTS_CONFIG (idempotent)."""
+    """Store `dataclass_defaults()` and every suite's Options defaults in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
-    ConfigStore.instance().store(name=DEFAULTS_CONFIG, node=dataclass_defaults())
+    from configs import CONFIG_DIR
+
+    from ..configure import suite_defaults, suite_names
+
+    store = ConfigStore.instance()
+    store.store(name=DEFAULTS_CONFIG, node=dataclass_defaults())
+    for name in suite_names():
+        path = CONFIG_DIR / "suite" / f"{name}.yaml"
+        node = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {"name": name}
+        store.store(group=SUITE_DEFAULTS_GROUP, name=name, node=suite_defaults(node), package="suite")
 
 
 def with_defaults(resolved: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,7 +137,6 @@ def train_config_from_dict(resolved: Mapping[str, Any]) -> TrainRunConfig:
         stage=stage,
         suite=str(suite.pop("name")),
         suite_options=suite,
-        preprocess=typed(PreprocessConfig, r.get("preprocess"), "preprocess"),
         cache_dir=cache_root(r.get("cache_dir")),
         out=Path(str(r.get("out"))).expanduser(),
         **sections,
