@@ -46,7 +46,7 @@ def smooth_boxes(boxes: np.ndarray, t: int = SMOOTH_T) -> np.ndarray:
     return boxes
 
 
-def face_boxes(landmarks: np.ndarray, width: int, height: int, pads=(0, 10, 0, 0), smooth: bool = True) -> np.ndarray:
+def wav2lip_boxes(landmarks: np.ndarray, width: int, height: int, pads=(0, 10, 0, 0), smooth: bool = True) -> np.ndarray:
     """(N, 4) int x1, y1, x2, y2: landmark extent + pads (top, bottom, left, right), clipped, gaps
     interpolated from the nearest frames with a face, then smoothed (official 5-frame mean)."""
     from stsa_bench.core.faces import fill_missing_frames
@@ -109,7 +109,7 @@ class Wav2LipMethod(Method):
         frames = sample.frames
         n, h, w = frames.shape[:3]
         try:
-            boxes = face_boxes(sample.landmarks, w, h, self.opts.pads, self.opts.smooth)
+            boxes = wav2lip_boxes(sample.landmarks, w, h, self.opts.pads, self.opts.smooth)
             mels = mel_windows(wav2lip_mel(sample.audio), n, sample.fps)
         except ValueError as exc:
             raise ClipError(f"{sample.clip_id}: wav2lip: {exc}") from exc

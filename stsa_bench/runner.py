@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .core.config import UNHASHED_KEYS, RunConfig, flatten
+from .core.config import RESUME_FREE_KEYS, RunConfig, flatten
 from .core.errors import ClipError, ConfigError, one_line
 from .core.paths import atomic_write_bytes, atomic_write_text
 from .core.provenance import git_sha, harness_version
@@ -62,8 +62,8 @@ def init_run_dir(out: Path, cfg: RunConfig) -> None:
     if run_json.is_file():
         prev = json.loads(run_json.read_text())
         if prev["config_hash"] != cfg.config_hash:
-            a = {k: v for k, v in flatten(prev["config"]).items() if k.split(".")[0] not in UNHASHED_KEYS}
-            b = {k: v for k, v in flatten(cfg.resolved).items() if k.split(".")[0] not in UNHASHED_KEYS}
+            a = {k: v for k, v in flatten(prev["config"]).items() if k.split(".")[0] not in RESUME_FREE_KEYS}
+            b = {k: v for k, v in flatten(cfg.resolved).items() if k.split(".")[0] not in RESUME_FREE_KEYS}
             diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             raise ConfigError(
                 f"{out} holds a run made with another config (hash {prev['config_hash']}, now {cfg.config_hash}; "

@@ -68,6 +68,7 @@ def test_bench_dme_dis(benchmark):
     assert np.isfinite(value) and value > 0
 
 
+@pytest.mark.slow
 def test_bench_dme_raft_random_weights_cpu(benchmark, tmp_path):
     import torch
     from torchvision.models.optical_flow import raft_large

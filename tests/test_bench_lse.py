@@ -100,6 +100,7 @@ def lse_pair(golden_path):
     return [build_metric(n, PreprocessConfig().crop_tag(), "cpu", {}, weights) for n in ("lse_c", "lse_d")]
 
 
+@pytest.mark.slow
 def test_bench_lse_harness(benchmark, golden_path, clip):
     metrics = lse_pair(golden_path)
     scores = benchmark.pedantic(harness_lse, args=(metrics, clip), rounds=3, iterations=1, warmup_rounds=1)
@@ -111,6 +112,7 @@ def test_bench_lse_harness(benchmark, golden_path, clip):
     assert scores.n_windows == n - 5
 
 
+@pytest.mark.slow
 def test_bench_lse_reference_style_side_by_side(benchmark, golden_path, clip, tmp_path):
     """Same clip and weights: the harness and the reference-style pipeline agree within the reference
     tolerance. The two are timed alternately (the harness in each round's untimed setup) and extra_info

@@ -22,6 +22,7 @@ def detector():
         yield det
 
 
+@pytest.mark.slow
 def test_bench_decode_landmarks_crop(benchmark, shared, detector):
     cfg = PreprocessConfig()
     path = shared / "clips" / CLIP
@@ -42,6 +43,7 @@ def test_bench_decode_only(benchmark, shared):
 
 
 @pytest.mark.parametrize("name", ["psnr", "ssim", "ssim_skimage"])
+@pytest.mark.slow
 def test_bench_metric(benchmark, name):
     from metrics import build_metric
 

@@ -21,8 +21,9 @@ TAG = PreprocessConfig().crop_tag()
 CLIP = "smeetrs__deep_avsr__00001.mp4"  # LRS2-format 160x160, 120 frames
 
 
-def make_pair(pred_crops: np.ndarray, gt_crops: np.ndarray) -> EvalPair:
-    return eval_pair(len(gt_crops), pred_frames=pred_crops, gt_frames=gt_crops, pred_crops=pred_crops, gt_crops=gt_crops)
+def make_pair(pred_crops: np.ndarray, gt_crops: np.ndarray, batch_size: int = 64) -> EvalPair:
+    return eval_pair(len(gt_crops), pred_frames=pred_crops, gt_frames=gt_crops, pred_crops=pred_crops, gt_crops=gt_crops,
+                     batch_size=batch_size)
 
 
 def moving_texture(n: int = 8, size: int = 96, step: int = 2, seed: int = 0) -> np.ndarray:
@@ -40,7 +41,7 @@ def moving_texture(n: int = 8, size: int = 96, step: int = 2, seed: int = 0) -> 
 
 def run_metric(name: str, pred, gt, batch_size: int = 64, **kw):
     m = build_metric(name, TAG, **kw)
-    m.update_pair(make_pair(pred, gt), batch_size)
+    m.update_pair(make_pair(pred, gt, batch_size))
     return m
 
 
@@ -205,9 +206,9 @@ def test_pooled_state_merge_equals_all_at_once(real_crops):
     whole = build_metric("dme_dis", TAG)
     states = []
     for p, g in clips:
-        whole.update_pair(make_pair(p, g), 8)
+        whole.update_pair(make_pair(p, g, 8))
         m = build_metric("dme_dis", TAG)
-        m.update_pair(make_pair(p, g), 8)
+        m.update_pair(make_pair(p, g, 8))
         buf = io.BytesIO()
         np.savez(buf, **m.state())
         buf.seek(0)
@@ -252,6 +253,7 @@ def test_raft_flow_scales_pads_and_unpads():
     np.testing.assert_allclose(flow, x[..., :2] / 127.5 - 1.0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_raft_random_weights_finite_and_batch_invariant(random_raft):
     x = moving_texture(3, 100, step=3)  # 100 px: padded to 128 inside
     pred = np.clip(x.astype(int) + 20, 0, 255).astype(np.uint8)[::-1].copy()
@@ -268,6 +270,7 @@ def test_raft_random_weights_finite_and_batch_invariant(random_raft):
     assert same.weights_sha256 and len(same.weights_sha256) == 64
 
 
+@pytest.mark.slow
 def test_raft_model_is_loaded_once(random_raft):
     m = build_metric("dme", TAG, weights={"raft": random_raft})
     x = moving_texture(2, 32)
@@ -295,6 +298,7 @@ def test_missing_raft_weights_name_file_and_url(tmp_path, monkeypatch):
 # --- end to end ---
 
 
+@pytest.mark.slow
 def test_cli_run_lipmd_and_dme_dis(cache_dir, tmp_path):
     from stsa_bench.cli import main
     from stsa_bench.core.results import read_rows

@@ -40,6 +40,7 @@ def native_frames(path):
         return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
 
 
+@pytest.mark.slow
 def test_conv_only_weights_are_accepted_and_fc_is_the_only_gap(fid_weights):
     from stsa_bench.core.weights import load_state_dict
 
@@ -49,6 +50,7 @@ def test_conv_only_weights_are_accepted_and_fc_is_the_only_gap(fid_weights):
 
 
 @pytest.mark.parametrize("clip", ["smeetrs__deep_avsr__00001.mp4", "rizkiarm__LipNet__bbaf2n.mpg"])
+@pytest.mark.slow
 def test_inception_features_match_reference(shared, reference, inception, clip):
     entry = next(e for e in reference if e["metric"] == "FID_features_per_clip" and e["clip"] == clip)
     frames = native_frames(shared / "clips" / clip)
@@ -60,6 +62,7 @@ def test_inception_features_match_reference(shared, reference, inception, clip):
     np.testing.assert_allclose(feats.mean(axis=0)[:3], entry["act_mean_first3"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fid_matches_reference_through_the_harness_decoder(shared, reference, inception):
     """FID_b at 25 fps: OpenTalker real vs its Wav2Lip dub, frames from stsa_bench's own decoder."""
     entry = next(
@@ -84,6 +87,7 @@ def test_frechet_distance_matches_pytorch_fid():
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_fid_metric_pooled_state_and_batch_invariance(fid_weights, tmp_path):
     rng = np.random.default_rng(1)
     gt = rng.integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
@@ -128,6 +132,7 @@ def fake_torchvision_backbone(net: str, path):
 
 
 @pytest.mark.parametrize("name,net", [("lpips", "alex"), ("lpips_vgg", "vgg")])
+@pytest.mark.slow
 def test_lpips_matches_the_lpips_package(tmp_path, name, net):
     import lpips
 
@@ -166,6 +171,7 @@ def test_lpips_missing_backbone(tmp_path, monkeypatch):
         m.update(np.zeros((1, 32, 32, 3), np.uint8), np.zeros((1, 32, 32, 3), np.uint8))
 
 
+@pytest.mark.slow
 def test_ssim_variants_against_their_reference_packages(shared):
     """ssim (default) against piq.ssim; ssim_skimage against skimage.structural_similarity (data_range 255)."""
     piq = pytest.importorskip("piq", reason="piq is the reference package of the default SSIM (dev extra)")

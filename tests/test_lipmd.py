@@ -132,12 +132,12 @@ def test_all_faces_leave_no_note():
     assert m.note is None and m.count == 5
 
 
-def test_update_on_arrays_accumulates_like_update_pair():
+def test_add_landmarks_accumulates_like_update_pair():
     gt = synthetic_landmarks(9, seed=3)
     pred = synthetic_landmarks(9, seed=4)
     a = build_metric("lipmd_l2", TAG)
-    a.update(pred[:4], gt[:4])
-    a.update(pred[4:], gt[4:])
+    a.add_landmarks(pred[:4], gt[:4])
+    a.add_landmarks(pred[4:], gt[4:])
     b = build_metric("lipmd_l2", TAG)
     b.update_pair(make_pair(pred, gt))
     assert a.compute() == pytest.approx(b.compute(), rel=1e-12)

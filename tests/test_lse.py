@@ -251,6 +251,7 @@ def short_clip(shared):
     return path, frames, audio
 
 
+@pytest.mark.slow
 def test_batch_size_invariance(short_clip, golden_model):
     _, frames, audio = short_clip
     net, bgr = FastSyncNet(golden_model), bgr224(frames)
@@ -261,6 +262,7 @@ def test_batch_size_invariance(short_clip, golden_model):
         assert abs(r.lse_c - runs[0].lse_c) <= 1e-6 * runs[0].lse_d
 
 
+@pytest.mark.slow
 def test_option_batch_size_and_sharing(short_clip, golden_path, monkeypatch):
     """lse_c and lse_d share one SyncNet pass per pair; the model loads once per metric instance."""
     import metrics.syncnet as syncnet
@@ -286,6 +288,7 @@ def test_option_batch_size_and_sharing(short_clip, golden_path, monkeypatch):
     assert lse_c.weights_sha256 == lse_d.weights_sha256 and len(lse_c.weights_sha256) == 64
 
 
+@pytest.mark.slow
 def test_face_crop_mode(short_clip, golden_path):
     path, frames, audio = short_clip
     (m,) = [build_metric("lse_d", TAG, "cpu", {"mode": "face_crop"}, {"syncnet": str(golden_path)})]

@@ -49,6 +49,7 @@ def test_30fps_ffmpeg_cfr(tmp_path):
     assert source_index(got)[:14] == list(range(13)) + [14]
 
 
+@pytest.mark.slow
 def test_ffmpeg_cfr_matches_reference_frames(shared):
     """Frame for frame what the reference's `ffmpeg -r 25` PNG dumps held: per-frame PSNR of real vs
     generated (VFR 22.13 fps and 22.17 fps sources) and the frame counts of the -r 25 LSE entries."""

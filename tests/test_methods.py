@@ -33,6 +33,7 @@ def test_normalize_frame_count_and_size():
         normalize_output(s.frames[:7], s, "x")
 
 
+@pytest.mark.slow
 def test_results_folder_and_mouth_blur_end_to_end(tmp_path, cache_dir):
     """Demo clips' static versions as a 'results' folder (30 fps, 1 frame short, half size) plus mouth_blur."""
     from stsa_bench.core.config import DataConfig
@@ -61,6 +62,7 @@ def test_results_folder_and_mouth_blur_end_to_end(tmp_path, cache_dir):
     assert missing.status == "failed" and "demo_02.mp4: no generated video" in missing.error
 
 
+@pytest.mark.slow
 def test_mouth_blur_changes_only_the_mouth(cache_dir):
     from baselines import build_method
     from stsa_bench.core.config import PreprocessConfig
@@ -119,6 +121,7 @@ def test_difftalk_reads_frame_folders(tmp_path):
         build_method("difftalk", {"dir": str(tmp_path / "elsewhere")}).generate(s)
 
 
+@pytest.mark.slow
 def test_labelled_methods_give_their_own_rows(tmp_path, cache_dir):
     """`label:method` runs a registered method under a new row name with its own settings (e.g. two
     bring-your-own-results folders, StableDub and another paper's videos, in one table)."""

@@ -75,6 +75,7 @@ def test_identical_inputs_known_answer(name, expected):
     assert m.compute() == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_ssim_cpu_and_torch_paths_agree(pairs):
     """The cv2 float64 path (CPU) and the torch path (CUDA) compute the same numbers."""
     from metrics.ssim import ssim_numpy

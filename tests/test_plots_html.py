@@ -32,8 +32,12 @@ def row(clip: str, method: str, metric: str, value: float | None, note: str | No
     return ResultRow(
         suite="synthetic", clip=clip, method=method, metric=metric, value=value, n_frames=None if failed else 50,
         status="failed" if failed else "ok", error="boom" if failed else None, config_hash="cfg", git_sha="sha",
-        note=note,
+        note=note, higher_is_better=DIRECTIONS[metric.split("[", 1)[0]],
     )
+
+
+DIRECTIONS = {"psnr": True, "fid": False, "lse_c": True, "lse_d": False}
+"""As the metrics record them in their rows."""
 
 
 def synthetic_rows() -> list[ResultRow]:
@@ -90,6 +94,7 @@ def real_run(cache_dir, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_synthetic_plots(tmp_path):
     rows = synthetic_rows()
     paths = plots.make_plots(rows, tmp_path / "no_run", tmp_path / "fig")
@@ -98,6 +103,7 @@ def test_synthetic_plots(tmp_path):
     check_pairs(paths)
 
 
+@pytest.mark.slow
 def test_figures_are_deterministic(tmp_path):
     rows = synthetic_rows()
     a = plots.make_plots(rows, tmp_path, tmp_path / "a")
@@ -138,6 +144,7 @@ def test_offset_histogram_counts(tmp_path):
     assert not (tmp_path / "empty").exists() or not any((tmp_path / "empty").iterdir())
 
 
+@pytest.mark.slow
 def test_real_run_plots(real_run, tmp_path):
     rows = read_rows(real_run / "results.jsonl")
     paths = plots.make_plots(rows, real_run, tmp_path / "fig")
@@ -147,6 +154,7 @@ def test_real_run_plots(real_run, tmp_path):
     assert [p.read_bytes() for p in paths if p.suffix == ".svg"] == [p.read_bytes() for p in again if p.suffix == ".svg"]
 
 
+@pytest.mark.slow
 def test_frame_strip_skips_missing(real_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(real_run / "strips", run / "strips")
@@ -187,6 +195,7 @@ def report_page(rows: list[ResultRow], run_dir: Path, out: Path) -> tuple[Path, 
     return page, images, headings
 
 
+@pytest.mark.slow
 def test_write_html(real_run, tmp_path):
     rows = read_rows(real_run / "results.jsonl") + [r for r in synthetic_rows() if r.metric == LSE_C]
     page, images, headings = report_page(rows, real_run, tmp_path)
@@ -203,6 +212,7 @@ def test_write_html(real_run, tmp_path):
     assert write_html(tmp_path / "again.html", "stsa-bench: demo", [], images).read_text().count("<img ") == 4
 
 
+@pytest.mark.slow
 def test_html_renders_in_chromium(real_run, tmp_path):
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:

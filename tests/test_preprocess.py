@@ -48,6 +48,7 @@ def demo_clip(tmp_path_factory):
     return hash_clip("c", d / "c.mkv"), frames
 
 
+@pytest.mark.slow
 def test_prepare_then_cache_hit(demo_clip, tmp_path, monkeypatch):
     clip, frames = demo_clip
     prep = Preprocessor(PreprocessConfig(), tmp_path)
@@ -64,6 +65,7 @@ def test_prepare_then_cache_hit(demo_clip, tmp_path, monkeypatch):
     assert not Preprocessor(PreprocessConfig(crop_size=96), tmp_path).is_cached(clip)
 
 
+@pytest.mark.slow
 def test_landmarks_track_the_mouth(demo_clip, tmp_path):
     """Inner-lip gap (FaceMesh 13-14) must follow the synthetic mouth opening."""
     from stsa_bench.core.demo import DEMO_VERSION, frame_openness, speech_like

@@ -195,3 +195,16 @@ def test_component_override_is_typed_and_checked():
         make_config("methods=[gt,shift]", "shift.framez=3")
     with pytest.raises(ConfigError, match="did you mean 'dinet'"):
         make_config("dinnet.repo=/x")
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIG_DIR / "reference").glob("*.yaml")))
+def test_reference_rows_name_registered_methods_or_declared_labels(name):
+    """A reference row whose key is neither a registered method nor a declared row label would
+    silently drop out of the comparison (as `pc_avs` / `ip_lap` once did)."""
+    from reports.tables import load_reference
+
+    ref = load_reference(name)
+    labels = set(ref.get("labels") or [])
+    assert labels <= set(ref["values"]), "labels without values"
+    unknown = [m for m in ref["values"] if m not in METHODS.names() and m not in labels]
+    assert unknown == []

@@ -22,12 +22,14 @@ def run_demo(out: Path, cache_dir: Path, metrics: list[str] | None = None) -> in
     return main(["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}", "runtime.progress=false", *(metrics or DEMO)])
 
 
+@pytest.mark.slow
 def test_demo_matches_golden(tmp_path, cache_dir, capsys):
     assert run_demo(tmp_path / "run", cache_dir) == 0
     rc = main(["check", str(tmp_path / "run"), "--golden", str(GOLDEN / "demo.json")])
     assert rc == 0, capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_changed_ssim_window_fails_check(tmp_path, cache_dir, capsys, monkeypatch):
     """A change of a metric's implementation that its declared protocol does not show (the SSIM filter
     taps 11 -> 7 while the id still says gauss11) must fail as drift, naming the metric."""
@@ -46,6 +48,7 @@ def test_changed_ssim_window_fails_check(tmp_path, cache_dir, capsys, monkeypatc
     assert main(["check", str(tmp_path / "reverted"), "--golden", str(GOLDEN / "demo.json")]) == 0
 
 
+@pytest.mark.slow
 def test_check_reports_missing_rows_and_counts(tmp_path, cache_dir, capsys):
     assert run_demo(tmp_path / "run", cache_dir, ["--methods", "gt", "--metrics", "psnr"]) == 0
     capsys.readouterr()
@@ -54,6 +57,7 @@ def test_check_reports_missing_rows_and_counts(tmp_path, cache_dir, capsys):
     assert "missing row" in out and "n changed" in out
 
 
+@pytest.mark.slow
 def test_tolerance_option(tmp_path, cache_dir, capsys):
     import json
 

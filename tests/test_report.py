@@ -23,6 +23,7 @@ def report(cache_dir, tmp_path_factory):
     return run, out
 
 
+@pytest.mark.slow
 def test_all_formats_written(report):
     _, out = report
     for name in ("table.md", "table.tex", "table.csv", "table.json", "report.html"):
@@ -31,6 +32,7 @@ def test_all_formats_written(report):
     assert sorted(p.name for p in (out / "plots").glob("*.svg"))
 
 
+@pytest.mark.slow
 def test_markdown_layout(report):
     _, out = report
     md = (out / "table.md").read_text()
@@ -47,6 +49,7 @@ def test_markdown_layout(report):
     assert "per clip" in md
 
 
+@pytest.mark.slow
 def test_csv_and_json_are_tidy(report):
     _, out = report
     records = list(csv.DictReader((out / "table.csv").read_text().splitlines()))
@@ -58,6 +61,7 @@ def test_csv_and_json_are_tidy(report):
     assert set(doc["provenance"]) >= {"harness_version", "git_sha", "config_hash", "suite_manifest_hash", "weights_sha256", "report_date"}
 
 
+@pytest.mark.slow
 def test_latex_compiles(report, tmp_path):
     _, out = report
     tex = (out / "table.tex").read_text()
@@ -73,6 +77,7 @@ def test_latex_compiles(report, tmp_path):
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_html_renders(report, tmp_path):
     _, out = report
     html = (out / "report.html").read_text()

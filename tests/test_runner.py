@@ -19,6 +19,7 @@ def rows_by(out):
     return {(r.clip, r.method, r.metric.split("[")[0]): r for r in read_rows(out / "results.jsonl")}
 
 
+@pytest.mark.slow
 def test_demo_run_acceptance(demo_run):
     rc, out = demo_run
     assert rc == 0
@@ -40,6 +41,7 @@ def test_demo_run_acceptance(demo_run):
     assert json.loads((out / "run.json").read_text())["config_hash"] == r.config_hash
 
 
+@pytest.mark.slow
 def test_rerun_is_a_noop_and_other_config_is_refused(demo_run, cache_dir, capsys):
     rc, out = demo_run
     before = (out / "results.jsonl").read_text()
@@ -50,6 +52,7 @@ def test_rerun_is_a_noop_and_other_config_is_refused(demo_run, cache_dir, capsys
     assert "differs in shift.frames" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bad_inputs_never_stop_a_run(tmp_path, cache_dir, capsys):
     cases = bad_inputs(tmp_path / "bad")
     out = tmp_path / "out"
@@ -70,6 +73,7 @@ def test_bad_inputs_never_stop_a_run(tmp_path, cache_dir, capsys):
     assert f"{6 * n_bad} failed rows" in summary
 
 
+@pytest.mark.slow
 def test_prepare_reports_faceless_frames(tmp_path, cache_dir, capsys):
     bad_inputs(tmp_path / "bad")
     assert main(["prepare", "--suite", "folder", f"data.root={tmp_path / 'bad'}", f"cache_dir={cache_dir}", "runtime.progress=false"]) == 0
@@ -78,6 +82,7 @@ def test_prepare_reports_faceless_frames(tmp_path, cache_dir, capsys):
     assert lines["no_face"][1] == "-" and "no face found" in " ".join(lines["no_face"])
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume(tmp_path):
     """kill -9 mid-run, run again: finished rows are kept as they were, the rest is done, nothing is duplicated."""
     out, cache = tmp_path / "out", tmp_path / "cache"
@@ -106,6 +111,7 @@ def test_kill_9_then_resume(tmp_path):
     assert all(final[k] == r for k, r in first.items())
 
 
+@pytest.mark.slow
 def test_retry_failed(tmp_path, cache_dir):
     """A failed row is kept as it is on a plain rerun, even once its input is fixed; with
     runtime.retry_failed=true it is dropped and evaluated again (now ok), and nothing is duplicated."""
@@ -163,6 +169,7 @@ def test_cli_unknown_names(argv, fragment, capsys):
     assert fragment in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_metrics_all_without_weights(tmp_path, cache_dir, monkeypatch, capsys):
     """--metrics all: weight-free metrics complete; each weighted metric fails per clip with a reason
     naming its file and URL; the pooled rows (clip '*') say why; the run exits 0."""

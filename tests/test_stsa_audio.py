@@ -18,6 +18,7 @@ def test_normalisation_matches_the_feature_extractor():
     np.testing.assert_allclose(normalize_waveform(wav), ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_features_are_50hz_768d_and_load_from_a_local_folder(tmp_path):
     model = tiny_wav2vec2()
     wav = (np.random.default_rng(1).standard_normal(16000 * 2) * 0.1).astype(np.float32)
@@ -28,6 +29,7 @@ def test_features_are_50hz_768d_and_load_from_a_local_folder(tmp_path):
     np.testing.assert_allclose(again, feats, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_missing_weights_never_download(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

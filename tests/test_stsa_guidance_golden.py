@@ -76,12 +76,14 @@ def test_state_dict_layout(manifest, fresh_model):
     assert any(k.startswith("heatmap_decoder.message_j2l.") for k in state)
 
 
+@pytest.mark.slow
 def test_positional_tables_are_loaded_not_recomputed(model, golden_state, fresh_model):
     table = model.fusion_transformer.position_a.pe
     assert torch.equal(table, golden_state["fusion_transformer.position_a.pe"])
     assert not torch.equal(table, fresh_model.fusion_transformer.position_a.pe)
 
 
+@pytest.mark.slow
 def test_golden_outputs(manifest, golden_io, batched_outputs):
     inputs, golden = golden_io
     (call,) = manifest["calls"]
@@ -94,6 +96,7 @@ def test_golden_outputs(manifest, golden_io, batched_outputs):
         assert dev <= 1e-4 * max(1.0, gold.abs().max().item()), f"{name}: max deviation {dev:.3g}"
 
 
+@pytest.mark.slow
 def test_batch_size_invariance(model, golden_io, batched_outputs):
     inputs, _ = golden_io
     B = next(iter(inputs.values())).shape[0]
@@ -104,6 +107,7 @@ def test_batch_size_invariance(model, golden_io, batched_outputs):
         torch.testing.assert_close(one_by_one, batched_outputs[i], rtol=0, atol=1e-5, msg=name)
 
 
+@pytest.mark.slow
 def test_loader_returns_eval_model_and_loads_strictly(model, golden_state):
     assert isinstance(model, GuidanceNet) and not model.training
     assert torch.equal(model.Norm.weight, golden_state["Norm.weight"])
@@ -114,6 +118,7 @@ def test_loader_returns_eval_model_and_loads_strictly(model, golden_state):
     assert "Unexpected key" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_wrong_frame_count_is_rejected(model):
     with pytest.raises(ValueError, match="T=5"):
         model(torch.zeros(1, 4, 768, 10), torch.zeros(1, 4, 1, 128, 128), torch.zeros(1, 5, 1, 128, 128))

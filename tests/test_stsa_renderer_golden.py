@@ -67,6 +67,7 @@ def assert_close_to_golden(name, ours, gold):
     assert dev <= 1e-4 * max(1.0, gold.abs().max().item()), f"{name}: max deviation {dev:.3g}"
 
 
+@pytest.mark.slow
 def test_training_state_dict_layout_equals_manifest(trainer, manifest, make_weights):
     state = trainer.state_dict(keep_vars=True)
     assert [[k, list(v.shape), str(v.dtype)] for k, v in state.items()] == manifest["state_dict"]
@@ -76,6 +77,7 @@ def test_training_state_dict_layout_equals_manifest(trainer, manifest, make_weig
             assert state[f"spatial_module.{name}_{scale}.{key}"] is state[f"spatial_module.{name}.{i}.{key}"]
 
 
+@pytest.mark.slow
 def test_inference_model_has_no_vgg(renderer, manifest):
     assert type(renderer) is FaceRenderer
     assert not hasattr(renderer, "perceptual")
@@ -86,6 +88,7 @@ def test_inference_model_has_no_vgg(renderer, manifest):
     assert not renderer.training
 
 
+@pytest.mark.slow
 def test_split_official_state_dict(golden_weights):
     renderer_state, vgg_state = split_official_state_dict({f"module.{k}": v for k, v in golden_weights.items()})
     assert len(vgg_state) == 32 and all(k.startswith("perceptual.model.network.") for k in vgg_state)
@@ -93,6 +96,7 @@ def test_split_official_state_dict(golden_weights):
     assert renderer_state["mine.fc3.bias"] is golden_weights["mine.fc3.bias"]
 
 
+@pytest.mark.slow
 def test_load_renderer_is_strict_outside_perceptual(golden_weights):
     state = {k: v for k, v in golden_weights.items() if k != "translation.conv_last.weight"}
     with pytest.raises(RuntimeError, match="translation.conv_last.weight"):
@@ -105,12 +109,14 @@ def batched_face(renderer, inputs):
         return renderer(*inputs.values())
 
 
+@pytest.mark.slow
 def test_inference_generated_face_matches_golden(renderer, golden_weights, batched_face, golden):
     loaded = renderer.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in golden_weights.items() if not k.startswith(PERCEPTUAL_PREFIX))
     assert_close_to_golden("generated_face", batched_face, golden["generated_face"])
 
 
+@pytest.mark.slow
 def test_training_outputs_match_golden(trainer, inputs, golden):
     with torch.no_grad():
         torch.manual_seed(0)
@@ -124,6 +130,7 @@ def test_training_outputs_match_golden(trainer, inputs, golden):
     torch.testing.assert_close(mine, gold_mine, rtol=5e-3, atol=0)
 
 
+@pytest.mark.slow
 def test_batch_size_invariance(renderer, inputs, batched_face):
     """A sample's face does not depend on its batch (size, position, neighbours) or on the global RNG.
 

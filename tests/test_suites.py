@@ -39,6 +39,7 @@ def test_cli_lrs2_without_root_fails_fast(tmp_path):
     assert "STSA_BENCH_LRS2_ROOT" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_lrs2_fake_root_reports_missing_by_id(tmp_path, monkeypatch):
     ids = make_config("suite=lrs2").suite_options["ids"]
     root = tmp_path / "lrs2"
@@ -93,6 +94,7 @@ def test_folder_without_root_or_videos(tmp_path):
         load_suite(ctx_for("folder", tmp_path, root=tmp_path))
 
 
+@pytest.mark.slow
 def test_demo_suite_is_deterministic(tmp_path):
     a = load_suite(ctx_for("demo", tmp_path / "c1"))
     b = load_suite(ctx_for("demo", tmp_path / "c2"))

@@ -7,7 +7,7 @@ import pytest
 
 from baselines import build_method
 from baselines.base import MethodEnv, Sample
-from baselines.wav2lip import face_boxes, smooth_boxes
+from baselines.wav2lip import smooth_boxes, wav2lip_boxes
 from stsa_bench.core.mel import mel_windows, wav2lip_mel
 from stsa_bench.cli import main
 from stsa_bench.core.errors import ConfigError
@@ -16,6 +16,7 @@ from stsa_bench.core.results import read_rows
 from .conftest import LRS2_CLIP as CLIP
 
 
+@pytest.mark.slow
 def test_mel_matches_librosa_formula():
     """Official audio.py: librosa.stft (reflect-padded, librosa 0.7's default) and librosa.filters.mel."""
     librosa = pytest.importorskip("librosa", reason="librosa is the reference for Wav2Lip's mel (dev extra)")
@@ -62,17 +63,18 @@ def test_box_smoothing_is_the_official_forward_mean():
     lm = np.full((6, 478, 3), np.nan, np.float32)
     lm[[0, 5], :, 0] = np.linspace(0.25, 0.75, 478)
     lm[[0, 5], :, 1] = np.linspace(0.2, 0.6, 478)
-    b = face_boxes(lm, 100, 100, smooth=False)
+    b = wav2lip_boxes(lm, 100, 100, smooth=False)
     assert b[2].tolist() == [25, 20, 75, 70], "missing frames interpolated, 10 px bottom pad"
 
 
+@pytest.mark.slow
 def test_generation_pastes_only_inside_the_boxes_and_is_batch_invariant(golden_wav2lip_path, lrs2_sample):
     env = MethodEnv("cpu", {"wav2lip": str(golden_wav2lip_path)})
     s = lrs2_sample
     gen = build_method("wav2lip", {"batch_size": 128}, env).generate(s)
     n, h, w = s.frames.shape[:3]
     assert gen.frames.shape == s.frames.shape and gen.frames.dtype == np.uint8 and gen.audio is s.audio
-    boxes = face_boxes(s.landmarks, w, h)
+    boxes = wav2lip_boxes(s.landmarks, w, h)
     outside = np.ones((n, h, w), bool)
     for m, (x1, y1, x2, y2) in zip(outside, boxes):
         m[y1:y2, x1:x2] = False
@@ -83,6 +85,7 @@ def test_generation_pastes_only_inside_the_boxes_and_is_batch_invariant(golden_w
     assert np.abs(small.frames.astype(int) - gen.frames).max() <= 1
 
 
+@pytest.mark.slow
 def test_end_to_end_run_writes_a_25fps_video_with_the_driving_audio(golden_wav2lip_path, shared, cache_dir, tmp_path):
     from stsa_bench.core.media import decode_audio, decode_video
     from stsa_bench.core.paths import sha256_file

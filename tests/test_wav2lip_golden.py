@@ -54,6 +54,7 @@ def test_state_dict_layout(shared, folder):
 
 
 @pytest.mark.parametrize("folder", list(MODELS))
+@pytest.mark.slow
 def test_golden_outputs(shared, golden_states, folder):
     d = shared / "golden" / folder
     man = manifest(shared, folder)
@@ -79,6 +80,7 @@ def test_golden_outputs(shared, golden_states, folder):
         assert dev <= 1e-4 * max(1.0, gold.abs().max().item()), f"{name}: max deviation {dev:.3g}"
 
 
+@pytest.mark.slow
 def test_wav2lip_sequence_form_matches_frames(golden_states):
     model = Wav2Lip()
     model.load_state_dict(golden_states["wav2lip"], strict=True)

@@ -22,8 +22,9 @@ T = TypeVar("T")
 PREP_VERSION = 2
 """Bump when preprocessing output changes for the same parameters (invalidates the cache)."""
 
-# Keys of the resolved config that do not change any result value: left out of the config hash.
-UNHASHED_KEYS = ("out", "cache_dir", "runtime", "data", "weights")
+RESUME_FREE_KEYS = ("out", "cache_dir", "runtime", "data", "weights")
+"""Top-level keys that cannot change a result value: left out of the config hash, free to change on resume
+(the training config's `RESUME_FREE_KEYS` are the same idea for `train.*`)."""
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -212,7 +213,7 @@ def plain_defaults(cls: type) -> dict[str, Any]:
 
 def config_hash(resolved: Mapping[str, Any]) -> str:
     """sha256 of the resolved config without the keys that cannot change a value (12 hex)."""
-    kept = {k: v for k, v in resolved.items() if k not in UNHASHED_KEYS}
+    kept = {k: v for k, v in resolved.items() if k not in RESUME_FREE_KEYS}
     return cache_key("config", params=kept)[:12]
 
 
