@@ -279,7 +279,7 @@ def bench_stsa_networks(plan: Plan, cache: dict, precision: str) -> dict:
         note = "official way: batch 1, fp32, renderer forward computing its losses (VGG-19 perceptual + MINE)"
         return measure(plan, torch.no_grad()(lambda: [step(slice(i, i + 1)) for i in range(b)]), b, 1, size=cache["size"], note=note)
     fn = torch.inference_mode()(lambda: step(slice(None)))
-    return measure(plan, fn, b, b, precision=precision, size=cache["size"], note="guidance + renderer, autocast, inputs on the device")
+    return measure(plan, fn, b, b, precision=precision, size=cache["size"], note="guidance + renderer (autocast for bf16/fp16), inputs on the device")
 
 
 def bench_method(plan: Plan, cache: dict, precision: str = "fp32") -> dict:

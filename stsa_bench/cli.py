@@ -238,6 +238,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stsa-bench",
@@ -315,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--tolerance", action="append", metavar="METRIC=ABS|REL%", help="e.g. psnr=0.01 or fid=1%%; repeatable")
     ck.add_argument("--update", action="store_true", help="rewrite the golden file from this run (deliberately)")
     ck.set_defaults(func=cmd_check)
+
+    be = sub.add_parser("bench", help="frames/s and peak memory of each component on this machine (random weights, offline)")
+    be.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    be.add_argument("--out", type=Path, default=None, help="folder for bench.json")
+    be.add_argument("--quick", action="store_true", help="tiny inputs, one round")
+    be.set_defaults(func=cmd_bench)
 
     ls = sub.add_parser("ls", help="list suites, methods and metrics (with whether their weights are present)")
     ls.add_argument("what", nargs="?", choices=["suites", "methods", "metrics"])
