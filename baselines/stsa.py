@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from stsa.precision import check_precision
 from stsa_bench.core.errors import ClipError, ConfigError
 from stsa_bench.core.registry import METHODS
 
@@ -43,8 +44,10 @@ class STSAMethod(Method):
                 raise ConfigError(f"{self.name}.{key} is not set: the path of the official {what} (SCAILab-USTC/STSA)")
             if not Path(value).expanduser().is_file():
                 raise ConfigError(f"{self.name}.{key}={value}: no such file")
-        if self.opts.precision not in ("fp32", "bf16", "fp16"):
-            raise ConfigError(f"{self.name}.precision={self.opts.precision!r}: one of fp32, bf16, fp16")
+        try:
+            check_precision(self.opts.precision)
+        except ValueError as exc:
+            raise ConfigError(f"{self.name}.{exc}") from None
         self._generator = None
 
     def generator(self):

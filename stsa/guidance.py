@@ -31,8 +31,8 @@ from torch import nn
 from .checkpoints import load_state_dict
 
 JAW_POINTS = 17
-LIP_POINTS = 40
-CONTENT_POINTS = JAW_POINTS + LIP_POINTS
+N_LIP_POINTS = 40
+CONTENT_POINTS = JAW_POINTS + N_LIP_POINTS
 
 MODALITY_POSE, MODALITY_AUDIO, MODALITY_REFERENCE = 1, 2, 3
 
@@ -247,7 +247,7 @@ class GuidanceNet(nn.Module):
         self.jaw_encoder = heatmap_encoder()
         self.heatmap_decoder = CoupledHeatmapDecoder(d_model, 1)
         self.fusion_transformer = FusionTransformer(T, d_model, nlayers, nhead, dim_feedforward, dropout)
-        self.mouse_keypoint_map = nn.Linear(d_model, LIP_POINTS * 2)
+        self.mouse_keypoint_map = nn.Linear(d_model, N_LIP_POINTS * 2)
         self.jaw_keypoint_map = nn.Linear(d_model, JAW_POINTS * 2)
         self.apply(_init_linear_layers)
         self.Norm = nn.LayerNorm(d_model)

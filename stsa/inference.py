@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from . import pipeline as P
-
-PRECISIONS = ("fp32", "bf16", "fp16")
+from .precision import check_precision
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,7 @@ class STSAGenerator:
 
     def __init__(self, guidance, renderer, wav2vec2, device: str = "cpu", options: STSAOptions | None = None):
         self.options = options or STSAOptions()
-        if self.options.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.options.precision!r} is not one of {PRECISIONS}")
+        check_precision(self.options.precision)
         self.device = torch.device(device)
         self.guidance = guidance.to(self.device).eval()
         self.renderer = renderer.to(self.device).eval()
@@ -72,7 +70,7 @@ class STSAGenerator:
         used = P.select_landmarks(clip.landmarks, P.CROP_IDS)
         bounds = [P.crop_bounds(u, w, h) for u in used]
         boxes = [P.crop_box(u, w, h) for u in used]
-        crops = P.crop_faces(clip.frames, boxes)
+        crops = P.crop_resize(clip.frames, boxes)
         full = np.stack([P.to_crop_coords(P.select_landmarks(lm, P.FULL_IDS_76_55), b) for lm, b in zip(clip.landmarks, bounds)])
         pose = full[:, : len(P.POSE76_IDS)]
         refs = P.select_references(P.lip_openness(clip.landmarks), self.options.num_refs)

@@ -280,8 +280,8 @@ def to_crop_coords(landmarks: np.ndarray, bounds: tuple[float, float, float, flo
     return out
 
 
-def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[tuple[int, int, int, int]],
-               size: int = HEATMAP_SIZE) -> np.ndarray:
+def crop_resize(frames: Sequence[np.ndarray], boxes: Sequence[tuple[int, int, int, int]],
+                size: int = HEATMAP_SIZE) -> np.ndarray:
     """Crop each frame (BGR uint8, H x W x 3) to its box and resize to size x size (cv2 default
     bilinear). Returns uint8 (N, size, size, 3); divide by 255 for the networks."""
     out = np.zeros((len(frames), size, size, 3), dtype=np.uint8)

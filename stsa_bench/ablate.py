@@ -160,29 +160,20 @@ def eval_resolved(acfg: AblateConfig, weights: Mapping[str, Mapping[str, str]], 
 def write_table(eval_dir: Path, out: Path) -> list[Path]:
     """table3.md (ours, then ours vs paper), table3.tex, table3.csv from the evaluation rows."""
     from reports import tables
-
-    from .core.paths import atomic_write_text
+    from reports.build import ReportSpec, write_report
 
     run = tables.Run.load(eval_dir)
-    reference = tables.load_reference("stsa_table3")
-    labels = "\n".join(f"- `{v}`: {VARIANTS[v][0]}" for v in run.methods if v in VARIANTS)
-    md = "\n".join([
-        f"# Table III (ablation) on {run.rows[0].suite}\n",
-        labels + "\n",
-        tables.markdown(run),
-        "## Ours vs the paper\n",
-        tables.comparison_markdown(run, reference),
-        tables.provenance_markdown(tables.provenance(run)),
-    ])
-    written = []
-    for name, text in (
-        ("table3.md", md),
-        ("table3.tex", tables.latex(run, caption="Ablation study (Table III).", label="tab:ablation")),
-        ("table3.csv", tables.to_csv(tables.tidy(run))),
-    ):
-        atomic_write_text(out / name, text)
-        written.append(out / name)
-    return written
+    spec = ReportSpec(
+        title=f"Table III (ablation) on {run.rows[0].suite}",
+        caption="Ablation study (Table III).",
+        label="tab:ablation",
+        stem="table3",
+        preface="\n".join(f"- `{v}`: {VARIANTS[v][0]}" for v in run.methods if v in VARIANTS),
+        per_clip=False,
+        reference=tables.load_reference("stsa_table3"),
+        reference_title="Ours vs the paper",
+    )
+    return write_report(run, out, ("md", "tex", "csv"), spec)[1]
 
 
 def run_ablation(acfg: AblateConfig, log: Log = print, compose: Compose | None = None) -> list[Path]:

@@ -77,7 +77,7 @@ def test_bench_stsa_official_one_frame_loop(benchmark, stsa_weights):  # noqa: F
     the official inference does. Same device, weights and inputs as `test_bench_stsa_networks`."""
     from stsa_bench.core.devices import resolve_device
     from stsa.guidance import load_guidance
-    from stsa.renderer import FaceRendererTrainer
+    from stsa.training.renderer_losses import FaceRendererTrainer
 
     device, n = resolve_device("auto"), 8
     guidance = load_guidance(stsa_weights["heatmap_ckpt"], device)

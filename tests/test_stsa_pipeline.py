@@ -116,7 +116,7 @@ def test_crop_box_margin_clip_and_mapping():
     np.testing.assert_allclose(c[0], [5 / 110, 5 / 70])
     np.testing.assert_allclose(c[1], [105 / 110, 65 / 70])
     frames = [np.full((h, w, 3), 7, np.uint8)]
-    faces = P.crop_faces(frames, [P.crop_box(lm, w, h)])
+    faces = P.crop_resize(frames, [P.crop_box(lm, w, h)])
     assert faces.shape == (1, 128, 128, 3) and np.all(faces == 7)
 
 

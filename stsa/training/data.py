@@ -76,7 +76,7 @@ def clip_arrays(clip_id: str, frames_bgr: np.ndarray, landmarks: np.ndarray, w2v
     content = np.stack([P.to_crop_coords(P.select_landmarks(lm, P.CONTENT57_IDS), b) for lm, b in zip(landmarks, bounds)])
     return ClipArrays(
         clip_id=clip_id,
-        crops=P.crop_faces(frames_bgr, boxes),
+        crops=P.crop_resize(frames_bgr, boxes),
         full_points=full.astype(np.float32),
         content_points=content.transpose(0, 2, 1).astype(np.float32),
         features=np.asarray(w2v_features, np.float32),

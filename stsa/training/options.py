@@ -9,16 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..precision import PRECISIONS, check_precision  # noqa: F401 - re-exported
+
 STAGES = ("guidance", "synthesis", "finetune", "syncnet")
-PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "cosine")
-
-
-def check_precision(precision: str) -> str:
-    """`precision` if it is one of PRECISIONS (autocast dtypes), else a ValueError naming them."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}: one of {', '.join(PRECISIONS)}")
-    return precision
 
 
 @dataclass(frozen=True)
