@@ -95,7 +95,8 @@ class Wav2LipMethod(Method):
     def _load(self, path):
         from .wav2lip_model import load_wav2lip
 
-        return load_wav2lip(path, self.device)
+        allow = self.weights_spec.torchscript or bool(self.env.weights.get("allow_torchscript", False))
+        return load_wav2lip(path, self.device, allow_torchscript=allow)
 
     def model(self):
         model = self._weights.get()

@@ -130,10 +130,11 @@ class SyncNetColor(nn.Module):
         return audio, face
 
 
-def load_wav2lip(path, device="cpu", model=None):
-    """Wav2Lip (or the given model, e.g. SyncNetColor()) strictly loaded from an official checkpoint, in eval mode."""
+def load_wav2lip(path, device="cpu", model=None, allow_torchscript: bool = False):
+    """Wav2Lip (or the given model, e.g. SyncNetColor()) strictly loaded from an official checkpoint, in
+    eval mode; a TorchScript archive only with `allow_torchscript` (weights.allow_torchscript=true)."""
     model = Wav2Lip() if model is None else model
-    state = load_state_dict(Path(path))
+    state = load_state_dict(Path(path), allow_torchscript)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -121,13 +121,16 @@ def test_missing_weights_and_bad_options():
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
-def test_torchscript_checkpoints_load(tmp_path):
-    """Some official downloads are TorchScript archives: their parameters load without unpickling."""
+def test_torchscript_checkpoints_load_only_when_allowed(tmp_path):
+    """A TorchScript archive runs code when loaded: refused by default, its parameters read with the opt-in."""
     import torch
 
     from baselines.wav2lip_model import SyncNetColor, load_wav2lip
+    from stsa_bench.core.weights import WeightsMissing
 
     model = SyncNetColor().eval()
     torch.jit.script(model).save(str(tmp_path / "expert.pt"))
-    loaded = load_wav2lip(tmp_path / "expert.pt", model=SyncNetColor())
+    with pytest.raises(WeightsMissing, match=r"expert.pt: a TorchScript archive.*weights.allow_torchscript=true"):
+        load_wav2lip(tmp_path / "expert.pt", model=SyncNetColor())
+    loaded = load_wav2lip(tmp_path / "expert.pt", model=SyncNetColor(), allow_torchscript=True)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

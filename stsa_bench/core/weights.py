@@ -9,6 +9,7 @@ whose one-line message says where to put it, the official URL and its hash.
 from __future__ import annotations
 
 import os
+import re
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ class WeightsSpec:
     direct: bool = True
     licence: str = ""
     used_by: str = ""
+    torchscript: bool = False
+    """The official file is a TorchScript archive (loading one runs code stored in it)."""
 
     def matches(self, digest: str) -> bool:
         if not self.sha256:
@@ -111,20 +114,41 @@ def is_torchscript(path: Path) -> bool:
     return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
 
 
-def load_state_dict(path: Path):
+TORCHSCRIPT_SETTING = "weights.allow_torchscript"
+
+
+def load_state_dict(path: Path, allow_torchscript: bool = False):
     """A checkpoint's state dict, never unpickling arbitrary objects; unwraps `state_dict` and `module.`.
 
-    TorchScript archives (some official downloads now ship the model scripted) give their
-    parameters and buffers through torch.jit.load, which runs no Python pickle code.
+    Pickles are read with torch.load(weights_only=True). A TorchScript archive runs code stored in the
+    file when it is loaded, so it is refused unless `allow_torchscript` (its catalogue entry is a
+    TorchScript model, or the user set weights.allow_torchscript=true); then its parameters and
+    buffers are read through torch.jit.load.
     """
+    import pickle
+
     import torch
 
     from stsa.checkpoints import load_checkpoint, state_dict_of
 
-    if is_torchscript(Path(path)):
+    path = Path(path)
+    if is_torchscript(path):
+        if not allow_torchscript:
+            raise WeightsMissing(
+                f"{path}: a TorchScript archive, which runs code stored in the file when loaded; refused. "
+                f"Give the plain state dict (torch.save(model.state_dict())) or, if you trust the file, "
+                f"set {TORCHSCRIPT_SETTING}=true"
+            )
         checkpoint = torch.jit.load(str(path), map_location="cpu").state_dict()
     else:
-        checkpoint = load_checkpoint(str(path))
+        try:
+            checkpoint = load_checkpoint(str(path))
+        except pickle.UnpicklingError as exc:
+            found = re.search(r"(?:Unsupported global: |unsupported )GLOBAL ([\w.]+)", str(exc))
+            what = f"it names {found.group(1)}" if found else "or it is not a checkpoint"
+            raise WeightsMissing(f"{path}: holds objects other than tensors and plain containers ({what}); refused") from None
+        except (RuntimeError, EOFError, OSError) as exc:
+            raise WeightsMissing(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
     try:
         return state_dict_of(checkpoint)
     except TypeError:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..core import catalogue
 from ..core.errors import ConfigError
-from ..core.weights import WeightsSpec
 from .config import TrainRunConfig
 
-VGG19_FILE = "vgg19-dcbb9e9d.pth"
-VGG19_WEIGHTS = WeightsSpec("vgg19", VGG19_FILE, f"https://download.pytorch.org/models/{VGG19_FILE}", "dcbb9e9d")
+VGG19_WEIGHTS = catalogue.VGG19
 """ImageNet VGG-19 for the perceptual loss (torchvision; the file name carries its sha256 prefix)."""
+VGG19_FILE = VGG19_WEIGHTS.filename
 
 
 def vgg19_file(cfg: TrainRunConfig) -> tuple[Path, str] | None:
