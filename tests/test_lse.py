@@ -139,7 +139,7 @@ def test_load_syncnet_checks_keys(tmp_path, golden_state):
     with pytest.raises(WeightsMissing, match=r"bad\.pt: not a syncnet_v2\.model state dict \(1 missing keys"):
         load_syncnet(tmp_path / "bad.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsMissing, match=r"junk\.pt: cannot be read"):
+    with pytest.raises(WeightsMissing, match=r"junk\.pt: holds objects other than tensors and plain containers \(or it is not a checkpoint\)"):
         load_syncnet(tmp_path / "junk.pt")
 
 

@@ -84,5 +84,9 @@ def test_shared_clips_match_golden(shared, golden_path, tmp_path, cache_dir, cap
     ])  # fmt: skip
     assert rc == 0
     capsys.readouterr()
-    rc = main(["check", str(out), "--golden", str(GOLDEN / "shared_clips.json"), "--tolerance", "fid=0.01%"])
+    # LSE-C is the difference of two float32 distances of about 660 under the golden SyncNet weights,
+    # so its resolution is one float32 step there (6.1e-5): the same code gives values one step apart
+    # under another torch build. shared/golden/REFERENCE_VALUES.md bounds |dLSE-C| by 2e-5 x LSE-D.
+    rc = main(["check", str(out), "--golden", str(GOLDEN / "shared_clips.json"), "--tolerance", "fid=0.01%",
+               "--tolerance", "lse_c=0.00025", "--tolerance", "lse_d=0.00025"])  # fmt: skip
     assert rc == 0, capsys.readouterr().out
