@@ -108,6 +108,16 @@ def resolve_root(ctx: SuiteContext, env: str | None, layout: str) -> Path:
     return root.resolve()
 
 
+class Suite:
+    """Base of the suite kinds: `Options` (a frozen dataclass) is built from the suite's config node."""
+
+    Options: type
+
+    def __init__(self, ctx: SuiteContext):
+        self.ctx = ctx
+        self.opts = typed(self.Options, ctx.options, "suite")
+
+
 @dataclass(frozen=True)
 class SplitOptions:
     root_env: str | None = None
@@ -120,14 +130,13 @@ class SplitOptions:
     description: str = ""
 
 
-class SplitSuite:
+class SplitSuite(Suite):
     """A fixed id list under a dataset's own layout (LRS2: main/<id>.mp4; CMLR: video/ + audio/)."""
 
     Options = SplitOptions
 
     def __init__(self, ctx: SuiteContext):
-        self.ctx = ctx
-        self.opts = typed(SplitOptions, ctx.options, "suite")
+        super().__init__(ctx)
         if not self.opts.ids and not self.opts.ids_file:
             raise ConfigError(f"suite {ctx.name!r} lists no ids (ids or ids_file)")
 
@@ -174,14 +183,10 @@ class FolderOptions:
 
 
 @SUITES.register("folder")
-class FolderSuite:
+class FolderSuite(Suite):
     """Every video file in `data.root`; audio from a same-named file in `data.audio_root` (or root) if present."""
 
     Options = FolderOptions
-
-    def __init__(self, ctx: SuiteContext):
-        self.ctx = ctx
-        self.opts = typed(FolderOptions, ctx.options, "suite")
 
     def clips(self) -> list[Clip]:
         root = resolve_root(self.ctx, None, "any directory of videos, optionally with same-named audio files")
@@ -217,14 +222,10 @@ class DemoOptions:
 
 
 @SUITES.register("demo")
-class DemoSuite:
+class DemoSuite(Suite):
     """Clips generated deterministically from skimage's astronaut portrait (a smoke suite)."""
 
     Options = DemoOptions
-
-    def __init__(self, ctx: SuiteContext):
-        self.ctx = ctx
-        self.opts = typed(DemoOptions, ctx.options, "suite")
 
     def clips(self) -> list[Clip]:
         from . import demo
