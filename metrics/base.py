@@ -49,8 +49,9 @@ class EvalPair:
     pred_* is the method's output, gt_* the ground truth. Crops of both are cut with the
     ground-truth boxes. `audio_valid` is the number of decoded driving-audio samples before
     padding to n_frames * 640. Landmarks are FaceMesh (N, 478, 3), image-normalised, NaN where
-    no face; `pred_landmarks` is computed on first use. `memo` lets metrics share work
-    (e.g. lse_c and lse_d share one SyncNet pass).
+    no face; `pred_landmarks` is computed on first use. `memo` lets metrics share work on this pair
+    (e.g. lse_c and lse_d share one SyncNet pass); `gt_memo` is shared by the pairs of every method on
+    the clip, for work that depends only on the ground truth (`ground_truth`).
     """
 
     clip_id: str
@@ -72,6 +73,7 @@ class EvalPair:
     clip_sha256: str = ""
     batch_size: int = 64
     memo: dict = field(default_factory=dict)
+    gt_memo: dict = field(default_factory=dict)
 
     @classmethod
     def of_crops(cls, pred: np.ndarray, gt: np.ndarray, **fields: Any) -> "EvalPair":
@@ -92,6 +94,17 @@ class EvalPair:
     @property
     def n_frames(self) -> int:
         return len(self.pred_frames)
+
+    @property
+    def pred_is_gt(self) -> bool:
+        """The method returned the ground-truth frames themselves (the `gt` row)."""
+        return self.pred_crops is self.gt_crops
+
+    def ground_truth(self, key: str, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per clip for every method's pair: `key` must name the metric id and the quantity."""
+        if key not in self.gt_memo:
+            self.gt_memo[key] = compute()
+        return self.gt_memo[key]
 
     def pred_landmarks(self) -> tuple[np.ndarray, np.ndarray]:
         """FaceMesh landmarks of the generated frames: (N, 478, 3), found mask."""

@@ -117,9 +117,23 @@ class _DME(Metric):
         super().reset()
         self.skipped = 0
 
-    def pair_flows(self, gt: np.ndarray, gen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Flows t -> t+1 of the ground-truth and the generated frames: two (N-1, H, W, 2) arrays."""
+    def flow_run(self, frames: np.ndarray) -> np.ndarray:
+        """(N-1, H, W, 2) flows t -> t+1 of one contiguous run of RGB uint8 frames (N, H, W, 3)."""
         raise NotImplementedError
+
+    def flows(self, frames: np.ndarray, step: int) -> np.ndarray:
+        """Flows of all consecutive pairs of a clip, `step` pairs per call to `flow_run`."""
+        step = max(1, step)
+        runs = [self.flow_run(frames[s : s + step + 1]) for s in range(0, len(frames) - 1, step)]
+        return np.concatenate(runs) if runs else np.zeros((0, *frames.shape[1:3], 2), np.float32)
+
+    def add_flows(self, f_gt: np.ndarray, f_gen: np.ndarray, src_gt: np.ndarray, src_gen: np.ndarray) -> None:
+        """Add the DME_t of pairs whose flows are given; src_* are the pairs' first frames."""
+        values, kept = dme_terms(f_gt, f_gen, src_gt, src_gen)
+        self.total += float(values[kept].sum())
+        self.count += int(kept.sum())
+        self.skipped += int((~kept).sum())
+        self._set_note()
 
     def add_run(self, pred: Any, target: Any) -> None:
         """Add the consecutive pairs of one contiguous run of frames (RGB uint8 (N, H, W, 3));
@@ -127,24 +141,23 @@ class _DME(Metric):
         pred, target = np.asarray(pred), np.asarray(target)
         if pred.shape != target.shape:
             raise ValueError(f"{self.name}: generated frames {pred.shape} vs ground truth {target.shape}")
-        if len(pred) < 2:
-            return
-        f_gt, f_gen = self.pair_flows(target, pred)
-        values, kept = dme_terms(f_gt, f_gen, target[:-1], pred[:-1])
-        self.total += float(values[kept].sum())
-        self.count += int(kept.sum())
-        self.skipped += int((~kept).sum())
-        self._set_note()
+        if len(pred) >= 2:
+            self.add_flows(self.flow_run(target), self.flow_run(pred), target[:-1], pred[:-1])
 
     def _set_note(self) -> None:
         n = self.count + self.skipped
         self.note = f"{self.skipped} of {n} frame pairs without ground-truth motion skipped" if self.skipped else None
 
     def update_pair(self, pair: EvalPair) -> None:
-        """All consecutive pairs of the face crops, `pair.batch_size` pairs per flow batch."""
-        step = max(1, pair.batch_size)
-        for s in range(0, pair.n_frames - 1, step):
-            self.add_run(pair.pred_crops[s : s + step + 1], pair.gt_crops[s : s + step + 1])
+        """All consecutive pairs of the face crops, `pair.batch_size` pairs per flow batch. The
+        ground-truth flows are computed once per clip and shared by every method."""
+        if pair.pred_crops.shape != pair.gt_crops.shape:
+            raise ValueError(f"{self.name}: generated crops {pair.pred_crops.shape} vs ground truth {pair.gt_crops.shape}")
+        if pair.n_frames < 2:
+            return
+        f_gt = pair.ground_truth(f"{self.id}/flows", lambda: self.flows(pair.gt_crops, pair.batch_size))
+        f_gen = f_gt if pair.pred_is_gt else self.flows(pair.pred_crops, pair.batch_size)
+        self.add_flows(f_gt, f_gen, pair.gt_crops[:-1], pair.pred_crops[:-1])
 
     def compute(self) -> float:
         if self.count == 0:
@@ -185,12 +198,8 @@ class DME(_DME):
         net.load_state_dict(load_state_dict(path))
         return net.eval().to(self.device)
 
-    def pair_flows(self, gt, gen):
-        p = len(gt) - 1
-        first = np.concatenate([gt[:-1], gen[:-1]])
-        second = np.concatenate([gt[1:], gen[1:]])
-        flow = raft_flow(self.model(), first, second, self.device)
-        return flow[:p], flow[p:]
+    def flow_run(self, frames):
+        return raft_flow(self.model(), frames[:-1], frames[1:], self.device)
 
 
 @METRICS.register("dme_dis")
@@ -203,9 +212,9 @@ class DMEDIS(_DME):
     def protocol_fields(self) -> tuple[str, ...]:
         return (f"dis_{self.preset}",)
 
-    def pair_flows(self, gt, gen):
+    def flow_run(self, frames):
         import cv2
 
         if self._dis is None:
             self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[self.preset])
-        return dis_flow(gt, dis=self._dis), dis_flow(gen, dis=self._dis)
+        return dis_flow(frames, dis=self._dis)

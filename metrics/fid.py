@@ -53,17 +53,35 @@ def build_inception(path: Path, device: str = "cpu"):
     return model.eval().to(device)
 
 
+def distinct_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the first copy of each distinct frame, inverse map): frames[first][inverse] == frames."""
+    import hashlib
+
+    seen: dict[bytes, int] = {}
+    inverse = np.empty(len(frames), dtype=np.int64)
+    first = []
+    for i, f in enumerate(frames):
+        h = hashlib.blake2b(np.ascontiguousarray(f).data, digest_size=16).digest()
+        if h not in seen:
+            seen[h] = len(first)
+            first.append(i)
+        inverse[i] = seen[h]
+    return np.asarray(first, dtype=np.int64), inverse
+
+
 def inception_features(model, frames: np.ndarray, device: str, batch_size: int = 50) -> np.ndarray:
     """(N, 2048) float32 pool3 activations of RGB uint8 frames (N, H, W, 3); pytorch-fid's
-    get_activations on in-memory images (ToTensor scaling to [0, 1], its own 299x299 bilinear resize)."""
+    get_activations on in-memory images (ToTensor scaling to [0, 1], its own 299x299 bilinear resize).
+    Identical frames (a frozen output) go through the network once."""
     import torch
 
-    out = np.empty((len(frames), 2048), dtype=np.float32)
+    first, inverse = distinct_frames(frames)
+    out = np.empty((len(first), 2048), dtype=np.float32)
     with torch.inference_mode():
-        for i in range(0, len(frames), batch_size):
-            x = to_nchw(frames[i : i + batch_size], device)
+        for i in range(0, len(first), batch_size):
+            x = to_nchw(frames[first[i : i + batch_size]], device)
             out[i : i + len(x)] = model(x)[0].squeeze(-1).squeeze(-1).cpu().numpy()
-    return out
+    return out if len(first) == len(frames) else out[inverse]
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray, device: str = "cpu") -> float:
@@ -107,8 +125,10 @@ class FID(Metric):
         return self.lazy_weights(FID_WEIGHTS, lambda path: build_inception(path, self.device))
 
     def update_pair(self, pair: EvalPair) -> None:
-        self.pred.append(inception_features(self.model(), pair.pred_crops, self.device))
-        self.target.append(self._gt_features(pair))
+        """The ground truth's features come from the cache; a method that returns them unchanged reuses them."""
+        gt = self._gt_features(pair)
+        self.pred.append(gt if pair.pred_is_gt else inception_features(self.model(), pair.pred_crops, self.device))
+        self.target.append(gt)
         self.count += pair.n_frames
 
     def _gt_features(self, pair: EvalPair) -> np.ndarray:

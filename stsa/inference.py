@@ -15,13 +15,14 @@ heatmap, as the official script does (a defect); by default each reference has i
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import pipeline as P
-from .precision import check_precision
+from .precision import check_precision, emulation_warning
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,18 @@ class STSAGenerator:
         self.options = options or STSAOptions()
         check_precision(self.options.precision)
         self.device = torch.device(device)
+        warning = emulation_warning(self.options.precision, self.device.type)
+        if warning:
+            warnings.warn(warning, stacklevel=2)
         self.guidance = guidance.to(self.device).eval()
         self.renderer = renderer.to(self.device).eval()
         self.wav2vec2 = wav2vec2.to(self.device).eval()
 
     def _autocast(self):
         p = self.options.precision
-        if p == "fp32" or self.device.type != "cuda":
+        if p == "fp32":
             return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast("cuda", dtype=torch.bfloat16 if p == "bf16" else torch.float16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if p == "bf16" else torch.float16)
 
     def prepare(self, clip: ClipInputs, n_frames: int | None = None) -> dict:
         """Crops, boxes, heatmaps, references and audio windows (numpy), all model-free except wav2vec2."""

@@ -52,11 +52,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     outcome = run(cfg)
+    if not outcome.summary:
+        return 0  # a rank other than 0 of a sharded run: rank 0 reports
     print(outcome.summary)
     print(
         f"{len(outcome.rows)} rows ({outcome.n_new} new, {outcome.n_failed} failed) in {time.time() - t0:.1f} s -> "
         f"{outcome.out / 'results.jsonl'}"
     )
+    if outcome.timing:
+        print(f"{outcome.timing['line']} ({outcome.out / 'timing.json'})")
     return 0
 
 
@@ -97,17 +101,21 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .core.preprocess import Preprocessor
+    from .core.ranks import current_rank
     from .core.suites import load_suite
-    from .runner import report_unavailable, suite_context
+    from .runner import my_clips, report_unavailable, suite_context
 
     cfg = load_config(args)
+    rank = current_rank()
     clips = load_suite(suite_context(cfg))
-    report_unavailable(cfg.suite, clips, lambda m: print(m, file=sys.stderr))
+    if rank.is_main:
+        report_unavailable(cfg.suite, clips, lambda m: print(m, file=sys.stderr))
     prep = Preprocessor(cfg.preprocess, cfg.cache_dir)
     rows, hits, failed = [], 0, 0
     t0 = time.time()
+    show = cfg.runtime.progress and rank.is_main
     try:
-        for clip in tqdm(clips, desc=f"prepare {cfg.suite}", unit="clip", disable=None if cfg.runtime.progress else True):
+        for clip in tqdm(my_clips(clips, rank, cfg.preprocess.fps), desc=f"prepare {cfg.suite}", unit="clip", disable=None if show else True):
             hit = not clip.error and prep.is_cached(clip)
             try:
                 p = prep.prepare(clip)
@@ -120,6 +128,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                 rows.append((clip.id, "-", "-", f"failed: {one_line(exc)}"))
     finally:
         prep.close()
+    gathered = rank.gather((rows, hits, failed))
+    if not rank.is_main:
+        return 0
+    order = {c.id: i for i, c in enumerate(clips)}
+    rows = sorted((r for g in gathered for r in g[0]), key=lambda r: order[r[0]])
+    hits, failed = sum(g[1] for g in gathered), sum(g[2] for g in gathered)
     width = max(len(r[0]) for r in rows) if rows else 4
     print(f"{'clip':<{width}}  frames  with face  status")
     for cid, n, nf, status in rows:

@@ -8,22 +8,33 @@ never stops the run: it becomes `failed` rows with a one-line reason naming the 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
-import os
 import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .core.config import RESUME_FREE_KEYS, RunConfig, flatten
-from .core.errors import ClipError, ConfigError, one_line
-from .core.paths import atomic_write_bytes, atomic_write_text
+from .core.config import RunConfig
+from .core.errors import ClipError, one_line
+from .core.paths import atomic_write_text, file_lock
 from .core.provenance import git_sha, harness_version
+from .core.ranks import Rank, current_rank, shard
 from .core.registry import METHODS, METRICS
 from .core.results import POOLED_CLIP, ResultRow, append_rows, read_rows, rewrite_rows
-from .core.suites import Clip, SuiteContext, load_suite, manifest_hash
+from .core.suites import Clip, SuiteContext, load_suite
+from .core.timing import StageTimer
+from .run_files import (
+    GT_STRIP,
+    Partials,
+    digest,
+    init_run_dir,
+    merge_timing,
+    save_strip,
+    strip_path,
+    write_manifest,
+    write_timing,
+)
 
 Log = Callable[[str], None]
 
@@ -38,6 +49,7 @@ class RunOutcome:
     rows: list[ResultRow]
     summary: str
     n_new: int
+    timing: dict | None = None
 
     @property
     def n_failed(self) -> int:
@@ -56,36 +68,6 @@ def report_unavailable(suite: str, clips: list[Clip], log: Log) -> None:
             log(f"  {c.id}: {c.error}")
 
 
-def init_run_dir(out: Path, cfg: RunConfig) -> None:
-    """Save the resolved config once (read-only); refuse to resume a run made with another config."""
-    run_json = out / "run.json"
-    if run_json.is_file():
-        prev = json.loads(run_json.read_text())
-        if prev["config_hash"] != cfg.config_hash:
-            a = {k: v for k, v in flatten(prev["config"]).items() if k.split(".")[0] not in RESUME_FREE_KEYS}
-            b = {k: v for k, v in flatten(cfg.resolved).items() if k.split(".")[0] not in RESUME_FREE_KEYS}
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            raise ConfigError(
-                f"{out} holds a run made with another config (hash {prev['config_hash']}, now {cfg.config_hash}; "
-                f"differs in {', '.join(diff[:8])}); use another --out"
-            )
-        return
-    from omegaconf import OmegaConf
-
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path = out / "config.yaml"
-    atomic_write_text(cfg_path, OmegaConf.to_yaml(OmegaConf.create(dict(cfg.resolved))))
-    os.chmod(cfg_path, 0o444)
-    info = {
-        "config_hash": cfg.config_hash,
-        "git_sha": git_sha(),
-        "harness_version": harness_version(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": dict(cfg.resolved),
-    }
-    atomic_write_text(run_json, json.dumps(info, indent=1))
-
-
 @dataclass
 class RunParts:
     """What every stage of one run shares: its config, plugins, preprocessing, outputs and row factory."""
@@ -97,6 +79,8 @@ class RunParts:
     partials: "Partials"
     rows: "RowFactory"
     results: Path
+    timer: StageTimer
+    rank: Rank = Rank()
 
     @property
     def out(self) -> Path:
@@ -141,13 +125,13 @@ class RowFactory:
         """One line naming the file; unexpected errors also leave their traceback in errors.log."""
         if isinstance(exc, ClipError):
             return one_line(exc)
-        with open(self.errors_log, "a", encoding="utf-8") as f:
+        with file_lock(self.errors_log), open(self.errors_log, "a", encoding="utf-8") as f:
             f.write(f"--- {clip.id} ({clip.video})\n{traceback.format_exc()}\n")
         return f"{clip.video}: {one_line(exc)}"
 
 
-def build_parts(cfg: RunConfig) -> RunParts:
-    """Methods and metrics built from the config; the run folder initialised; finished rows kept."""
+def build_parts(cfg: RunConfig, rank: Rank = Rank()) -> RunParts:
+    """Methods and metrics built from the config, on this rank's device."""
     from baselines import build_method
     from baselines.base import MethodEnv
     from metrics import build_metric
@@ -155,21 +139,17 @@ def build_parts(cfg: RunConfig) -> RunParts:
 
     from .core.preprocess import Preprocessor
 
-    env = MethodEnv(cfg.runtime.device, cfg.weights, cfg.out, cfg.seed)
+    device = rank.device(cfg.runtime.device)
+    env = MethodEnv(device, cfg.weights, cfg.out, cfg.seed)
     methods = {name: build_method(cfg.method_of(name), cfg.options_for(name), env, label=name) for name in cfg.methods}
     crop_tag, decode_tag = cfg.preprocess.crop_tag(), cfg.preprocess.decode_tag()
     metrics = [
-        build_metric(n, crop_tag, cfg.runtime.device, cfg.options_for(options_key(n)), cfg.weights, cfg.cache_dir, decode_tag)
+        build_metric(n, crop_tag, device, cfg.options_for(options_key(n)), cfg.weights, cfg.cache_dir, decode_tag)
         for n in cfg.metrics
     ]
-    return RunParts(cfg, methods, metrics, Preprocessor(cfg.preprocess, cfg.cache_dir), Partials(cfg.out), RowFactory(cfg, methods), cfg.out / "results.jsonl")
-
-
-def write_manifest(out: Path, suite: str, clips: list[Clip]) -> None:
-    manifest = out / "manifest.json"
-    if not manifest.is_file():
-        listing = {c.id: {"video": str(c.video), "audio": str(c.audio) if c.audio else None, "sha256": c.sha256, "error": c.error} for c in clips}
-        atomic_write_text(manifest, json.dumps({"suite": suite, "manifest_hash": manifest_hash(clips), "clips": listing}, indent=1))
+    timer = StageTimer()
+    prep = Preprocessor(cfg.preprocess, cfg.cache_dir, timer)
+    return RunParts(cfg, methods, metrics, prep, Partials(cfg.out), RowFactory(cfg, methods), cfg.out / "results.jsonl", timer, rank)
 
 
 def finished_keys(parts: RunParts) -> set[tuple]:
@@ -193,37 +173,67 @@ def pending_work(parts: RunParts, clip: Clip, done: set[tuple]) -> dict[str, lis
     return work
 
 
+def my_clips(clips: list[Clip], rank: Rank, fps: int) -> list[Clip]:
+    """This rank's clips: all of them, or its share balanced by frame count (see ranks.shard)."""
+    if not rank.sharded:
+        return clips
+    from .core.media import probe_frames
+
+    cost = {c.id: 0 if c.error else probe_frames(c.video, fps) for c in clips}
+    return shard(clips, rank.world_size, lambda c: cost[c.id], lambda c: c.id)[rank.rank]
+
+
 def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
-    """Every clip through the stages: prepare -> generate per method -> score -> rows; then pooled rows and the summary."""
+    """Every clip through the stages: prepare -> generate per method -> score -> rows; then pooled rows and the summary.
+
+    Under torchrun each rank scores its share of the clips into the same results file; rank 0 prepares
+    the run folder before and writes the pooled rows, summary and timing after the others are done."""
+    rank = current_rank()
     METHODS.check([cfg.method_of(m) for m in cfg.methods])
     METRICS.check(cfg.metrics)
     clips = load_suite(suite_context(cfg))
-    report_unavailable(cfg.suite, clips, log)
-    parts = build_parts(cfg)
-    init_run_dir(cfg.out, cfg)
-    write_manifest(cfg.out, cfg.suite, clips)
-    done = finished_keys(parts)
+    init_run_dir(cfg.out, cfg, write=False)
+    parts = build_parts(cfg, rank)
+    n_before = 0
+    if rank.is_main:
+        report_unavailable(cfg.suite, clips, log)
+        init_run_dir(cfg.out, cfg)
+        write_manifest(cfg.out, cfg.suite, clips)
+        n_before = len(finished_keys(parts))
+    rank.barrier()
+    done = {r.key for r in read_rows(parts.results)}
 
     from tqdm import tqdm
 
-    n_new = n_failed = 0
-    bar = tqdm(clips, desc=f"run {cfg.suite}", unit="clip", disable=None if cfg.runtime.progress else True, file=sys.stderr)
+    mine = my_clips(clips, rank, cfg.preprocess.fps)
+    n_failed = 0
+    show = cfg.runtime.progress and rank.is_main
+    bar = tqdm(mine, desc=f"run {cfg.suite}", unit="clip", disable=None if show else True, file=sys.stderr)
     try:
         for clip in bar:
             work = pending_work(parts, clip, done)
             if not work:
                 continue
             for rows in evaluate_clip(parts, clip, work):
-                append_rows(parts.results, rows)
-                n_new += len(rows)
+                with parts.timer.stage("io"):
+                    append_rows(parts.results, rows)
                 n_failed += sum(r.status == "failed" for r in rows)
             bar.set_postfix(failed=n_failed, refresh=False)
     finally:
         bar.close()
         parts.prep.close()
 
-    n_new += finish_pooled(parts, clips)
-    return write_summary(parts, n_new)
+    if rank.sharded:
+        timing = write_timing(cfg.out, parts.timer, cfg.suite, rank)
+        rank.barrier()
+        if not rank.is_main:
+            return RunOutcome(out=cfg.out, rows=[], summary="", n_new=0, timing=timing)
+    finish_pooled(parts, clips)
+    outcome = write_summary(parts, len(read_rows(parts.results)) - n_before)
+    outcome.timing = write_timing(cfg.out, parts.timer, cfg.suite, rank)
+    if rank.sharded:
+        outcome.timing = merge_timing(cfg.out, cfg.suite, rank.world_size)
+    return outcome
 
 
 def write_summary(parts: RunParts, n_new: int) -> RunOutcome:
@@ -239,36 +249,6 @@ def write_summary(parts: RunParts, n_new: int) -> RunOutcome:
     return RunOutcome(out=cfg.out, rows=rows, summary=header + summary, n_new=n_new)
 
 
-class Partials:
-    """Per-clip partial states of pooled metrics: `<out>/partials/<method>/<metric-key>/<clip-sha>.npz`."""
-
-    def __init__(self, out: Path):
-        self.root = out / "partials"
-
-    def path(self, method: str, metric, clip: Clip) -> Path:
-        from .core.paths import cache_key
-
-        return self.root / method / cache_key("metric-id", params=metric.id)[:16] / f"{clip.sha256}.npz"
-
-    def has(self, method: str, metric, clip: Clip) -> bool:
-        return bool(clip.sha256) and self.path(method, metric, clip).is_file()
-
-    def save(self, method: str, metric, clip: Clip, state: dict) -> None:
-        import io
-
-        import numpy as np
-
-        buf = io.BytesIO()
-        np.savez(buf, **state)
-        atomic_write_bytes(self.path(method, metric, clip), buf.getvalue())
-
-    def load(self, method: str, metric, clip: Clip) -> dict:
-        import numpy as np
-
-        with np.load(self.path(method, metric, clip)) as z:
-            return {k: z[k] for k in z.files}
-
-
 def finish_pooled(parts: RunParts, clips: list[Clip]) -> int:
     """One row per (method, pooled metric) from the saved partials; recomputed when the clip set changed."""
     existing = {r.key: r for r in read_rows(parts.results)}
@@ -278,17 +258,18 @@ def finish_pooled(parts: RunParts, clips: list[Clip]) -> int:
             have = [c for c in clips if parts.partials.has(method, metric, c)]
             signature = f"{len(have)} clips: " + ",".join(sorted(c.sha256[:8] for c in have))
             prev = existing.get((suite, POOLED_CLIP, method, metric.id))
-            if prev is not None and prev.clip_sha256 == _digest(signature):
+            if prev is not None and prev.clip_sha256 == digest(signature):
                 continue
-            pseudo = Clip(POOLED_CLIP, Path(suite), sha256=_digest(signature))
+            pseudo = Clip(POOLED_CLIP, Path(suite), sha256=digest(signature))
             if not have:
                 new.append(parts.rows.make(pseudo, method, metric, error=f"no clip could be scored for {metric.name} ({method})"))
                 continue
             try:
-                metric.reset()
-                for c in have:
-                    metric.merge(parts.partials.load(method, metric, c))
-                value = metric.compute()
+                with parts.timer.stage(f"pooled/{metric.name}"):
+                    metric.reset()
+                    for c in have:
+                        metric.merge(parts.partials.load(method, metric, c))
+                    value = metric.compute()
                 new.append(parts.rows.make(pseudo, method, metric, value=value, n_frames=metric.count, note=metric.note))
             except Exception as exc:  # noqa: BLE001
                 new.append(parts.rows.make(pseudo, method, metric, error=f"{metric.name} over {len(have)} clips: {one_line(exc)}"))
@@ -296,46 +277,18 @@ def finish_pooled(parts: RunParts, clips: list[Clip]) -> int:
     return len(new)
 
 
-def _digest(text: str) -> str:
-    from .core.paths import sha256_bytes
-
-    return sha256_bytes(text.encode())
-
-
-GT_STRIP = "_ground_truth"
-STRIP_FRAMES = 4
-
-
-def strip_path(out: Path, method: str, clip: Clip) -> Path:
-    return out / "strips" / method / (clip.id.replace("/", "__") + ".png")
-
-
-def save_strip(out: Path, method: str, clip: Clip, crops) -> None:
-    """A PNG of the mouth region (rows 60%-95%, columns 20%-80% of the face crop, zoomed 2x) of
-    STRIP_FRAMES evenly spaced frames, for the report's frame strips."""
-    import cv2
-    import numpy as np
-
-    n, s = len(crops), crops.shape[1]
-    idx = np.linspace(0, n - 1, min(STRIP_FRAMES, n)).round().astype(int)
-    y0, y1, x0, x1 = int(0.6 * s), int(0.95 * s), int(0.2 * s), int(0.8 * s)
-    tiles = [cv2.resize(crops[i, y0:y1, x0:x1], None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST) for i in idx]
-    ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
-    if ok:
-        atomic_write_bytes(strip_path(out, method, clip), png.tobytes())
-
-
 def evaluate_clip(parts: RunParts, clip: Clip, work: dict[str, list]) -> Iterator[list[ResultRow]]:
     """One clip: prepare it once, then per method generate, build the EvalPair and score; yields rows per method."""
     try:
-        prepared, frames = parts.prep.prepare(clip), parts.prep.frames(clip)
+        prepared, frames = parts.prep.prepare_with_frames(clip)
     except Exception as exc:  # noqa: BLE001 - any bad input becomes rows
         yield parts.rows.failed(clip, work, parts.rows.reason(exc, clip))
         return
     sample = make_sample(parts.cfg, clip, prepared, frames)
+    gt_memo: dict = {}
     for name, pending in work.items():
         try:
-            pair = generate_pair(parts, clip, prepared, sample, name)
+            pair = generate_pair(parts, clip, prepared, sample, name, gt_memo)
         except Exception as exc:  # noqa: BLE001
             yield parts.rows.failed(clip, {name: pending}, parts.rows.reason(exc, clip))
             continue
@@ -349,25 +302,29 @@ def make_sample(cfg: RunConfig, clip: Clip, prepared, frames):
     return Sample(clip.id, frames, prepared.audio, pp.fps, pp.sample_rate, prepared.landmarks, prepared.boxes, clip.sha256)
 
 
-def generate_pair(parts: RunParts, clip: Clip, prepared, sample, name: str):
-    """The method's output for this clip as an EvalPair against the ground truth (strips and videos saved)."""
+def generate_pair(parts: RunParts, clip: Clip, prepared, sample, name: str, gt_memo: dict | None = None):
+    """The method's output for this clip as an EvalPair against the ground truth (strips and videos saved);
+    `gt_memo` carries the metrics' ground-truth-only work from one method's pair to the next."""
     from metrics.base import EvalPair
 
     from .core.preprocess import crop_faces
 
-    cfg, frames = parts.cfg, sample.frames
-    gen = parts.methods[name].generate(sample)
+    cfg, frames, timer = parts.cfg, sample.frames, parts.timer
+    with timer.stage(f"generate/{name}"):
+        gen = parts.methods[name].generate(sample)
     if gen.frames.shape != frames.shape:
         raise ClipError(f"{clip.video}: method {name} returned frames of shape {tuple(gen.frames.shape)}, expected {tuple(frames.shape)}")
     pp = cfg.preprocess
-    gen_crops = prepared.crops if gen.frames is frames else crop_faces(gen.frames, prepared.boxes, pp.crop_size)
-    save_strip(cfg.out, name, clip, gen_crops)
-    if not strip_path(cfg.out, GT_STRIP, clip).is_file():
-        save_strip(cfg.out, GT_STRIP, clip, prepared.crops)
-    if cfg.runtime.save_videos:
-        from .core.media import write_video
+    with timer.stage("crop"):
+        gen_crops = prepared.crops if gen.frames is frames else crop_faces(gen.frames, prepared.boxes, pp.crop_size)
+    with timer.stage("io"):
+        save_strip(cfg.out, name, clip, gen_crops)
+        if not strip_path(cfg.out, GT_STRIP, clip).is_file():
+            save_strip(cfg.out, GT_STRIP, clip, prepared.crops)
+        if cfg.runtime.save_videos:
+            from .core.media import write_video
 
-        write_video(cfg.out / "videos" / name / f"{clip.id}.mp4", gen.frames, pp.fps, gen.audio, pp.sample_rate, lossless=False)
+            write_video(cfg.out / "videos" / name / f"{clip.id}.mp4", gen.frames, pp.fps, gen.audio, pp.sample_rate, lossless=False)
     return EvalPair(
         clip_id=clip.id,
         video=clip.video,
@@ -388,6 +345,7 @@ def generate_pair(parts: RunParts, clip: Clip, prepared, sample, name: str):
         clip_sha256=clip.sha256,
         batch_size=max(1, cfg.runtime.batch_size),
         memo={"method_note": gen.note},
+        gt_memo={} if gt_memo is None else gt_memo,
     )
 
 
@@ -396,10 +354,12 @@ def score(parts: RunParts, clip: Clip, pair, pending: list) -> list[ResultRow]:
     rows = []
     for metric in pending:
         try:
-            metric.reset()
-            metric.update_pair(pair)
+            with parts.timer.stage(f"metric/{metric.name}"):
+                metric.reset()
+                metric.update_pair(pair)
             if metric.pooled:
-                parts.partials.save(pair.method, metric, clip, metric.state())
+                with parts.timer.stage("io"):
+                    parts.partials.save(pair.method, metric, clip, metric.state())
                 continue
             value = metric.compute()
             if not math.isfinite(value):

@@ -10,8 +10,12 @@ from stsa_bench.core.paths import shared_root
 LRS2_CLIP = "smeetrs__deep_avsr__00004"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
+    """Benchmarks run once each, as tests, unless `--benchmark-enable` asks for timings (README, Development)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
+    if hasattr(config.option, "benchmark_disable"):
+        config.option.benchmark_disable = True
 
 
 def pytest_collection_modifyitems(config, items):

@@ -103,6 +103,18 @@ def bad_inputs(folder: Path) -> dict[str, tuple[str, str]]:
     return cases
 
 
+def smoke(benchmark) -> bool:
+    """True under --benchmark-disable (set by tests/conftest.py unless --benchmark-enable; so in CI): each benchmark
+    body runs once, as a test, on the reduced workload it passes; `--benchmark-enable` measures the full one."""
+    return bool(getattr(benchmark, "disabled", False))
+
+
+def mean_s(benchmark, fallback_s: float) -> float:
+    """Mean seconds per round from pytest-benchmark, or `fallback_s` (one direct timing) when disabled."""
+    stats = getattr(benchmark, "stats", None)
+    return stats.stats.mean if stats is not None else fallback_s
+
+
 def bench_frames_per_s(benchmark, fn, n_frames: int, rounds: int = 3, warmup_rounds: int = 0, args: tuple = ()):
     """Run `fn` under pytest-benchmark and record frames/s in extra_info (also under --benchmark-disable,
     where the one call is timed directly). Returns fn's result."""
@@ -110,10 +122,8 @@ def bench_frames_per_s(benchmark, fn, n_frames: int, rounds: int = 3, warmup_rou
 
     t0 = time.perf_counter()
     result = benchmark.pedantic(fn, args=args, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
-    stats = getattr(benchmark, "stats", None)
-    mean = stats.stats.mean if stats is not None else time.perf_counter() - t0
     benchmark.extra_info["frames"] = n_frames
-    benchmark.extra_info["frames_per_s"] = round(n_frames / mean, 1)
+    benchmark.extra_info["frames_per_s"] = round(n_frames / mean_s(benchmark, time.perf_counter() - t0), 1)
     return result
 
 

@@ -1,8 +1,8 @@
 """pytest-benchmark: STSA frames/s on this machine's device (CPU here), golden-formula weights, float32.
 
 `networks`: guidance net + renderer forward for a batch of 8 frames (inputs already on the device).
-`pipeline`: method `stsa` on 12 frames of the LRS2-format shared clip (wav2vec2 tiny config, heatmaps,
-crops, both networks at batch 12, soft-mask paste-back)."""
+`pipeline`: method `stsa` on the first N = 6 frames of the LRS2-format shared clip (wav2vec2 tiny config, heatmaps,
+crops, both networks at batch N, soft-mask paste-back)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from baselines import build_method
 from baselines.base import MethodEnv
 
-from .helpers import bench_frames_per_s
+from .helpers import bench_frames_per_s, smoke
 from .test_stsa_method import N, short_sample, stsa_weights  # noqa: F401 - fixtures
 
 
@@ -45,7 +45,7 @@ def test_bench_stsa_networks(benchmark, stsa_weights):  # noqa: F811
     from stsa.guidance import load_guidance
     from stsa.renderer import load_renderer
 
-    device, b = resolve_device("auto"), 8
+    device, b = resolve_device("auto"), 2 if smoke(benchmark) else 8
     guidance, renderer = load_guidance(stsa_weights["heatmap_ckpt"], device), load_renderer(stsa_weights["renderer_ckpt"], device)
     audio, pose, refs, face, ref_imgs, ref_h = network_inputs(b, device)
 
@@ -79,7 +79,7 @@ def test_bench_stsa_official_one_frame_loop(benchmark, stsa_weights):  # noqa: F
     from stsa.guidance import load_guidance
     from stsa.training.renderer_losses import FaceRendererTrainer
 
-    device, n = resolve_device("auto"), 8
+    device, n = resolve_device("auto"), 2 if smoke(benchmark) else 8
     guidance = load_guidance(stsa_weights["heatmap_ckpt"], device)
     official = FaceRendererTrainer()
     official.load_state_dict(torch.load(stsa_weights["renderer_ckpt"], weights_only=True)["state_dict"])

@@ -320,3 +320,30 @@ def test_cli_run_lipmd_and_dme_dis(cache_dir, tmp_path):
     assert dme["gt"].n_frames == dme["static"].n_frames > 0
     assert (out / "summary.md").is_file()
     assert "dme_dis" in (out / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_ground_truth_flows_are_computed_once_per_clip(cache_dir, tmp_path, monkeypatch):
+    """Three methods on each demo clip: the ground truth's flows are computed once per clip, each method's
+    own flows once (methods that return the ground-truth frames reuse them), and the values equal a run
+    of each method alone."""
+    from metrics.dme import DMEDIS
+    from stsa_bench.cli import main
+    from stsa_bench.core.results import read_rows
+
+    calls = []
+    original = DMEDIS.flows
+    monkeypatch.setattr(DMEDIS, "flows", lambda self, frames, step: calls.append(len(frames)) or original(self, frames, step))
+    out = tmp_path / "run"
+    rc = main(["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}", "--methods", "gt,static,shift",
+               "--metrics", "dme_dis", "suite.n_clips=2", "runtime.progress=false"])  # fmt: skip
+    assert rc == 0
+    assert len(calls) == 2 * (1 + 1), "per clip: the ground truth's, then static's (gt and shift return the ground-truth frames)"
+
+    rows = {r.method: r for r in read_rows(out / "results.jsonl")}
+    fresh = tmp_path / "fresh"
+    for method in ("static", "shift"):
+        assert main(["run", "--suite", "demo", "--out", str(fresh / method), f"cache_dir={cache_dir}", "--methods", method,
+                     "--metrics", "dme_dis", "suite.n_clips=2", "runtime.progress=false"]) == 0  # fmt: skip
+        alone = read_rows(fresh / method / "results.jsonl")[0]
+        assert alone.value == rows[method].value and alone.n_frames == rows[method].n_frames

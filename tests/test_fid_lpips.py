@@ -194,3 +194,39 @@ def test_ssim_variants_against_their_reference_packages(shared):
     psnr = build_metric("psnr", TAG)
     psnr.update(pred, gt)
     assert psnr.compute() == pytest.approx(float(piq.psnr(t(pred), t(gt), data_range=1.0, reduction="none").mean()), abs=1e-5)
+
+
+class _CountingNet:
+    """A stand-in feature network: per-image mean colour tiled to 2048 values; counts the images it sees."""
+
+    def __init__(self):
+        self.seen = 0
+
+    def __call__(self, x):
+        self.seen += len(x)
+        return [x.mean(dim=(2, 3)).repeat(1, 683)[:, :2048, None, None]]
+
+
+def test_identical_frames_go_through_the_network_once():
+    rng = np.random.default_rng(0)
+    distinct = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    frames = distinct[[0, 0, 1, 0, 2, 2, 1]]
+    net = _CountingNet()
+    feats = inception_features(net, frames, "cpu", batch_size=2)
+    assert net.seen == 3
+    one_by_one = np.concatenate([inception_features(_CountingNet(), f[None], "cpu") for f in frames])
+    np.testing.assert_array_equal(feats, one_by_one)
+
+
+def test_ground_truth_method_reuses_the_ground_truth_features(monkeypatch, tmp_path):
+    import metrics.fid as fid
+
+    calls = []
+    monkeypatch.setattr(fid, "inception_features", lambda model, frames, device: calls.append(len(frames)) or np.ones((len(frames), 4)))
+    metric = build_metric("fid", TAG, weights={"fid": str(tmp_path / "unused.pth")})
+    monkeypatch.setattr(metric, "model", lambda: None)
+    crops = np.zeros((5, 8, 8, 3), np.uint8)
+    metric.update(crops, crops)
+    assert calls == [5], "one pass for the ground truth, reused for the generated side"
+    metric.update(crops, crops.copy())
+    assert calls == [5, 5, 5]

@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from .data import StepBatchSampler
+from ..precision import emulation_warning
 from .options import TrainOptions
 from .tasks import Nets
 
@@ -94,6 +95,9 @@ class Engine:
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() and opts.device != "cpu" else "gloo")
         self.device = pick_device(opts.device, self.local_rank)
+        warning = emulation_warning(opts.precision, self.device.type)
+        if warning and self.rank == 0:
+            self.log(f"warning: {warning}")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.models = {k: m.to(self.device) for k, m in task.models.items()}

@@ -45,6 +45,21 @@ def _open(path: Path):
         raise ClipError(f"{path}: cannot be opened as media ({_reason(exc, path)})") from exc
 
 
+def probe_frames(path: Path, fps: int = 25) -> int:
+    """Frames the clip will have at `fps`, from the container's declared duration (0 when unreadable):
+    a cost estimate for sharding, not a decode."""
+    try:
+        with _open(path) as container:
+            if container.duration:
+                return int(round(container.duration / 1_000_000 * fps))
+            video = container.streams.video
+            if video and video[0].duration and video[0].time_base:
+                return int(round(float(video[0].duration * video[0].time_base) * fps))
+    except Exception:  # noqa: BLE001 - a bad file is reported when it is decoded
+        return 0
+    return 0
+
+
 FPS_MODES = ("ffmpeg_cfr", "nearest")
 
 

@@ -17,6 +17,7 @@ from .config import PREP_VERSION, PreprocessConfig
 from .errors import ClipError
 from .paths import build_dir_atomically, cache_key, entry_dir
 from .suites import Clip
+from .timing import NullTimer, StageTimer
 
 
 @dataclass
@@ -149,9 +150,10 @@ def paste_faces(frames: np.ndarray, crops: np.ndarray, boxes: np.ndarray) -> Non
 class Preprocessor:
     """Prepares clips into the cache, reusing one FaceMesh instance."""
 
-    def __init__(self, cfg: PreprocessConfig, cache_dir: Path):
+    def __init__(self, cfg: PreprocessConfig, cache_dir: Path, timer: StageTimer | None = None):
         self.cfg = cfg
         self.cache_dir = Path(cache_dir)
+        self.timer = timer or NullTimer()
         self._detector = None
 
     def detect(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,18 +173,27 @@ class Preprocessor:
 
     def prepare(self, clip: Clip) -> Prepared:
         """Load from cache, or compute and store atomically. Raises ClipError for bad input."""
+        return self.prepare_with_frames(clip, keep_frames=False)[0]
+
+    def prepare_with_frames(self, clip: Clip, keep_frames: bool = True) -> tuple[Prepared, np.ndarray | None]:
+        """`prepare` and the clip's frames at cfg.fps: a cold cache decodes the clip once for both."""
         if clip.error:
             raise ClipError(clip.error)
-        final = self.entry(clip)
+        final, decoded = self.entry(clip), []
         if not (final / "meta.json").is_file():
-            build_dir_atomically(final, lambda tmp: self._build(clip, tmp))
-        return self._load(clip, final)
+            build_dir_atomically(final, lambda tmp: decoded.append(self._build(clip, tmp)))
+        prepared = self._load(clip, final)
+        if not keep_frames:
+            return prepared, None
+        return prepared, decoded[0] if decoded else self.frames(clip)
 
-    def _build(self, clip: Clip, tmp: Path) -> None:
+    def _build(self, clip: Clip, tmp: Path) -> np.ndarray:
         cfg = self.cfg
-        frames, audio, meta = load_media(clip, cfg)
+        with self.timer.stage("decode"):
+            frames, audio, meta = load_media(clip, cfg)
         n, h, w = frames.shape[:3]
-        landmarks, has_face = self.detect(frames)
+        with self.timer.stage("landmarks"):
+            landmarks, has_face = self.detect(frames)
         n_face = int(has_face.sum())
         if n_face == 0:
             raise ClipError(f"{clip.video}: no face found in any of {n} frames")
@@ -190,8 +201,9 @@ class Preprocessor:
             raise ClipError(
                 f"{clip.video}: face found in only {n_face} of {n} frames (preprocess.min_face_ratio={cfg.min_face_ratio})"
             )
-        boxes = face_boxes(landmarks, has_face, w, h, cfg.box_scale, cfg.smooth_sigma)
-        crops = crop_faces(frames, boxes, cfg.crop_size)
+        with self.timer.stage("crop"):
+            boxes = face_boxes(landmarks, has_face, w, h, cfg.box_scale, cfg.smooth_sigma)
+            crops = crop_faces(frames, boxes, cfg.crop_size)
         np.save(tmp / "audio.npy", audio)
         np.save(tmp / "landmarks.npy", landmarks)
         np.save(tmp / "has_face.npy", has_face)
@@ -199,6 +211,7 @@ class Preprocessor:
         np.save(tmp / "crops.npy", crops)
         meta.update(clip=clip.id, sha256=clip.sha256, n_frames=n, n_face=n_face, width=w, height=h, prep=cfg.params())
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        return frames
 
     def _load(self, clip: Clip, final: Path) -> Prepared:
         meta = json.loads((final / "meta.json").read_text())
@@ -219,7 +232,8 @@ class Preprocessor:
         """The clip's frames at cfg.fps (decoded again: cheaper than caching raw frames)."""
         from .media import decode_video
 
-        return decode_video(clip.video, self.cfg.fps, self.cfg.fps_mode)[0]
+        with self.timer.stage("decode"):
+            return decode_video(clip.video, self.cfg.fps, self.cfg.fps_mode)[0]
 
     def close(self) -> None:
         if self._detector is not None:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
-from .paths import atomic_write_text
+from .paths import atomic_write_text, file_lock
 
 STATUSES = ("ok", "failed")
 POOLED_CLIP = "*"
@@ -108,13 +108,19 @@ def rewrite_rows(path: Path, rows: Iterable[ResultRow]) -> None:
 
 
 def append_rows(path: Path, rows: list[ResultRow]) -> None:
-    """Append rows in one write and fsync, so a kill leaves at most one torn line."""
+    """Append rows in one write and fsync under an inter-process lock (ranks of a sharded run share the
+    file). A torn last line left by a killed writer is closed with a newline first, so it stays one
+    unreadable line and never swallows the rows written after it."""
     if not rows:
         return
     data = "".join(check_row(r).to_json() + "\n" for r in rows).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with file_lock(Path(path)):
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,85 @@
+"""Sharded runs under torchrun: this process's rank, its device, its share of the clips, and barriers.
+
+torchrun (`torch.distributed.run`) sets RANK, WORLD_SIZE and LOCAL_RANK; without them a run is rank 0 of
+1 and nothing here touches torch.distributed. With them, a gloo process group carries the barriers (the
+ranks exchange no tensors: each writes its own rows and partials, rank 0 merges once all are done).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import heapq
+import os
+from dataclasses import dataclass
+from typing import Callable, Sequence, TypeVar
+
+T = TypeVar("T")
+
+BARRIER_TIMEOUT = _dt.timedelta(hours=72)
+"""How long a finished rank waits for the slowest one (gloo's default, 30 min, is shorter than a long shard)."""
+
+
+@dataclass(frozen=True)
+class Rank:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def sharded(self) -> bool:
+        return self.world_size > 1
+
+    def device(self, configured: str) -> str:
+        """`auto` -> `cuda:LOCAL_RANK` when CUDA is there and the run is sharded (else as resolve_device)."""
+        from .devices import resolve_device
+
+        device = resolve_device(configured)
+        if self.sharded and configured == "auto" and device == "cuda":
+            return f"cuda:{self.local_rank}"
+        return device
+
+    def barrier(self) -> None:
+        if self.sharded:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def gather(self, obj: T) -> list[T]:
+        """Every rank's `obj`, in rank order (a picklable object; a barrier too)."""
+        if not self.sharded:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+
+def current_rank() -> Rank:
+    """This process's rank from torchrun's environment; the gloo group is joined on first call."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Rank()
+    rank = Rank(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+    return rank
+
+
+def shard(items: Sequence[T], world_size: int, cost: Callable[[T], float], key: Callable[[T], str]) -> list[list[T]]:
+    """Deterministic balanced assignment: items by decreasing cost (ties by key) each go to the rank
+    with the least total cost so far (ties to the lower rank); each rank's items keep their input order."""
+    order = {key(x): i for i, x in enumerate(items)}
+    heap = [(0.0, r) for r in range(world_size)]
+    shards: list[list[T]] = [[] for _ in range(world_size)]
+    for x in sorted(items, key=lambda x: (-cost(x), key(x))):
+        load, r = heapq.heappop(heap)
+        shards[r].append(x)
+        heapq.heappush(heap, (load + cost(x), r))
+    return [sorted(s, key=lambda x: order[key(x)]) for s in shards]

@@ -1,0 +1,113 @@
+"""Sharded runs under a real torchrun (2 gloo ranks on the CPU): same rows as one process, each clip
+scored once, one summary, resumable after a rank is killed; and the clip assignment itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stsa_bench.core.ranks import Rank, shard
+from stsa_bench.core.results import POOLED_CLIP, read_rows
+
+CLIPS = "[rizkiarm__LipNet__bbaf2n,rizkiarm__LipNet__swiz3n]"  # 75 frames each: one clip per rank
+METHODS = ["--methods", "gt,static,mouth_blur", "--metrics", "psnr,ssim,fid,lse_c,lse_d,lipmd,dme_dis"]
+
+
+def cli(*args: str, nproc: int = 1) -> list[str]:
+    head = [sys.executable, "-m", "stsa_bench.cli"]
+    if nproc > 1:
+        head = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "stsa_bench.cli"]
+    return [*head, *args]
+
+
+def test_shard_balances_frames_and_is_deterministic():
+    frames = {"a": 120, "b": 75, "c": 75, "d": 75, "e": 10, "f": 0}
+    parts = shard(list(frames), 2, frames.get, str)
+    assert parts == shard(list(frames), 2, frames.get, str)
+    assert sorted(x for p in parts for x in p) == sorted(frames), "every item exactly once"
+    loads = [sum(frames[x] for x in p) for p in parts]
+    assert max(loads) - min(loads) <= 75 and parts[0][0] == "a"
+    assert all(p == sorted(p) for p in parts), "each rank keeps the input order"
+    assert shard(["x"], 3, lambda _: 1, str) == [["x"], [], []]
+
+
+def test_rank_device_and_single_process_defaults(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    from stsa_bench.core.ranks import current_rank
+
+    assert current_rank() == Rank() and not Rank().sharded and Rank().gather(3) == [3]
+    assert Rank(1, 2, 1).device("cpu") == "cpu"
+
+
+@pytest.mark.slow
+def test_two_ranks_give_the_rows_of_one_process(shared, golden_path, cache_dir, tmp_path):
+    common = ["run", "--suite", "folder", f"data.root={shared / 'clips'}", f"suite.include={CLIPS}", f"cache_dir={cache_dir}",
+              f"weights.syncnet={golden_path}", f"weights.fid={shared / 'weights' / 'pt_inception-2015-12-05_convonly.pth'}",
+              "runtime.progress=false", *METHODS]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread per process in both runs: the same float kernels
+    one = subprocess.run(cli(*common, "--out", str(tmp_path / "one")), capture_output=True, text=True, env=env, timeout=900)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(cli(*common, "--out", str(tmp_path / "two"), nproc=2), capture_output=True, text=True, env=env, timeout=900)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.count("# stsa-bench: folder") == 1, "one summary, from rank 0"
+
+    lines = (tmp_path / "two" / "results.jsonl").read_text().splitlines()
+    rows_two = [json.loads(x) for x in lines]
+    keys = [(r["clip"], r["method"], r["metric"]) for r in rows_two]
+    assert len(keys) == len(set(keys)) == 2 * 3 * 5 + 3 * 2, "each (clip, method, metric) exactly once"
+    a = {r.key: r for r in read_rows(tmp_path / "one" / "results.jsonl")}
+    b = {r.key: r for r in read_rows(tmp_path / "two" / "results.jsonl")}
+    assert a.keys() == b.keys() and all(r.status == "ok" for r in b.values()), [r.error for r in b.values() if r.error]
+    for k, r in a.items():
+        if k[1] == POOLED_CLIP:
+            assert b[k].value == pytest.approx(r.value, rel=1e-9, abs=1e-12) and b[k].n_frames == r.n_frames, k
+        else:
+            assert b[k].value == r.value and b[k].n_frames == r.n_frames, k
+    timing = json.loads((tmp_path / "two" / "timing.json").read_text())
+    assert timing["world_size"] == 2 and [x["rank"] for x in timing["ranks"]] == [0, 1]
+    assert all(x["stages"]["decode"]["calls"] >= 1 for x in timing["ranks"]), "both ranks scored clips"
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in path.read_text().split()] if path.is_file() else []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the rank processes through /proc (Linux)")
+def test_a_killed_rank_resumes_without_duplicates(tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache}", "suite.n_clips=4", "runtime.progress=false",
+            "--methods", "gt,static,shift", "--metrics", "psnr,ssim,dme_dis"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    prep = subprocess.run(cli("prepare", "--suite", "demo", f"cache_dir={cache}", "suite.n_clips=4", nproc=2), env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert prep.returncode == 0 and "4 clips, 240 frames, 0 cache hits, 0 failed" in prep.stdout, prep.stdout + prep.stderr[-2000:]
+    assert sorted(line.split()[0] for line in prep.stdout.splitlines() if line.startswith("demo_")) == [f"demo_0{i}" for i in range(4)]
+    proc = subprocess.Popen(cli(*args, nproc=2), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results, deadline = out / "results.jsonl", time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if results.is_file() and results.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.01)
+    workers = _children(proc.pid)
+    assert proc.poll() is None and len(workers) == 2, "the job finished before a rank could be killed"
+    os.kill(workers[-1], signal.SIGKILL)
+    assert proc.wait(timeout=120) != 0
+    first = {r.key: r for r in read_rows(results)}
+    assert 0 < len(first) < 4 * 3 * 2 + 3
+    res = subprocess.run(cli(*args, nproc=2), capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = [json.loads(x) for x in results.read_text().splitlines() if x.startswith("{") and x.endswith("}")]
+    final = {r.key: r for r in read_rows(results)}
+    assert len(final) == 4 * 3 * 2 + 3
+    per_clip = [(x["clip"], x["method"], x["metric"]) for x in lines]
+    assert len(per_clip) == len(set(per_clip)), "nothing scored twice"
+    assert all(final[k] == r for k, r in first.items() if k[1] != POOLED_CLIP)
