@@ -38,7 +38,7 @@ def reference_fid(model, real: np.ndarray, gen: np.ndarray, tmp) -> float:
 def test_bench_fid_vs_reference_pipeline(benchmark, shared, tmp_path):
     model = build_inception(shared / "weights" / "pt_inception-2015-12-05_convonly.pth")
     real, _ = decode_video(shared / "clips" / CLIP)
-    real = real[:40] if smoke(benchmark) else real
+    real = real[:20] if smoke(benchmark) else real
     gen = np.clip(real.astype(np.int16) + np.random.default_rng(0).integers(-12, 13, real.shape), 0, 255).astype(np.uint8)
 
     t0 = time.perf_counter()
