@@ -192,16 +192,17 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     METHODS.check([cfg.method_of(m) for m in cfg.methods])
     METRICS.check(cfg.metrics)
     clips = load_suite(suite_context(cfg))
-    init_run_dir(cfg.out, cfg, write=False)
-    parts = build_parts(cfg, rank)
-    n_before = 0
     if rank.is_main:
         report_unavailable(cfg.suite, clips, log)
-        init_run_dir(cfg.out, cfg)
+    parts = build_parts(cfg, rank)
+    init_run_dir(cfg.out, cfg, write=rank.is_main)
+    if rank.is_main:
         write_manifest(cfg.out, cfg.suite, clips)
-        n_before = len(finished_keys(parts))
+        done = finished_keys(parts)
     rank.barrier()
-    done = {r.key for r in read_rows(parts.results)}
+    if not rank.is_main:
+        done = {r.key for r in read_rows(parts.results)}
+    n_before = len(done)
 
     from tqdm import tqdm
 
