@@ -87,19 +87,22 @@ def inception_features(model, frames: np.ndarray, device: str, batch_size: int =
 def frechet_distance(a: np.ndarray, b: np.ndarray, device: str = "cpu") -> float:
     """||mu_a - mu_b||^2 + Tr(S_a) + Tr(S_b) - 2 Tr sqrt(S_a S_b), mu and S (np.cov, rowvar=False) in float64.
 
-    pytorch-fid's definition. Tr sqrt(S_a S_b) = sum sqrt(eig(S_a^1/2 S_b S_a^1/2)) (both symmetric PSD)
-    replaces scipy's sqrtm: two symmetric eigendecompositions instead of a Schur sqrtm, equal
-    within 1e-7 relative (tested), and batched on the GPU when one is there. The result is a
-    squared distance: rounding below 0 (about -1e-4 for identical sets) is returned as 0.
+    pytorch-fid's definition. Tr sqrt(S_a S_b) = sum sqrt(eig(L^T S_b L)) with S_a = L L^T (Cholesky), or
+    with L = S_a^1/2 from a symmetric eigendecomposition when S_a is singular (fewer frames than
+    features); both replace scipy's Schur sqrtm, are equal to it within 1e-7 relative (tested), and run
+    batched on the GPU when one is there. The result is a squared distance: rounding below 0 (about
+    -1e-4 for identical sets) is returned as 0.
     """
     import torch
 
     mu_a, mu_b = a.mean(axis=0, dtype=np.float64), b.mean(axis=0, dtype=np.float64)
     s_a = torch.from_numpy(np.cov(a, rowvar=False)).to(device)
     s_b = torch.from_numpy(np.cov(b, rowvar=False)).to(device)
-    w, v = torch.linalg.eigh(s_a)
-    root_a = (v * w.clamp(min=0).sqrt()) @ v.T
-    tr_covmean = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp(min=0).sqrt().sum().item()
+    left, info = torch.linalg.cholesky_ex(s_a)
+    if int(info) != 0:
+        w, v = torch.linalg.eigh(s_a)
+        left = v * w.clamp(min=0).sqrt()
+    tr_covmean = torch.linalg.eigvalsh(left.T @ s_b @ left).clamp(min=0).sqrt().sum().item()
     diff = mu_a - mu_b
     return max(0.0, float(diff @ diff + torch.trace(s_a).item() + torch.trace(s_b).item() - 2.0 * tr_covmean))
 

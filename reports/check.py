@@ -49,11 +49,37 @@ def write_golden(path: Path, rows: list[ResultRow], git_sha: str) -> None:
     """The golden file: the rows' identities, values and statuses, and the git sha that produced them."""
     doc = {
         "git_sha": git_sha,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "rows": sorted(({k: getattr(r, k) for k in GOLDEN_FIELDS} for r in rows), key=lambda d: (d["method"], d["metric"], d["clip"])),
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+
+
+def load_golden(path: Path) -> dict:
+    """The golden file, checked: a JSON object whose `rows` is a list of objects with GOLDEN_FIELDS, a
+    numeric or null value and a known status. ValueError with the file and the first problem otherwise."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a golden file (not UTF-8: {exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a golden file (not JSON: {exc.msg} at line {exc.lineno})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        raise ValueError(f"{path}: not a golden file (expected an object with a list of rows, got {type(doc).__name__})")
+    for i, g in enumerate(doc["rows"]):
+        if not isinstance(g, dict):
+            raise ValueError(f"{path}: golden row {i} is not an object")
+        missing = [k for k in GOLDEN_FIELDS if k not in g]
+        if missing:
+            raise ValueError(f"{path}: golden row {i} lacks {', '.join(missing)}")
+        v = g["value"]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ValueError(f"{path}: golden row {i} has a value that is not a number ({v!r})")
+        if g["status"] not in ("ok", "failed") or (g["status"] == "ok" and v is None):
+            raise ValueError(f"{path}: golden row {i} has status {g['status']!r} with value {v!r}")
+    return doc
 
 
 def _counts(rows) -> Counter:

@@ -39,10 +39,17 @@ def _img_tag(path: Path) -> str | None:
 
 
 def write_html(
-    out_path: Path, title: str, sections: list[tuple[str, str]], images: list[Path], footer_html: str = ""
+    out_path: Path,
+    title: str,
+    sections: list[tuple[str, str]],
+    images: list[Path],
+    footer_html: str = "",
+    css: str = "",
+    script: str = "",
 ) -> Path:
     """Write one page: the escaped title, each (heading, html) section, then every PNG of `images`
-    embedded (other files, e.g. the SVG twins, are left out), then the footer."""
+    embedded (other files, e.g. the SVG twins, are left out), then the footer; extra CSS and a script
+    (inline) when given."""
     out_path = Path(out_path)
     parts = [
         "<!DOCTYPE html>",
@@ -51,7 +58,7 @@ def write_html(
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title>",
-        f"<style>\n{CSS}\n</style>",
+        f"<style>\n{CSS}\n{css}\n</style>",
         "</head>",
         "<body>",
         f"<h1>{html.escape(title)}</h1>",
@@ -63,6 +70,8 @@ def write_html(
         parts += ["<section>", "<h2>Figures</h2>", *figures, "</section>"]
     if footer_html:
         parts.append(f"<footer>{footer_html}</footer>")
+    if script:
+        parts.append(f"<script>\n{script}\n</script>")
     parts += ["</body>", "</html>", ""]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_path, "\n".join(parts))
@@ -76,8 +85,7 @@ _CODE = re.compile(r"`([^`]+)`")
 
 def _split_row(line: str) -> list[str]:
     line = line.strip()
-    if line.startswith("|"):
-        line = line[1:]
+    line = line.removeprefix("|")
     if line.endswith("|") and not line.endswith("\\|"):
         line = line[:-1]
     return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]

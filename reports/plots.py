@@ -9,23 +9,23 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.image as mpimg  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.image as mpimg
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
+from stsa_bench.core.layout import GT_STRIP
 from stsa_bench.core.results import POOLED_CLIP as POOLED
-from stsa_bench.core.results import ResultRow, metric_directions, metric_name  # noqa: E402
+from stsa_bench.core.results import ResultRow, metric_directions, metric_name, printable
 
-GT_STRIP = "_ground_truth"
 UNITS = {"psnr": "dB", "dme": "px", "dme_dis": "px"}
 """Units of the metrics that have one; the others are unitless."""
 OFFSET_METRICS = ("lse_c", "lse_d")
@@ -204,7 +204,7 @@ def heatmap_figure(rows: list[ResultRow], name: str) -> Figure | None:
         ax.set_xticks(range(len(methods)), methods, rotation=30 if len(methods) > 3 else 0,
                       ha="right" if len(methods) > 3 else "center")
         step = max(1, math.ceil(len(clips) / 60))
-        ax.set_yticks(range(0, len(clips), step), clips[::step], fontsize=7 if len(clips) > 20 else 8)
+        ax.set_yticks(range(0, len(clips), step), [printable(c) for c in clips[::step]], fontsize=7 if len(clips) > 20 else 8)
         ax.set_xlabel("method")
         ax.set_ylabel("clip")
         for side in ("top", "right"):
@@ -334,7 +334,7 @@ def strip_figure(run_dir: Path, methods: list[str] | None = None, max_clips: int
                     spine.set_visible(False)
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
                 if r == 0:
-                    ax.set_title(f"clip {clip}", loc="left", fontsize=9, fontweight="bold", pad=3)
+                    ax.set_title(f"clip {printable(clip)}", loc="left", fontsize=9, fontweight="bold", pad=3)
                 y -= h + gap
         fig.suptitle("Mouth region of evenly spaced frames (time runs left to right)", fontsize=10,
                      y=1 - 0.12 / fig_h, va="top")

@@ -9,15 +9,16 @@ from stsa_bench.core.results import ResultRow, metric_name
 
 
 def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None = None, max_failures: int = 30) -> str:
-    """Mean of ok values per (method, metric) (the pooled value for pooled metrics, from reports.tables.cells);
+    """Mean of ok values per (method, metric) (the pooled value for pooled metrics), each method on its own clips;
     `n` clips, and failures counted in each cell and listed below."""
-    from .tables import Run, cells, method_counts
+    from .aggregate import TableOptions, aggregate
+    from .tables import Run, md_cell, method_counts
 
     directions = directions or {}
     methods = list(dict.fromkeys(r.method for r in rows))
     metrics = list(dict.fromkeys(r.metric for r in rows))
     run = Run(Path("."), rows)
-    table = cells(run)
+    table = aggregate(run, TableOptions(clips="own", resamples=0, pooled_resamples=0))
 
     def arrow(m: str) -> str:
         hib = directions.get(metric_name(m))
@@ -35,7 +36,7 @@ def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None =
     head = ["method"] + [metric_name(m) + arrow(m) for m in metrics] + ["n", "n_failed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for method in methods:
-        n, n_failed = method_counts(run, table, method)
+        n, n_failed = method_counts(table, method)
         out = [method] + [cell(table.get((method, metric))) for metric in metrics] + [str(n), str(n_failed)]
         lines.append("| " + " | ".join(out) + " |")
     lines.append("")
@@ -47,9 +48,9 @@ def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None =
             groups[r.error or ""].append(r)
         lines += ["", f"**{len(failures)} failed rows**, {len(groups)} distinct reasons:", ""]
         for error, group in list(groups.items())[:max_failures]:
-            clips = list(dict.fromkeys(r.clip for r in group))
+            clips = list(dict.fromkeys(md_cell(r.clip) for r in group))
             which = list(dict.fromkeys(f"{r.method}/{metric_name(r.metric)}" for r in group))
-            more = lambda xs: ", ".join(xs[:4]) + (f", … ({len(xs)})" if len(xs) > 4 else "")  # noqa: E731
+            more = lambda xs: ", ".join(xs[:4]) + (f", … ({len(xs)})" if len(xs) > 4 else "")
             lines.append(f"- {error} [{len(group)} rows; clips: {more(clips)}; {more(which)}]")
         if len(groups) > max_failures:
             lines.append(f"- … and {len(groups) - max_failures} more reasons in results.jsonl")

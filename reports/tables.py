@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import statistics
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from stsa_bench.core.results import POOLED_CLIP as POOLED
-from stsa_bench.core.results import ResultRow, metric_directions, metric_groups, metric_name, read_rows
+from stsa_bench.core.results import metric_name
 
-GT_METHODS = ("gt",)
-GROUPS = (
-    ("Visual Quality", ("psnr", "ssim", "fid", "lpips")),
-    ("Lip-Sync", ("lipmd", "lse_d", "lse_c")),
-    ("Stability", ("dme",)),
-)
+from .aggregate import Cell, Table, TableOptions, aggregate
+from .runs import GROUPS, GT_METHODS, Run
+
 LABELS = {
     "psnr": "PSNR", "ssim": "SSIM", "ssim_skimage": "SSIM (skimage)", "fid": "FID", "lpips": "LPIPS",
     "lpips_vgg": "LPIPS (VGG)", "lipmd": "LipLMD", "lipmd_l2": "LipLMD (L2)", "lipmd_iod": "LipLMD (IOD)",
@@ -33,136 +28,15 @@ LABELS = {
 }  # fmt: skip
 DECIMALS = {"psnr": 2, "fid": 2, "lipmd": 5, "lipmd_l2": 5, "lipmd_iod": 4}
 DEFAULT_DECIMALS = 4
+SIG_MARK = "†"
 
-
-
-def base_name(name: str) -> str:
-    """The paper column a variant belongs to (ssim_skimage -> ssim, dme_dis -> dme, ...)."""
-    return name if name in ("lse_c", "lse_d") else name.split("_", 1)[0]
+__all__ = ["Cell", "Run", "Table", "TableOptions", "aggregate"]
 
 
 def fmt(name: str, value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "—"
     return f"{value:.{DECIMALS.get(name, DEFAULT_DECIMALS)}f}"
-
-
-@dataclass
-class Cell:
-    """One method x metric: mean over clips (or the pooled value), spread, counts, or why there is none."""
-
-    method: str
-    metric: str
-    name: str
-    mean: float | None
-    std: float | None
-    n: int
-    n_failed: int
-    pooled: bool
-    reason: str | None = None
-    rank: int | None = None
-
-
-@dataclass
-class Run:
-    """A results directory as the report sees it: rows plus the run's provenance files."""
-
-    path: Path
-    rows: list[ResultRow]
-    info: dict = field(default_factory=dict)
-    manifest: dict = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> "Run":
-        path = Path(path)
-        rows = read_rows(path / "results.jsonl")
-        if not rows:
-            raise FileNotFoundError(f"{path / 'results.jsonl'}: no result rows")
-        info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
-        manifest = json.loads((path / "manifest.json").read_text()) if (path / "manifest.json").is_file() else {}
-        return cls(path, rows, info, manifest)
-
-    @property
-    def methods(self) -> list[str]:
-        ms = list(dict.fromkeys(r.method for r in self.rows))
-        return [m for m in ms if m not in GT_METHODS] + [m for m in ms if m in GT_METHODS]
-
-    @property
-    def metrics(self) -> list[str]:
-        """Metric ids in the paper's column order, variants after their base column."""
-        ids = list(dict.fromkeys(r.metric for r in self.rows))
-        order = [n for _, names in GROUPS for n in names]
-
-        def key(metric_id: str):
-            name = metric_name(metric_id)
-            base = base_name(name)
-            return (order.index(base) if base in order else len(order), name != base, name)
-
-        return sorted(ids, key=key)
-
-    @cached_property
-    def directions(self) -> dict[str, bool]:
-        return metric_directions(self.rows)
-
-    def higher_is_better(self, name: str) -> bool | None:
-        """The metric's direction as recorded in the rows; None for rows that do not record it."""
-        return self.directions.get(name)
-
-    def group(self, metric_id: str) -> str:
-        """The display group: the paper's column group, else the group recorded in the rows."""
-        name = metric_name(metric_id)
-        paper = next((g for g, names in GROUPS if base_name(name) in names), None)
-        return paper or metric_groups(self.rows).get(name) or "Other"
-
-    @property
-    def clips(self) -> list[str]:
-        return list(dict.fromkeys(r.clip for r in self.rows if r.clip != POOLED))
-
-
-def short_reason(errors: list[str]) -> str:
-    """The most common failure, shortened for a table cell."""
-    top = max(set(errors), key=errors.count)
-    if "weights missing" in top:
-        return "weights missing"
-    if "no such file" in top or "missing (clip" in top:
-        return "input missing"
-    return top.split(": ", 1)[-1][:40]
-
-
-def cells(run: Run) -> dict[tuple[str, str], Cell]:
-    """Aggregate rows into cells and rank each column (1 = best, GT excluded)."""
-    groups: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
-    for r in run.rows:
-        groups[(r.method, r.metric)].append(r)
-    out: dict[tuple[str, str], Cell] = {}
-    for (method, metric), rows in groups.items():
-        name = metric_name(metric)
-        pooled_rows = [r for r in rows if r.clip == POOLED]
-        per_clip = [r for r in rows if r.clip != POOLED]
-        failed = [r for r in per_clip if r.status == "failed"]
-        ok = [r.value for r in per_clip if r.status == "ok"]
-        if pooled_rows:
-            p = pooled_rows[0]
-            value = p.value if p.status == "ok" else None
-            cell = Cell(method, metric, name, value, None, len(run.clips) - len(failed), len(failed), True)
-            if value is None:
-                cell.reason = short_reason([r.error for r in failed] or [p.error or "failed"])
-        else:
-            mean = statistics.fmean(ok) if ok else None
-            std = statistics.pstdev(ok) if len(ok) > 1 else (0.0 if ok else None)
-            cell = Cell(method, metric, name, mean, std, len(ok), len(failed), False)
-            if mean is None:
-                cell.reason = short_reason([r.error or "failed" for r in failed]) if failed else "no rows"
-        out[(method, metric)] = cell
-    for metric in run.metrics:
-        hib = run.higher_is_better(metric_name(metric))
-        ranked = [c for (m, x), c in out.items() if x == metric and m not in GT_METHODS and c.mean is not None]
-        if hib is None or not ranked:
-            continue
-        values = sorted({c.mean for c in ranked}, reverse=hib)
-        for c in ranked:
-            c.rank = values.index(c.mean) + 1
-    return out
 
 
 def _label(run: Run, metric: str) -> str:
@@ -172,20 +46,81 @@ def _label(run: Run, metric: str) -> str:
     return f"{LABELS.get(name, name)}{arrow}"
 
 
-def method_counts(run: Run, table: dict, method: str) -> tuple[int, int]:
-    """(clips with rows, clips with at least one failed row) of one method."""
-    ms = [table[(method, x)] for x in run.metrics if (method, x) in table]
-    clips = {r.clip for r in run.rows if r.method == method and r.clip != POOLED}
+def method_counts(table: Table, method: str) -> tuple[int, int]:
+    """(clips the method's cells are over, clips with at least one failed row of the method)."""
+    run = table.run
     failed = {r.clip for r in run.rows if r.method == method and r.clip != POOLED and r.status == "failed"}
-    return (len(clips) if clips else max((c.n for c in ms), default=0)), len(failed)
+    if table.compared is not None:
+        return len(table.compared), len(failed)
+    clips = {r.clip for r in run.rows if r.method == method and r.clip != POOLED}
+    ns = [c.n for (m, _), c in table.items() if m == method]
+    return (len(clips) if clips else max(ns, default=0)), len(failed)
 
 
-def markdown(run: Run) -> str:
-    """GitHub Markdown: best **bold**, second <ins>underlined</ins>, failed cells say why."""
-    table = cells(run)
+def _value_text(c: Cell, bold: tuple[str, str], under: tuple[str, str], spread: Callable[[str], str], mark: str) -> str:
+    text = fmt(c.name, c.mean)
+    if c.rank == 1:
+        text = bold[0] + text + bold[1]
+    elif c.rank == 2:
+        text = under[0] + text + under[1]
+    if c.std is not None:
+        text += spread(fmt(c.name, c.std))
+    if c.significant:
+        text += mark
+    return text
+
+
+def skipped_line(run: Run) -> str:
+    if not run.skipped:
+        return ""
+    return f"**{len(run.skipped)} lines of results.jsonl are not rows and were skipped** (--skip-bad-rows): " + "; ".join(run.skipped[:5])
+
+
+def scope_line(table: Table) -> str:
+    """Which clips the cells are over, in one sentence."""
+    run = table.run
+    if table.compared is None:
+        return "Each method on its own clips (n per cell)."
+    n_all = len(run.clips)
+    line = f"Methods compared on the {len(table.compared)} clips of {n_all} that every compared method scored (GT aside)"
+    return line + (f"; {len(table.left_out)} left out (listed below)." if table.left_out else ".")
+
+
+def interval_line(table: Table) -> str:
+    o = table.options
+    if not o.resamples and not o.pooled_resamples:
+        return ""
+    return (
+        f"Values: mean ± standard deviation over clips (pooled metrics: one value over the frames of all clips). "
+        f"{o.level:.0%} intervals: percentile bootstrap over clips, {o.resamples} draws for per-clip metrics, "
+        f"{o.pooled_resamples} for pooled metrics (each draw recomputes the metric from the clips' partials), seed {o.seed}."
+    )
+
+
+def significance_line(table: Table) -> str:
+    o = table.options
+    tested = [c for _, c in table.items() if c.p is not None]
+    if not o.baseline:
+        return ""
+    how = {"bootstrap": f"paired bootstrap of the mean difference ({o.resamples} draws; pooled metrics {o.pooled_resamples}), p from the null-shifted distribution",
+           "wilcoxon": "Wilcoxon signed-rank on the per-clip differences (pooled metrics: paired bootstrap)"}[o.test]  # fmt: skip
+    return (
+        f"{SIG_MARK} differs from {o.baseline} at α = {o.alpha:g} after Holm's correction over the table's {len(tested)} "
+        f"comparisons; {how}, over the clips both methods scored."
+    )
+
+
+def markdown(table: Table) -> str:
+    """GitHub Markdown: best **bold**, second <ins>underlined</ins>, ± std, † significant vs the baseline,
+    failed cells say why; then the intervals, the comparisons and the clips left out."""
+    run = table.run
+    own = table.compared is None
     head = ["Method"] + [_label(run, m) for m in run.metrics] + ["n", "n_failed"]
     lines = [
         "Columns: " + " · ".join(f"{g}: {', '.join(LABELS[n] for n in names)}" for g, names in GROUPS) + ".",
+        "",
+        *([skipped_line(run), ""] if run.skipped else []),
+        scope_line(table),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|",
@@ -197,29 +132,77 @@ def markdown(run: Run) -> str:
             if c is None:
                 row.append("")
                 continue
-            text = fmt(c.name, c.mean) if c.mean is not None else f"— ({c.reason})"
-            if c.rank == 1:
-                text = f"**{text}**"
-            elif c.rank == 2:
-                text = f"<ins>{text}</ins>"
-            if c.n_failed and c.mean is not None:
+            if c.mean is None:
+                row.append(f"— ({c.reason})")
+                continue
+            text = _value_text(c, ("**", "**"), ("<ins>", "</ins>"), lambda s: f" ± {s}", SIG_MARK)
+            if own and c.n_failed:
                 text += f" ({c.n_failed} failed)"
+            if own:
+                text += f" (n={c.n})"
             row.append(text)
-        n, n_failed = method_counts(run, table, method)
-        row += [str(n), str(n_failed)]
-        lines.append("| " + " | ".join(row) + " |")
+        n, n_failed = method_counts(table, method)
+        lines.append("| " + " | ".join(row + [str(n), str(n_failed)]) + " |")
+    extra = [x for x in (interval_line(table), significance_line(table)) if x] + table.notes
+    lines += [""] + extra if extra else []
+    parts = ["\n".join(lines) + "\n"]
+    if any(c.ci_low is not None for _, c in table.items()):
+        parts.append(intervals_markdown(table))
+    if table.options.baseline:
+        parts.append(comparisons_markdown(table))
+    if table.left_out:
+        parts.append(left_out_markdown(table))
+    return "\n".join(parts)
+
+
+def intervals_markdown(table: Table) -> str:
+    run = table.run
+    lines = [f"#### {table.options.level:.0%} confidence intervals", "", "| Method | " + " | ".join(_label(run, m) for m in run.metrics) + " |",
+             "|:---|" + "---:|" * len(run.metrics)]  # fmt: skip
+    for method in run.methods:
+        cols = []
+        for metric in run.metrics:
+            c = table.get((method, metric))
+            cols.append(f"[{fmt(c.name, c.ci_low)}, {fmt(c.name, c.ci_high)}]" if c and c.ci_low is not None else "")
+        lines.append(f"| {method} | " + " | ".join(cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparisons_markdown(table: Table) -> str:
+    run, base = table.run, table.options.baseline
+    lines = [f"#### Paired comparison with {base}", "", "method − baseline: difference [interval], Holm-adjusted p.", "",
+             "| Method | " + " | ".join(_label(run, m) for m in run.metrics) + " |", "|:---|" + "---:|" * len(run.metrics)]  # fmt: skip
+    for method in run.methods:
+        if method == base or method in GT_METHODS:
+            continue
+        cols = []
+        for metric in run.metrics:
+            c = table.get((method, metric))
+            if c is None or c.diff is None:
+                cols.append("")
+                continue
+            mark = SIG_MARK if c.significant else ""
+            cols.append(f"{c.diff:+.4g} [{c.diff_low:+.4g}, {c.diff_high:+.4g}] p={c.p_holm:.3g}{mark}")
+        lines.append(f"| {method} | " + " | ".join(cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def left_out_markdown(table: Table) -> str:
+    lines = ["#### Clips left out of the comparison", ""]
+    lines += [f"- `{md_cell(clip)}`: {md_cell(why)}" for clip, why in table.left_out.items()]
     return "\n".join(lines) + "\n"
 
 
 def _tex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("†", r"$^\dagger$"), ("α", r"$\alpha$"), ("±", r"$\pm$"), ("−", "-"), ("—", "---")):
         s = s.replace(a, b)
     return s
 
 
-def latex(run: Run, caption: str = "Quantitative results.", label: str = "tab:results") -> str:
-    """A booktabs table (needs \\usepackage{booktabs}); best \\textbf, second \\underline."""
-    table = cells(run)
+def latex(table: Table, caption: str = "Quantitative results.", label: str = "tab:results") -> str:
+    """A booktabs table (needs \\usepackage{booktabs}); best \\textbf, second \\underline, $\\pm$ std,
+    $^\\dagger$ significant vs the baseline; the clip scope and test as a footnote, the intervals in a second table."""
+    run = table.run
     metrics = run.metrics
     spans: list[tuple[str, int]] = []
     for metric in metrics:
@@ -255,17 +238,30 @@ def latex(run: Run, caption: str = "Quantitative results.", label: str = "tab:re
             if c is None or c.mean is None:
                 row.append(r"\textit{" + _tex_escape(c.reason if c else "") + "}" if c else "")
                 continue
-            text = fmt(c.name, c.mean)
-            row.append(rf"\textbf{{{text}}}" if c.rank == 1 else rf"\underline{{{text}}}" if c.rank == 2 else text)
-        n, n_failed = method_counts(run, table, method)
+            row.append(_value_text(c, (r"\textbf{", "}"), (r"\underline{", "}"), lambda s: rf"\,{{\scriptsize$\pm${s}}}", r"$^\dagger$"))
+        n, n_failed = method_counts(table, method)
         out.append(" & ".join(row + [str(n), str(n_failed)]) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    out += [r"\bottomrule", r"\end{tabular}"]
+    notes = [skipped_line(run).replace("**", ""), scope_line(table), interval_line(table), significance_line(table)]
+    out.append(r"\par\smallskip{\footnotesize " + _tex_escape(" ".join(x for x in notes if x)) + "}")
+    out.append(r"\end{table}")
+    if any(c.ci_low is not None for _, c in table.items()):
+        out += [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(f'{table.options.level:.0%} confidence intervals of Table')} \ref{{{label}}}.}}",
+                r"\begin{tabular}{l" + "c" * len(metrics) + "}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]  # fmt: skip
+        for method in run.methods:
+            cols = []
+            for metric in metrics:
+                c = table.get((method, metric))
+                cols.append(f"[{fmt(c.name, c.ci_low)}, {fmt(c.name, c.ci_high)}]" if c and c.ci_low is not None else "")
+            out.append(" & ".join([_tex_escape("GT" if method == "gt" else method)] + cols) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(out) + "\n"
 
 
-def tidy(run: Run) -> list[dict]:
-    """One record per method x metric: mean, std, n, n_failed, pooled, reason."""
-    table = cells(run)
+def tidy(table: Table) -> list[dict]:
+    """One record per method x metric: mean, std, interval, n, n_failed, pooled, clips, reason, and the
+    comparison with the baseline (diff, interval, p, Holm-adjusted p, significant)."""
+    run = table.run
     records = []
     for method in run.methods:
         for metric in run.metrics:
@@ -285,6 +281,11 @@ def to_csv(records: list[dict]) -> str:
     return buf.getvalue()
 
 
+def md_cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (pipes and line breaks escaped)."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
 def per_clip_markdown(run: Run) -> str:
     """One table per per-clip metric: rows = clips, columns = methods; failed cells say 'failed'."""
     values = {(r.clip, r.method, r.metric): r for r in run.rows if r.clip != POOLED}
@@ -299,7 +300,7 @@ def per_clip_markdown(run: Run) -> str:
             for method in run.methods:
                 r = values.get((clip, method, metric))
                 cols.append("" if r is None else fmt(name, r.value) if r.status == "ok" else "failed")
-            parts.append(f"| {clip} | " + " | ".join(cols) + " |")
+            parts.append(f"| {md_cell(clip)} | " + " | ".join(cols) + " |")
         parts.append("")
     return "\n".join(parts)
 
@@ -319,9 +320,9 @@ def load_reference(name_or_path: str) -> dict:
     return OmegaConf.to_container(OmegaConf.load(path))
 
 
-def comparison_markdown(run: Run, reference: dict) -> str:
+def comparison_markdown(table: Table, reference: dict) -> str:
     """Ours vs the published value, with the difference, for every method x paper column both have."""
-    table = cells(run)
+    run = table.run
     lines = [
         f"Reference: {reference.get('source', reference.get('name'))}",
         "",
@@ -357,11 +358,13 @@ def provenance(run: Run) -> dict:
         "git_sha": sorted({r.git_sha for r in run.rows}),
         "config_hash": sorted({r.config_hash for r in run.rows}),
         "suite_manifest_hash": run.manifest.get("manifest_hash"),
+        "runs": [str(p) for p in run.paths],
+        "method_config_hash": {m: sorted({r.method_config_hash for r in run.rows if r.method == m and r.method_config_hash}) for m in run.methods},
         "weights_sha256": {k: sorted(v) for k, v in sorted(weights.items())},
         "method_weights_sha256": {k: sorted(v) for k, v in sorted(methods.items())},
         "metric_ids": run.metrics,
         "run_created": run.info.get("created"),
-        "report_date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "report_date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -369,7 +372,7 @@ def provenance_markdown(p: dict) -> str:
     lines = ["Provenance:", ""]
     for key, value in p.items():
         if isinstance(value, dict):
-            value = "; ".join(f"{k}: {', '.join(x[:16] for x in v)}" for k, v in value.items()) or "none"
+            value = "; ".join(f"{k}: {', '.join(str(x)[:16] for x in v) if isinstance(v, list) else v}" for k, v in value.items()) or "none"
         elif isinstance(value, list):
             value = ", ".join(f"`{v}`" for v in value)
         lines.append(f"- {key}: {value}")

@@ -162,7 +162,9 @@ def write_table(eval_dir: Path, out: Path) -> list[Path]:
     from reports import tables
     from reports.build import ReportSpec, write_report
 
-    run = tables.Run.load(eval_dir)
+    from .pooled import SavedPartials
+
+    run = tables.Run.load(eval_dir, pooled=SavedPartials([eval_dir]))
     spec = ReportSpec(
         title=f"Table III (ablation) on {run.rows[0].suite}",
         caption="Ablation study (Table III).",
@@ -173,7 +175,7 @@ def write_table(eval_dir: Path, out: Path) -> list[Path]:
         reference=tables.load_reference("stsa_table3"),
         reference_title="Ours vs the paper",
     )
-    return write_report(run, out, ("md", "tex", "csv"), spec)[1]
+    return write_report(tables.aggregate(run), out, ("md", "tex", "csv"), spec)[1]
 
 
 def run_ablation(acfg: AblateConfig, log: Log = print, compose: Compose | None = None) -> list[Path]:

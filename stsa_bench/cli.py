@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if outcome.timing:
         print(f"{outcome.timing['line']} ({outcome.out / 'timing.json'})")
-    return 0
+    return 1 if args.strict and outcome.n_failed else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -194,25 +195,28 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Tables (md, tex, csv, json), per-clip tables, optional reference comparison, plots and an HTML page."""
+    """Tables (md, tex, csv, json), per-clip tables, optional reference comparison, plots and an HTML page,
+    from one run folder or several of the same suite manifest."""
     from reports import tables
     from reports.build import REPORT_FORMATS, default_spec, write_report
 
-    try:
-        run = tables.Run.load(Path(args.results))
-    except FileNotFoundError as exc:
-        raise ConfigError(str(exc)) from exc
+    from .pooled import SavedPartials
+
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     unknown = [f for f in formats if f not in REPORT_FORMATS]
     if unknown:
         raise ConfigError(f"unknown report format {unknown[0]!r}{did_you_mean(unknown[0], list(REPORT_FORMATS))}")
+    paths = [Path(p) for p in args.results]
+    run = tables.Run.load(paths, pooled=SavedPartials(paths), skip_bad_rows=args.skip_bad_rows)
+    given = {k: getattr(args, k) for k in ("clips", "baseline", "test", "resamples", "pooled_resamples", "seed") if getattr(args, k) is not None}
+    table = tables.aggregate(run, tables.TableOptions(**given))
     reference = None
     if args.reference:
         try:
             reference = tables.load_reference(args.reference)
         except FileNotFoundError as exc:
             raise ConfigError(str(exc)) from exc
-    md, written = write_report(run, Path(args.out) if args.out else run.path / "report", formats, default_spec(run, reference))
+    md, written = write_report(table, Path(args.out) if args.out else run.path / "report", formats, default_spec(table, reference))
     print(md)
     for p in written:
         print(f"wrote {p}")
@@ -221,9 +225,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 1 with a diff table when the run drifted from the golden rows; --update rewrites them."""
-    import json
-
-    from reports.check import compare, diff_table, parse_tolerances, write_golden
+    from reports.check import compare, diff_table, load_golden, parse_tolerances, write_golden
 
     from .core.provenance import git_sha
     from .core.results import read_rows
@@ -240,9 +242,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"{golden_path}: no golden file (create it deliberately with --update)")
     try:
         tolerances = parse_tolerances(args.tolerance or [])
+        golden = load_golden(golden_path)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    golden = json.loads(golden_path.read_text())
     problems = compare(rows, golden, tolerances)
     if problems:
         print(f"check FAILED: {len(problems)} differences from {golden_path} (golden from git {golden.get('git_sha')}):\n")
@@ -284,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--metrics", help=f"comma-separated ({', '.join(METRICS.names())})")
     r.add_argument("--out", help="results directory (default results/<suite>); rerun with the same config to resume")
     r.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    r.add_argument("--strict", action="store_true", help="exit 1 when the run finished with failed rows")
     r.set_defaults(func=cmd_run)
 
     pr = with_common(
@@ -323,10 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
     ab.set_defaults(func=cmd_ablate)
 
     rp = sub.add_parser("report", help="paper-ready tables (md, tex, csv, json) and an HTML page with plots from a results dir")
-    rp.add_argument("results", help="a run's output directory (holds results.jsonl)")
+    rp.add_argument("results", nargs="+", help="run output directories (hold results.jsonl); several = one merged table")
     rp.add_argument("--format", default="md,tex,csv,json,html", help="comma-separated: md,tex,csv,json,html (default all)")
-    rp.add_argument("--out", help="where to write (default RESULTS/report)")
+    rp.add_argument("--out", help="where to write (default FIRST-RESULTS/report)")
     rp.add_argument("--reference", help="published numbers to compare with: stsa_lrs2, stsa_cmlr or a YAML path")
+    rp.add_argument("--clips", choices=("common", "own"), help="common (default): all methods on the clips every method scored; own: each method's clips")
+    rp.add_argument("--baseline", metavar="METHOD", help="paired test of every other method against this one (Holm-corrected)")
+    rp.add_argument("--test", choices=("bootstrap", "wilcoxon"), help="paired test for per-clip metrics (default bootstrap)")
+    rp.add_argument("--resamples", type=int, help="bootstrap draws for per-clip metrics (default 2000; 0 = no intervals)")
+    rp.add_argument("--pooled-resamples", type=int, help="bootstrap draws for pooled metrics (default 25: each recomputes FID/DME)")
+    rp.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
+    rp.add_argument("--skip-bad-rows", action="store_true", help="skip lines of results.jsonl that are not rows (counted in the table) instead of stopping")
     rp.set_defaults(func=cmd_report)
 
     ck = sub.add_parser("check", help="compare a run's rows with a golden rows file; exit 1 on drift")
@@ -350,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")  # clip ids from file names that are not UTF-8
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     stray = [a for a in extra if a.startswith("-") or "=" not in a]
@@ -357,14 +370,54 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(args.overrides) + extra
+    import signal
+
+    def terminated(signum, frame):
+        raise Terminated()
+
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminated) if on_main else None
     try:
         return args.func(args)
     except ConfigError as exc:
         print(f"stsa-bench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("stsa-bench: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"stsa-bench: {what}; every row written so far is kept: run the same command again to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"stsa-bench: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in errors.log
+        log = internal_error_log(exc)
+        print(f"stsa-bench: internal error: {type(exc).__name__}: {exc} (traceback in {log}; please report it)", file=sys.stderr)
+        return 2
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (e.g. a cluster preempting the job): stop like Ctrl-C."""
+
+
+def internal_error_log(exc: BaseException) -> Path:
+    """Append the traceback of an unexpected error to `<cache>/errors.log` (the terminal gets one line)."""
+    import traceback
+
+    from .core.paths import cache_root
+
+    path = cache_root(None) / "errors.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(sys.argv)}\n")
+            f.write("".join(traceback.format_exception(exc)))
+    except OSError:
+        return Path("(unwritable)")
+    return path
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ import json
 import os
 from pathlib import Path
 
-from .core.config import RESUME_FREE_KEYS, RunConfig, flatten
+from .core.config import RunConfig, flatten, hashed_part
 from .core.errors import ConfigError
+from .core.layout import strip_path
 from .core.paths import atomic_write_bytes, atomic_write_text
 from .core.provenance import git_sha, harness_version
 from .core.ranks import Rank
@@ -18,36 +19,86 @@ from .core.timing import StageTimer, breakdown_line
 
 
 def init_run_dir(out: Path, cfg: RunConfig, write: bool = True) -> None:
-    """Save the resolved config once (read-only); refuse to resume a run made with another config.
-    `write=False` only checks (the ranks other than 0 of a sharded run)."""
+    """Save the resolved config of the first invocation (read-only) and, in run.json, every invocation and
+    the methods the folder holds. A later invocation may add methods and metrics; it is refused when the
+    run-level config (suite, preprocessing, seed) differs, or when a method name already here comes with
+    other options. `write=False` only checks (the ranks other than 0 of a sharded run)."""
+    check_out(out)
     run_json = out / "run.json"
-    if run_json.is_file():
-        prev = json.loads(run_json.read_text())
-        if prev["config_hash"] != cfg.config_hash:
-            a = {k: v for k, v in flatten(prev["config"]).items() if k.split(".")[0] not in RESUME_FREE_KEYS}
-            b = {k: v for k, v in flatten(cfg.resolved).items() if k.split(".")[0] not in RESUME_FREE_KEYS}
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            raise ConfigError(
-                f"{out} holds a run made with another config (hash {prev['config_hash']}, now {cfg.config_hash}; "
-                f"differs in {', '.join(diff[:8])}); use another --out"
-            )
-        return
+    prev = json.loads(run_json.read_text()) if run_json.is_file() else None
+    if prev is not None:
+        _check_same_run(out, prev, cfg)
+        _check_same_methods(out, prev, cfg)
     if not write:
         return
-    from omegaconf import OmegaConf
-
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path = out / "config.yaml"
-    atomic_write_text(cfg_path, OmegaConf.to_yaml(OmegaConf.create(dict(cfg.resolved))))
-    os.chmod(cfg_path, 0o444)
-    info = {
-        "config_hash": cfg.config_hash,
+    invocation = {
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git_sha": git_sha(),
-        "harness_version": harness_version(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "methods": list(cfg.methods),
+        "metrics": list(cfg.metrics),
         "config": dict(cfg.resolved),
     }
+    methods = {name: {**cfg.method_entry(name), "hash": cfg.method_config_hash(name)} for name in cfg.methods}
+    if prev is None:
+        from omegaconf import OmegaConf
+
+        out.mkdir(parents=True, exist_ok=True)
+        cfg_path = out / "config.yaml"
+        atomic_write_text(cfg_path, OmegaConf.to_yaml(OmegaConf.create(dict(cfg.resolved))))
+        os.chmod(cfg_path, 0o444)
+        info = {
+            "config_hash": cfg.config_hash,
+            "git_sha": git_sha(),
+            "harness_version": harness_version(),
+            "created": invocation["time"],
+            "config": dict(cfg.resolved),
+            "methods": methods,
+            "invocations": [invocation],
+        }
+    else:
+        info = {**prev, "methods": {**prev.get("methods", {}), **methods}, "invocations": prev.get("invocations", []) + [invocation]}
     atomic_write_text(run_json, json.dumps(info, indent=1))
+
+
+def check_out(out: Path) -> None:
+    """`--out` is a folder this process can create and write into, or a ConfigError says why."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
+def _check_same_run(out: Path, prev: dict, cfg: RunConfig) -> None:
+    if prev["config_hash"] == cfg.config_hash:
+        return
+    a, b = flatten(hashed_part(prev["config"])), flatten(hashed_part(cfg.resolved))
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    why = f"differs in {', '.join(diff[:8])}" if diff else "made by another harness version"
+    raise ConfigError(
+        f"{out} holds a run made with another config (hash {prev['config_hash']}, now {cfg.config_hash}; {why}); "
+        f"methods and metrics may be added to a run folder, nothing else changed: use another --out"
+    )
+
+
+def _check_same_methods(out: Path, prev: dict, cfg: RunConfig) -> None:
+    """A method name already in the folder must come with the same registered method and options."""
+    for name, entry in prev.get("methods", {}).items():
+        if name not in cfg.methods or entry["hash"] == cfg.method_config_hash(name):
+            continue
+        new = cfg.method_entry(name)
+        a, b = flatten({"method": entry["method"], **entry["options"]}), flatten({"method": new["method"], **new["options"]})
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        label = f"{name}_2"
+        raise ConfigError(
+            f"{out}: method {name!r} ran here with other options (differs in {', '.join(diff) or 'defaults'}); "
+            f"keep both as separate rows with a label, e.g. --methods {label}:{new['method']} and {label}.<key>=<value>, "
+            f"or use another --out"
+        )
 
 
 def write_manifest(out: Path, suite: str, clips: list[Clip]) -> None:
@@ -63,10 +114,13 @@ class Partials:
     def __init__(self, out: Path):
         self.root = out / "partials"
 
-    def path(self, method: str, metric, clip: Clip) -> Path:
+    def folder(self, method: str, metric_id: str) -> Path:
         from .core.paths import cache_key
 
-        return self.root / method / cache_key("metric-id", params=metric.id)[:16] / f"{clip.sha256}.npz"
+        return self.root / method / cache_key("metric-id", params=metric_id)[:16]
+
+    def path(self, method: str, metric, clip: Clip) -> Path:
+        return self.folder(method, metric.id) / f"{clip.sha256}.npz"
 
     def has(self, method: str, metric, clip: Clip) -> bool:
         return bool(clip.sha256) and self.path(method, metric, clip).is_file()
@@ -93,12 +147,7 @@ def digest(text: str) -> str:
     return sha256_bytes(text.encode())
 
 
-GT_STRIP = "_ground_truth"
 STRIP_FRAMES = 4
-
-
-def strip_path(out: Path, method: str, clip: Clip) -> Path:
-    return out / "strips" / method / (clip.id.replace("/", "__") + ".png")
 
 
 def save_strip(out: Path, method: str, clip: Clip, crops) -> None:
@@ -113,7 +162,7 @@ def save_strip(out: Path, method: str, clip: Clip, crops) -> None:
     tiles = [cv2.resize(crops[i, y0:y1, x0:x1], None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST) for i in idx]
     ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
     if ok:
-        atomic_write_bytes(strip_path(out, method, clip), png.tobytes())
+        atomic_write_bytes(strip_path(out, method, clip.id), png.tobytes())
 
 
 def write_timing(out: Path, timer: StageTimer, suite: str, rank: Rank) -> dict:

@@ -17,21 +17,21 @@ from typing import Any, Callable, Iterator
 
 from .core.config import RunConfig
 from .core.errors import ClipError, one_line
-from .core.paths import atomic_write_text, file_lock
+from .core.paths import atomic_write_text, file_lock, owner_lock, sweep_stale_temps
 from .core.provenance import git_sha, harness_version
 from .core.ranks import Rank, current_rank, shard
 from .core.registry import METHODS, METRICS
-from .core.results import POOLED_CLIP, ResultRow, append_rows, read_rows, rewrite_rows
+from .core.results import POOLED_CLIP, ResultRow, append_rows, read_rows, rewrite_rows, scan_rows
 from .core.suites import Clip, SuiteContext, load_suite
 from .core.timing import StageTimer
+from .core.layout import GT_STRIP, strip_path
 from .run_files import (
-    GT_STRIP,
     Partials,
+    check_out,
     digest,
     init_run_dir,
     merge_timing,
     save_strip,
-    strip_path,
     write_manifest,
     write_timing,
 )
@@ -92,6 +92,7 @@ class RowFactory:
 
     def __init__(self, cfg: RunConfig, methods: dict[str, Any]):
         self.methods = methods
+        self.method_hashes = {name: cfg.method_config_hash(name) for name in methods}
         self.errors_log = cfg.out / "errors.log"
         self.base = dict(
             suite=cfg.suite, config_hash=cfg.config_hash, git_sha=git_sha(), seed=cfg.seed, harness_version=harness_version()
@@ -115,6 +116,7 @@ class RowFactory:
             note=note,
             higher_is_better=metric.higher_is_better,
             group=metric.group,
+            method_config_hash=self.method_hashes.get(method),
             **self.base,
         )
 
@@ -125,7 +127,7 @@ class RowFactory:
         """One line naming the file; unexpected errors also leave their traceback in errors.log."""
         if isinstance(exc, ClipError):
             return one_line(exc)
-        with file_lock(self.errors_log), open(self.errors_log, "a", encoding="utf-8") as f:
+        with file_lock(self.errors_log), open(self.errors_log, "a", encoding="utf-8", errors="backslashreplace") as f:
             f.write(f"--- {clip.id} ({clip.video})\n{traceback.format_exc()}\n")
         return f"{clip.video}: {one_line(exc)}"
 
@@ -152,10 +154,16 @@ def build_parts(cfg: RunConfig, rank: Rank = Rank()) -> RunParts:
     return RunParts(cfg, methods, metrics, prep, Partials(cfg.out), RowFactory(cfg, methods), cfg.out / "results.jsonl", timer, rank)
 
 
-def finished_keys(parts: RunParts) -> set[tuple]:
-    """Keys of the rows already written (failed ones dropped first under runtime.retry_failed)."""
-    kept = [r for r in read_rows(parts.results) if r.status == "ok" or not parts.cfg.runtime.retry_failed]
-    rewrite_rows(parts.results, kept)
+def finished_keys(parts: RunParts, log: Log = _stderr) -> set[tuple]:
+    """Keys of the rows already written (failed ones dropped first under runtime.retry_failed). Lines that
+    are not rows (a write cut off by a kill, a hand edit) are dropped from the file, and the log says which."""
+    rows, bad = scan_rows(parts.results)
+    kept = [r for r in rows if r.status == "ok" or not parts.cfg.runtime.retry_failed]
+    if bad:
+        lines = ", ".join(f"{b.number} ({b.reason})" for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        log(f"{parts.results}: dropped {len(bad)} lines that are not rows: line {lines}; their rows are computed again")
+    if bad or len(kept) != len(rows):
+        rewrite_rows(parts.results, kept)
     return {r.key for r in kept}
 
 
@@ -173,6 +181,16 @@ def pending_work(parts: RunParts, clip: Clip, done: set[tuple]) -> dict[str, lis
     return work
 
 
+def log_reuse(parts: RunParts, clips: list[Clip], done: set[tuple], log: Log) -> None:
+    """One line when the folder already holds rows of this run: how many are reused, how many remain."""
+    ids = {x.id for x in parts.metrics}
+    reused = sum(1 for k in done if k[2] in parts.methods and k[3] in ids)
+    if not reused:
+        return
+    todo = sum(len(xs) for c in clips for xs in pending_work(parts, c, done).values())
+    log(f"{parts.out}: {reused} rows reused; {todo} (clip, method, metric) to compute")
+
+
 def my_clips(clips: list[Clip], rank: Rank, fps: int) -> list[Clip]:
     """This rank's clips: all of them, or its share balanced by frame count (see ranks.shard)."""
     if not rank.sharded:
@@ -187,22 +205,36 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     """Every clip through the stages: prepare -> generate per method -> score -> rows; then pooled rows and the summary.
 
     Under torchrun each rank scores its share of the clips into the same results file; rank 0 prepares
-    the run folder before and writes the pooled rows, summary and timing after the others are done."""
+    the run folder before and writes the pooled rows, summary and timing after the others are done.
+    One job at a time writes a run folder: a second `stsa-bench run` into it is refused at once."""
     rank = current_rank()
     METHODS.check([cfg.method_of(m) for m in cfg.methods])
     METRICS.check(cfg.metrics)
     clips = load_suite(suite_context(cfg))
+    if not rank.is_main:
+        return _run(cfg, log, rank, clips)
+    check_out(cfg.out)
+    with owner_lock(cfg.out / ".run.lock", f"run folder {cfg.out}"):
+        swept = sweep_stale_temps(cfg.cache_dir)
+        if swept:
+            log(f"{cfg.cache_dir}: removed {swept} temporary files left by killed runs")
+        return _run(cfg, log, rank, clips)
+
+
+def _run(cfg: RunConfig, log: Log, rank: Rank, clips: list[Clip]) -> RunOutcome:
     if rank.is_main:
         report_unavailable(cfg.suite, clips, log)
     parts = build_parts(cfg, rank)
     init_run_dir(cfg.out, cfg, write=rank.is_main)
     if rank.is_main:
         write_manifest(cfg.out, cfg.suite, clips)
-        done = finished_keys(parts)
+        done = finished_keys(parts, log)
     rank.barrier()
     if not rank.is_main:
         done = {r.key for r in read_rows(parts.results)}
     n_before = len(done)
+    if rank.is_main:
+        log_reuse(parts, clips, done, log)
 
     from tqdm import tqdm
 
@@ -320,12 +352,13 @@ def generate_pair(parts: RunParts, clip: Clip, prepared, sample, name: str, gt_m
         gen_crops = prepared.crops if gen.frames is frames else crop_faces(gen.frames, prepared.boxes, pp.crop_size)
     with timer.stage("io"):
         save_strip(cfg.out, name, clip, gen_crops)
-        if not strip_path(cfg.out, GT_STRIP, clip).is_file():
+        if not strip_path(cfg.out, GT_STRIP, clip.id).is_file():
             save_strip(cfg.out, GT_STRIP, clip, prepared.crops)
         if cfg.runtime.save_videos:
+            from .core.layout import video_path
             from .core.media import write_video
 
-            write_video(cfg.out / "videos" / name / f"{clip.id}.mp4", gen.frames, pp.fps, gen.audio, pp.sample_rate, lossless=False)
+            write_video(video_path(cfg.out, name, clip.id), gen.frames, pp.fps, gen.audio, pp.sample_rate, lossless=False)
     return EvalPair(
         clip_id=clip.id,
         video=clip.video,
@@ -344,8 +377,8 @@ def generate_pair(parts: RunParts, clip: Clip, prepared, sample, name: str, gt_m
         gt_has_face=prepared.has_face,
         detect=parts.prep.detect,
         clip_sha256=clip.sha256,
-        batch_size=max(1, cfg.runtime.batch_size),
-        memo={"method_note": gen.note},
+        batch_size=cfg.runtime.batch_size,
+        memo={"method_note": gen.note, "clip_note": prepared.note},
         gt_memo={} if gt_memo is None else gt_memo,
     )
 
@@ -365,7 +398,7 @@ def score(parts: RunParts, clip: Clip, pair, pending: list) -> list[ResultRow]:
             value = metric.compute()
             if not math.isfinite(value):
                 raise ClipError(f"{clip.video}: {metric.name} is not finite ({value})")
-            note = "; ".join(x for x in (pair.memo.get("method_note"), metric.note) if x) or None
+            note = "; ".join(x for x in (pair.memo.get("clip_note"), pair.memo.get("method_note"), metric.note) if x) or None
             rows.append(parts.rows.make(clip, pair.method, metric, value=value, n_frames=pair.n_frames, note=note))
         except Exception as exc:  # noqa: BLE001
             rows.append(parts.rows.make(clip, pair.method, metric, n_frames=pair.n_frames, error=parts.rows.reason(exc, clip)))

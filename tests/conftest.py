@@ -7,6 +7,11 @@ import pytest
 
 from stsa_bench.core.paths import shared_root
 
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # xdist workers share the cores: threads = cores / workers
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
+
 LRS2_CLIP = "smeetrs__deep_avsr__00004"
 
 

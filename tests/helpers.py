@@ -74,7 +74,7 @@ def bad_inputs(folder: Path) -> dict[str, tuple[str, str]]:
     some = frames.copy()
     some[10:20] = 128
     write_video(folder / "some_faceless.mkv", some, 25, audio)
-    cases["some_faceless"] = ("ok", "")
+    cases["some_faceless"] = ("ok", "no face in 10 of 60 frames (box interpolated)")
 
     write_video(folder / "one_frame.mkv", frames[:1], 25, audio[:640])
     cases["one_frame"] = ("failed", "1 frame(s) at 25 fps, need at least 5")
@@ -95,12 +95,33 @@ def bad_inputs(folder: Path) -> dict[str, tuple[str, str]]:
     write_vfr_video(folder / "vfr.mkv", frames, list(times * scale), audio)
     cases["vfr"] = ("ok", "")
 
+    write_two_audio_streams(folder / "two_audio.mkv", frames, audio)
+    cases["two_audio"] = ("ok", "audio from the first of 2 audio streams")
+
     (folder / "broken_link.mp4").symlink_to(folder / "does_not_exist.mp4")
     cases["broken_link"] = ("failed", "missing")
 
     (folder / "a_directory.mp4").mkdir()
     cases["a_directory"] = ("failed", "unreadable")
     return cases
+
+
+def write_two_audio_streams(path: Path, frames: np.ndarray, audio: np.ndarray, sample_rate: int = 16000) -> None:
+    """FFV1 video with two PCM audio streams: the speech, then silence."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("ffv1", rate=25)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "bgr0"
+        tracks = [out.add_stream("pcm_s16le", rate=sample_rate, layout="mono") for _ in range(2)]
+        for f in frames:
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        out.mux(video.encode(None))
+        for track, signal in zip(tracks, (audio, np.zeros_like(audio))):
+            frame = av.AudioFrame.from_ndarray((signal * 32767).astype(np.int16)[None], format="s16", layout="mono")
+            frame.sample_rate = sample_rate
+            out.mux(track.encode(frame))
+            out.mux(track.encode(None))
 
 
 def smoke(benchmark) -> bool:

@@ -85,6 +85,9 @@ def test_frechet_distance_matches_pytorch_fid():
     ref = calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
     assert frechet_distance(a, b) == pytest.approx(ref, abs=1e-6)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    few = a[:40]  # fewer frames than features: a singular covariance takes the eigendecomposition branch
+    ref = calculate_frechet_distance(few.mean(0), np.cov(few, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert frechet_distance(few, b) == pytest.approx(ref, rel=1e-6)
 
 
 @pytest.mark.slow

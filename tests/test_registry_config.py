@@ -116,6 +116,18 @@ def test_config_hash_ignores_out_and_runtime_but_not_protocol():
     assert config_hash(a.resolved) == a.config_hash
 
 
+def test_a_run_folder_grows_by_methods_and_metrics_while_method_options_are_hashed_per_method():
+    a = make_config("methods=[gt,static]", "metrics=[psnr]")
+    b = make_config("methods=[gt,static,shift]", "metrics=[psnr,ssim]", "shift.frames=2")
+    c = make_config("methods=[gt,static,shift]", "shift.frames=3")
+    d = make_config("methods=[gt,late:shift]", "late.frames=2")
+    assert a.config_hash == b.config_hash == c.config_hash
+    assert a.method_config_hash("static") == b.method_config_hash("static")
+    assert b.method_config_hash("shift") != c.method_config_hash("shift")
+    assert d.method_entry("late") == {"method": "shift", "options": {"frames": 2}}
+    assert d.method_config_hash("late") == b.method_config_hash("shift")
+
+
 def test_preprocessing_is_part_of_metric_identity():
     base, other = PreprocessConfig(), PreprocessConfig(box_scale=1.3)
     assert base.crop_tag().startswith("face128@25fps/pp=")

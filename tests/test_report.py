@@ -36,7 +36,8 @@ def test_all_formats_written(report):
 def test_markdown_layout(report):
     _, out = report
     md = (out / "table.md").read_text()
-    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    main_table = md.split("#### ", 1)[0]
+    lines = [line for line in main_table.splitlines() if line.startswith("| ")]
     head = lines[0]
     assert head.index("PSNR↑") < head.index("SSIM↑") < head.index("LPIPS↓") < head.index("LipLMD↓") < head.index("DME (DIS)↓")
     rows = {line.split(" | ")[0].strip("| "): line for line in lines[1:]}
@@ -47,6 +48,7 @@ def test_markdown_layout(report):
     assert "Provenance" in md and "suite_manifest_hash" in md and "git_sha" in md
     assert "STSA paper, Table I" in md and "| gt | SSIM | 1.0000 | 1.0000 | 0.0000 |" in md
     assert "per clip" in md
+    assert "compared on the 3 clips of 3" in md and "95% confidence intervals" in md  # lpips failed everywhere: no clip left out
 
 
 @pytest.mark.slow
@@ -81,7 +83,8 @@ def test_latex_compiles(report, tmp_path):
 def test_html_renders(report, tmp_path):
     _, out = report
     html = (out / "report.html").read_text()
-    assert html.count("<img") == len(list((out / "plots").glob("*.png")))
+    assert html.count("<figure><img") == len(list((out / "plots").glob("*.png")))
+    assert html.count('<div class="clip"') == 3 and html.count('data-method="static"') == 3
     assert "<table" in html and "weights missing" in html
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

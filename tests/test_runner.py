@@ -49,7 +49,7 @@ def test_rerun_is_a_noop_and_other_config_is_refused(demo_run, cache_dir, capsys
     assert (out / "results.jsonl").read_text() == before
     assert "(0 new, 0 failed)" in capsys.readouterr().out
     assert main(["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}", "shift.frames=2"]) == 2
-    assert "differs in shift.frames" in capsys.readouterr().err
+    assert "method 'shift' ran here with other options (differs in frames)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -67,6 +67,8 @@ def test_bad_inputs_never_stop_a_run(tmp_path, cache_dir, capsys):
         if status == "failed":
             assert all(fragment in r.error and "\n" not in r.error for r in got), (clip, got[0].error)
             assert clip in got[0].error or str(tmp_path) in got[0].error
+        else:
+            assert all(fragment in (r.note or "") for r in got), (clip, got[0].note)
     summary = (out / "summary.md").read_text()
     n_bad = sum(s == "failed" for s, _ in cases.values())
     assert f"| gt | 80.0000 ({len(cases) - n_bad} ok, {n_bad} failed)" in summary

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from stsa_bench.core.errors import ClipError, ConfigError
+from stsa_bench.core.layout import file_stem
 
 from ..base import Generated, Method, MethodEnv, Sample
 from ..normalize import normalize_output
@@ -143,10 +144,10 @@ class ExternalMethod(Method):
         return path.resolve()
 
     def job_dir(self, sample: Sample) -> Path:
-        return self._run_dir() / "work" / self.name / f"{sample.clip_id.replace('/', '__')}-{sample.sha256[:8]}"
+        return self._run_dir() / "work" / self.name / f"{file_stem(sample.clip_id)}-{sample.sha256[:8]}"
 
     def kept_path(self, sample: Sample) -> Path:
-        return self._run_dir() / "generated" / self.name / f"{sample.clip_id.replace('/', '__')}-{sample.sha256[:8]}.mp4"
+        return self._run_dir() / "generated" / self.name / f"{file_stem(sample.clip_id)}-{sample.sha256[:8]}.mp4"
 
     def _run_dir(self) -> Path:
         if self.env.run_dir is None:

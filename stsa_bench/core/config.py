@@ -26,6 +26,11 @@ RESUME_FREE_KEYS = ("out", "cache_dir", "runtime", "data", "weights")
 """Top-level keys that cannot change a result value: left out of the config hash, free to change on resume
 (the training config's `RESUME_FREE_KEYS` are the same idea for `train.*`)."""
 
+GROWING_KEYS = ("methods", "metrics")
+"""Keys a run folder may grow by: adding a method or a metric to an existing `--out` computes only the new
+rows. Each method's options are hashed per method (`RunConfig.method_config_hash`); metric ids carry
+their protocol."""
+
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
@@ -146,6 +151,10 @@ class RuntimeConfig:
     refreeze: bool = False
     """Accept changed suite files and freeze their new hashes."""
 
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"runtime.batch_size must be at least 1, got {self.batch_size}")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -173,6 +182,14 @@ class RunConfig:
 
     def options_for(self, name: str) -> Mapping[str, Any]:
         return self.options.get(name) or {}
+
+    def method_entry(self, name: str) -> dict[str, Any]:
+        """What a method row's values depend on besides the run: the registered method and its options."""
+        return {"method": self.method_of(name), "options": dict(self.options_for(name))}
+
+    def method_config_hash(self, name: str) -> str:
+        """sha256 of `method_entry(name)` (12 hex), carried by every row of that method."""
+        return cache_key("method-config", params=self.method_entry(name))[:12]
 
     def method_of(self, name: str) -> str:
         """The registered method behind a row name."""
@@ -211,10 +228,16 @@ def plain_defaults(cls: type) -> dict[str, Any]:
     return out
 
 
+def hashed_part(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """What every row of a run folder depends on: suite, preprocessing, seed. Not the free keys, not the
+    methods and metrics a folder may grow by, not the per-component option blocks (hashed per method,
+    or part of the metric id)."""
+    return {k: v for k, v in resolved.items() if k in TOP_LEVEL and k not in RESUME_FREE_KEYS + GROWING_KEYS}
+
+
 def config_hash(resolved: Mapping[str, Any]) -> str:
-    """sha256 of the resolved config without the keys that cannot change a value (12 hex)."""
-    kept = {k: v for k, v in resolved.items() if k not in RESUME_FREE_KEYS}
-    return cache_key("config", params=kept)[:12]
+    """sha256 of `hashed_part(resolved)` (12 hex)."""
+    return cache_key("config", params=hashed_part(resolved))[:12]
 
 
 def run_config_from_dict(resolved: Mapping[str, Any]) -> RunConfig:

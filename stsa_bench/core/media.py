@@ -23,6 +23,23 @@ class VideoInfo:
     height: int
     duration_s: float
     variable_rate: bool
+    declared_frames: int = 0
+    """Frames the video stream declares (its frame count, else its duration x rate); 0 when it declares none."""
+
+
+MISSING_FRAMES_TOLERANCE = (2, 0.02)
+"""A clip may decode up to max(2 frames, 2%) fewer frames than its container declares (edit lists,
+B-frame delay); more missing fails the clip as truncated."""
+
+
+def _declared_frames(stream, rate: float) -> int:
+    """The video stream's own frame count, else its duration x rate (the container's duration also covers
+    audio, so it is not used)."""
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration and stream.time_base:
+        return int(round(float(stream.duration * stream.time_base) * rate))
+    return 0
 
 
 def _reason(exc: BaseException, path: Path) -> str:
@@ -141,6 +158,7 @@ def decode_video(path: Path, fps: int = 25, mode: str = "ffmpeg_cfr") -> tuple[n
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or stream.guessed_rate or fps)
+        declared = _declared_frames(stream, rate)
         start = container.start_time / 1e6 if container.start_time is not None else None
         sampler = _FFmpegCFR(fps, rate) if mode == "ffmpeg_cfr" else _Nearest(fps)
         times: list[float] = []
@@ -161,6 +179,9 @@ def decode_video(path: Path, fps: int = 25, mode: str = "ffmpeg_cfr") -> tuple[n
             raise ClipError(f"{path}: video is corrupt after frame {len(times)} ({_reason(exc, path)})") from exc
     if last is None:
         raise ClipError(f"{path}: video stream has no frames")
+    slack, share = MISSING_FRAMES_TOLERANCE
+    if declared and declared - len(times) > max(slack, share * declared):
+        raise ClipError(f"{path}: truncated: decoded {len(times)} of the {declared} frames the container declares")
     intervals = np.diff(times) if len(times) > 1 else np.array([1.0 / rate])
     duration = times[-1] - t0 + float(np.median(intervals))
     out = sampler.finish(duration)
@@ -171,6 +192,7 @@ def decode_video(path: Path, fps: int = 25, mode: str = "ffmpeg_cfr") -> tuple[n
         height=last.shape[0],
         duration_s=duration,
         variable_rate=len(intervals) > 1 and float(np.ptp(intervals)) > 0.25 / max(rate, 1.0),
+        declared_frames=declared,
     )
     return np.stack(out), info
 
@@ -181,6 +203,12 @@ def _internal_format(frame_format) -> str:
     16-bit sources too, which changes the PCM of e.g. MPEG-1 layer II (s16p) audio."""
     size = frame_format.bytes
     return "s16p" if size <= 2 else "fltp" if size <= 4 else "dblp"
+
+
+def audio_streams(path: Path) -> int:
+    """How many audio streams the file has (decode_audio reads the first)."""
+    with _open(Path(path)) as container:
+        return len(container.streams.audio)
 
 
 def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -85,9 +87,33 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def owner_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold `path` exclusively for one process, or raise ConfigError at once naming the holder's pid and
+    start time (`what` says what is held, e.g. the run folder)."""
+    from .errors import ConfigError
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ConfigError(f"{what} is in use by another stsa-bench process ({holder}); wait for it to finish or use another folder") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:32]}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
@@ -108,14 +134,34 @@ def _umask() -> int:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """UTF-8; a byte of a file name that is not UTF-8 (a lone surrogate in `text`) is written as `\\udcXX`."""
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
+
+
+def sweep_stale_temps(root: Path, older_than_s: float = 6 * 3600) -> int:
+    """Remove the temp files and dirs (`.<name>.<random>.tmp`) that a killed writer left under `root` and
+    that are older than `older_than_s` (younger ones may belong to a live writer). Returns how many."""
+    now, removed = time.time(), 0
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    for path in root.rglob(".*.tmp"):
+        try:
+            if now - path.lstat().st_mtime < older_than_s:
+                continue
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def build_dir_atomically(final: Path, build: Callable[[Path], None]) -> Path:
     """Fill `final` once: `build(tmpdir)` writes into a sibling temp dir that is renamed in.
 
     A lock serialises concurrent builders; whoever comes second finds the finished
-    directory and returns at once. A crash leaves only a stray temp dir, never a partial entry.
+    directory and returns at once. A crash (kill -9) leaves only a stray temp dir, never a partial
+    entry; the next builder of the same entry removes it (it holds the lock, so no one else is writing it).
     """
     if final.is_dir():
         return final
@@ -123,7 +169,9 @@ def build_dir_atomically(final: Path, build: Callable[[Path], None]) -> Path:
         if final.is_dir():
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+        for stale in final.parent.glob(f".{glob.escape(final.name[:32])}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name[:32]}.", suffix=".tmp"))
         os.chmod(tmp, 0o777 & ~_umask())
         try:
             build(tmp)

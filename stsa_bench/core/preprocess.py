@@ -39,6 +39,20 @@ class Prepared:
     def n_face(self) -> int:
         return int(self.has_face.sum())
 
+    @property
+    def note(self) -> str | None:
+        """What the rows of this clip should say about its input: frames without a face (box
+        interpolated), declared frames the decoder did not get, an audio stream chosen among several."""
+        notes = []
+        if self.n_face < self.n_frames:
+            notes.append(f"no face in {self.n_frames - self.n_face} of {self.n_frames} frames (box interpolated)")
+        declared, got = self.meta.get("declared_frames") or 0, self.meta.get("src_frames") or 0
+        if declared > got:
+            notes.append(f"{declared - got} of the {declared} frames the container declares are missing")
+        if (self.meta.get("audio_streams") or 1) > 1:
+            notes.append(f"audio from the first of {self.meta['audio_streams']} audio streams")
+        return "; ".join(notes) or None
+
 
 def prep_key(clip: Clip, cfg: PreprocessConfig) -> str:
     import av
@@ -55,7 +69,7 @@ def load_media(clip: Clip, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarra
     Audio and video may differ in length by at most cfg.max_av_mismatch_s; beyond that the
     clip fails with both lengths in the reason.
     """
-    from .media import decode_audio, decode_video
+    from .media import audio_streams, decode_audio, decode_video
 
     frames, info = decode_video(clip.video, cfg.fps, cfg.fps_mode)
     n = len(frames)
@@ -74,6 +88,8 @@ def load_media(clip: Clip, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarra
     meta = {
         "src_fps": info.src_fps,
         "src_frames": info.src_frames,
+        "declared_frames": info.declared_frames,
+        "audio_streams": audio_streams(audio_path),
         "variable_rate": info.variable_rate,
         "video_s": video_s,
         "audio_s": audio_s,

@@ -11,6 +11,7 @@ import datetime as _dt
 import fnmatch
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -197,14 +198,11 @@ class FolderSuite(Suite):
             videos = [v for v in videos if any(fnmatch.fnmatch(v.relative_to(root).stem, pat) for pat in self.opts.include)]
         if not videos:
             raise ConfigError(f"suite 'folder': no video files ({', '.join(VIDEO_EXTS)}) in {root}")
-        clips, seen = [], {}
+        stems = Counter(str(v.relative_to(root).with_suffix("")) for v in videos)
+        clips = []
         for video in videos:
-            clip_id = str(video.relative_to(root).with_suffix(""))
-            if clip_id in seen:
-                clips.append(Clip(clip_id, video, error=f"{video}: clip id {clip_id!r} also used by {seen[clip_id]}"))
-                continue
-            seen[clip_id] = video
             rel = video.relative_to(root).with_suffix("")
+            clip_id = str(rel) if stems[str(rel)] == 1 else str(video.relative_to(root))
             audio = next((a for a in (audio_root / rel.with_suffix(e) for e in AUDIO_EXTS) if a.exists()), None)
             clips.append(hash_clip(clip_id, video, audio))
         identity = {"root": str(root), "audio_root": str(audio_root), "include": list(self.opts.include)}

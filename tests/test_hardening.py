@@ -1,0 +1,261 @@
+"""Hostile inputs, names, signals, disks and concurrent runs (issue 16): each case is built here, and none
+may crash a run, hide a clip or change a table silently."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stsa_bench.cli import main
+from stsa_bench.core.errors import ClipError
+from stsa_bench.core.results import read_rows, scan_rows
+
+from .helpers import make_config
+
+RUN = ["runtime.progress=false", "--methods", "gt", "--metrics", "psnr"]
+BAD_NAME = os.fsdecode(b"bad\xff\xfename.mkv")
+LONG_NAME = "x" * 246 + ".mkv"
+
+
+def demo_clips(folder: Path, n: int = 2) -> list[Path]:
+    from stsa_bench.core.demo import ensure_demo_clips
+
+    ensure_demo_clips(folder, n_clips=n, seconds=0.6, size=96, seed=0)
+    return sorted(folder.glob("demo_*.mkv"))
+
+
+def truncated_faststart(src: Path, out: Path, keep: float = 0.3) -> Path:
+    """The first `keep` of a faststart copy of `src` (index at the front, so the container still declares every frame)."""
+    import av
+
+    full = out.with_suffix(".full.mp4")
+    with av.open(str(src)) as i, av.open(str(full), "w", options={"movflags": "faststart"}) as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        for pkt in i.demux():
+            if pkt.dts is not None:
+                pkt.stream = streams[pkt.stream.index]
+                o.mux(pkt)
+    data = full.read_bytes()
+    out.write_bytes(data[: int(len(data) * keep)])
+    full.unlink()
+    return out
+
+
+def test_decoding_cross_checks_the_declared_frame_count(shared, tmp_path):
+    from stsa_bench.core.media import decode_video
+
+    clip = truncated_faststart(shared / "clips" / "smeetrs__deep_avsr__00004.mp4", tmp_path / "cut.mp4")
+    with pytest.raises(ClipError, match=r"cut.mp4: truncated: decoded \d+ of the 138 frames the container declares"):
+        decode_video(clip)
+    frames, info = decode_video(shared / "clips" / "smeetrs__deep_avsr__00004.mp4")
+    assert len(frames) == info.declared_frames == 138
+
+
+@pytest.mark.slow
+def test_a_folder_of_hostile_files_is_scored_clip_by_clip(shared, tmp_path, cache_dir, capsys):
+    """Two good clips beside a name that is not UTF-8, a 250-byte name, two files with one stem and a
+    truncated mp4: exit 0, every file has rows, each bad one a reason naming it; a resume and a report work."""
+    data = tmp_path / "data"
+    data.mkdir()
+    good = demo_clips(tmp_path / "demo")
+    for p in good:
+        shutil.copy(p, data / p.name)
+    shutil.copy(good[0], data / BAD_NAME)
+    shutil.copy(good[1], data / LONG_NAME)
+    shutil.copy(good[0], data / "dup.mkv")
+    shutil.copy(good[1], data / "dup.mov")
+    truncated_faststart(shared / "clips" / "smeetrs__deep_avsr__00004.mp4", data / "cut.mp4")
+    out = tmp_path / "out"
+    args = ["run", "--suite", "folder", "--out", str(out), f"data.root={data}", f"cache_dir={cache_dir}", *RUN]
+    assert main(args) == 0
+    rows = {r.clip: r for r in read_rows(out / "results.jsonl")}
+    ids = {"demo_00", "demo_01", os.fsdecode(b"bad\xff\xfename"), "x" * 246, "dup.mkv", "dup.mov", "cut"}
+    assert set(rows) == ids
+    assert all(rows[c].status == "ok" for c in ids - {"cut"})
+    assert rows["cut"].status == "failed" and "cut.mp4: truncated" in rows["cut"].error
+    assert os.fsencode(next(c for c in rows if c.startswith("bad"))) == b"bad\xff\xfename"
+    assert set(json.loads((out / "manifest.json").read_text())["clips"]) == ids
+    capsys.readouterr()
+    assert main(args) == 0 and "(0 new, 1 failed)" in capsys.readouterr().out
+    assert main(["run", *args[1:], "--strict"]) == 1
+    assert main(["report", str(out), "--format", "md,html"]) == 0
+    assert "bad\\udcff\\udcfename" in (out / "report" / "table.md").read_text(encoding="utf-8")
+
+
+def test_report_refuses_a_corrupted_line_or_skips_it_on_request(tmp_path, capsys):
+    from .test_plots_html import synthetic_rows
+
+    out = tmp_path / "run"
+    out.mkdir()
+    lines = [r.to_json() for r in synthetic_rows()[:6]]
+    for i, (bad, why) in enumerate(((lines[2][:-9], "not JSON"), ("[1, 2]", "not a JSON object"),
+                                     (lines[4].replace('"value": ', '"value": "high", "x": '), "value is not a number"))):  # fmt: skip
+        text = lines[:2] + [bad] + lines[3:]
+        (out / "results.jsonl").write_text("\n".join(text) + "\n")
+        assert main(["report", str(out), "--format", "md"]) == 2
+        err = capsys.readouterr().err
+        assert f"{out / 'results.jsonl'}: line 3 is " in err and why in err and "--skip-bad-rows" in err and "Traceback" not in err
+    assert main(["report", str(out), "--format", "md", "--skip-bad-rows"]) == 0
+    assert "**1 lines of results.jsonl are not rows and were skipped**" in capsys.readouterr().out
+    rows, bad = scan_rows(out / "results.jsonl")
+    assert len(rows) == 5 and [b.number for b in bad] == [3]
+    (out / "results.jsonl").write_bytes(b"\n".join(x.encode() for x in lines) + b"\n" + lines[0].encode()[:40])
+    assert [b.reason.split(" ")[0] for b in scan_rows(out / "results.jsonl")[1]] == ["cut"]
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [("{not json", "not JSON"), ("[1, 2]", "expected an object with a list of rows"),
+     ('{"rows": [{"suite": "demo"}]}', "golden row 0 lacks clip"), (b"\xff\xfe", "not UTF-8")],
+)  # fmt: skip
+def test_check_with_a_broken_golden_file_is_a_usage_error(tmp_path, capsys, content, fragment):
+    from .test_plots_html import synthetic_rows
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.jsonl").write_text("".join(r.to_json() + "\n" for r in synthetic_rows()[:3]))
+    golden = tmp_path / "golden.json"
+    golden.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert main(["check", str(out), "--golden", str(golden)]) == 2
+    err = capsys.readouterr().err
+    assert f"{golden}: " in err and fragment in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_out_that_cannot_be_a_folder_is_a_usage_error(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, fragment in ((afile, "is a file, not a folder"), (afile / "sub", "cannot write there")):
+        assert main(["run", "--suite", "demo", "--out", str(out), *RUN]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}: {fragment}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("size", [0, -4])
+def test_batch_size_below_one_is_refused(size):
+    from stsa_bench.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"runtime.batch_size must be at least 1, got {size}"):
+        make_config(f"runtime.batch_size={size}")
+
+
+def test_a_second_run_into_a_busy_folder_is_refused(tmp_path, capsys):
+    from stsa_bench.core.paths import owner_lock
+
+    out = tmp_path / "out"
+    with owner_lock(out / ".run.lock", f"run folder {out}"):
+        assert main(["run", "--suite", "demo", "--out", str(out), *RUN]) == 2
+    err = capsys.readouterr().err
+    assert f"run folder {out} is in use by another stsa-bench process (pid {os.getpid()}" in err
+
+
+def test_long_and_odd_clip_ids_in_file_names_and_tables():
+    from reports import tables
+    from stsa_bench.core.layout import MAX_STEM_BYTES, file_stem
+
+    long_a, long_b = "a" * 300 + "1", "a" * 300 + "2"
+    assert len(file_stem(long_a).encode()) <= MAX_STEM_BYTES and file_stem(long_a) != file_stem(long_b)
+    assert file_stem("short/id") == "short__id"
+    from .test_plots_html import synthetic_rows
+
+    rows = [r.__class__(**{**r.__dict__, "clip": "a|b\nc"}) if r.clip == "c1" else r for r in synthetic_rows()]
+    md = tables.per_clip_markdown(tables.Run(Path("."), rows))
+    assert "| a\\|b c |" in md
+
+
+def test_stale_temporary_entries_are_swept(tmp_path):
+    from stsa_bench.core.paths import build_dir_atomically, sweep_stale_temps
+
+    final = tmp_path / "entry"
+    stale = tmp_path / f".{final.name}.abc123.tmp"
+    stale.mkdir()
+    (stale / "half").write_text("x")
+    build_dir_atomically(final, lambda d: (d / "f").write_text("ok"))
+    assert not stale.exists() and (final / "f").read_text() == "ok"
+    old = tmp_path / "sub" / ".x.npy.zz.tmp"
+    old.parent.mkdir()
+    old.write_text("x")
+    fresh = tmp_path / "sub" / ".y.npy.zz.tmp"
+    fresh.write_text("y")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert sweep_stale_temps(tmp_path, older_than_s=3600) == 1
+    assert not old.exists() and fresh.exists()
+
+
+def test_fuzzed_bytes_raise_only_one_line_errors(tmp_path):
+    """Seeded random and mutated bytes through the media probe, the decoder and the row reader."""
+    from stsa_bench.core.media import decode_video, probe_frames
+
+    from .test_plots_html import synthetic_rows
+
+    rng = np.random.default_rng(0)
+    seed_video = demo_clips(tmp_path / "demo", n=1)[0].read_bytes()
+    row_bytes = "".join(r.to_json() + "\n" for r in synthetic_rows()[:4]).encode()
+    for i in range(12):
+        blob = bytearray(seed_video if i % 2 else rng.bytes(4096))
+        for j in rng.integers(0, len(blob), 40):
+            blob[j] = int(rng.integers(0, 256))
+        path = tmp_path / f"fuzz{i}.mkv"
+        path.write_bytes(bytes(blob[: int(rng.integers(64, len(blob)))]))
+        assert isinstance(probe_frames(path), int)
+        try:
+            decode_video(path)
+        except ClipError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc)
+        rows = bytearray(row_bytes)
+        for j in rng.integers(0, len(rows), 8):
+            rows[j] = int(rng.integers(0, 256))
+        (tmp_path / "r.jsonl").write_bytes(bytes(rows))
+        good, bad = scan_rows(tmp_path / "r.jsonl")
+        assert len(good) + len(bad) >= 1
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_run_and_the_rerun_completes(tmp_path, cache_dir, monkeypatch, capsys):
+    import stsa_bench.core.results as results
+
+    real_write, calls = os.write, []
+
+    def full(fd, data):
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    out = tmp_path / "out"
+    args = ["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}", *RUN]
+    monkeypatch.setattr(results.os, "write", full)
+    assert main(args) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    monkeypatch.setattr(results.os, "write", real_write)
+    assert len(read_rows(out / "results.jsonl")) == 1 and scan_rows(out / "results.jsonl")[1] == []
+    assert main(args) == 0
+    assert len(read_rows(out / "results.jsonl")) == 3
+
+
+@pytest.mark.slow
+def test_sigterm_stops_after_a_row_and_the_rerun_resumes(tmp_path, cache_dir):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "stsa_bench.cli", "run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}",
+           "runtime.progress=false", "--methods", "gt,static,shift", "--metrics", "psnr,ssim"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "results.jsonl").is_file():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM); every row written so far is kept: run the same command again to resume" in err
+    assert "Traceback" not in err
+    assert scan_rows(out / "results.jsonl")[1] == []
+    assert subprocess.run(cmd, capture_output=True, text=True, timeout=300).returncode == 0
+    assert len(read_rows(out / "results.jsonl")) == 3 * 3 * 2
