@@ -66,7 +66,18 @@ class Method:
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     Options: ClassVar[type | None] = None
+    WEIGHTS: ClassVar[tuple] = ()
+    """Catalogue entries (stsa_bench.core.catalogue) this method loads: `stsa-bench weights list --methods`."""
     weights_sha: str | None = None
+
+    @classmethod
+    def weights_specs(cls) -> list:
+        return list(cls.WEIGHTS)
+
+    @classmethod
+    def weights_settings(cls, options: Mapping[str, Any]) -> dict:
+        """{catalogue name: path} for weights the method takes as options instead of `weights.<name>`."""
+        return {}
 
     def __init__(self, env: MethodEnv | None = None, /, **options: Any):
         self.env = env or MethodEnv()

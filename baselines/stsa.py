@@ -9,10 +9,12 @@ blending mask come from FaceMesh (stsa_bench.core.faces.DLIB68_FROM_FACEMESH) in
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from stsa.precision import check_precision
+from stsa_bench.core import catalogue
 from stsa_bench.core.errors import ClipError, ConfigError
 from stsa_bench.core.registry import METHODS
 
@@ -29,21 +31,46 @@ class STSAMethodOptions:
     official_compat: bool = False
 
 
+def _registered_wav2vec2() -> str | None:
+    """The wav2vec2 folder in the weights folder (`stsa-bench weights fetch wav2vec2`), else None (the HF cache)."""
+    from stsa_bench.core.weights import weights_dir
+
+    folder = weights_dir() / catalogue.WAV2VEC2.filename
+    return str(folder) if (folder / "config.json").is_file() else None
+
+
 @METHODS.register("stsa")
 class STSAMethod(Method):
     """STSA (ICME 2025) in-tree: guidance prediction + dual-path face synthesis, batched over frames."""
 
     version = "in-tree"
     Options = STSAMethodOptions
+    WEIGHTS = (catalogue.STSA_HEATMAP, catalogue.STSA_RENDERER, catalogue.WAV2VEC2)
+
+    @classmethod
+    def weights_settings(cls, options) -> dict:
+        """{catalogue name: the path the options give} (the checkpoints are method options, not weights.<name>)."""
+        return {"stsa_heatmap": options.get("heatmap_ckpt"), "stsa_renderer": options.get("renderer_ckpt"), "wav2vec2": options.get("wav2vec2")}
 
     def __init__(self, env=None, /, **options):
         super().__init__(env, **options)
-        for key, what in (("heatmap_ckpt", "heatmap_weight.pth"), ("renderer_ckpt", "face_weight.pth")):
+        from stsa_bench.core.weights import WeightsMissing, resolve
+
+        paths = {}
+        for key, spec in (("heatmap_ckpt", catalogue.STSA_HEATMAP), ("renderer_ckpt", catalogue.STSA_RENDERER)):
             value = getattr(self.opts, key)
             if not value:
-                raise ConfigError(f"{self.name}.{key} is not set: the path of the official {what} (SCAILab-USTC/STSA)")
+                try:
+                    value = str(resolve(spec, self.env.weights.get(spec.name), check=False)[0])
+                except WeightsMissing:
+                    raise ConfigError(
+                        f"{self.name}.{key} is not set: the path of the official {spec.filename} (SCAILab-USTC/STSA); "
+                        f"or register it once with `stsa-bench weights add {spec.name} PATH`"
+                    ) from None
             if not Path(value).expanduser().is_file():
                 raise ConfigError(f"{self.name}.{key}={value}: no such file")
+            paths[key] = value
+        self.opts = dataclasses.replace(self.opts, **paths, wav2vec2=self.opts.wav2vec2 or _registered_wav2vec2())
         try:
             check_precision(self.opts.precision)
         except ValueError as exc:

@@ -83,6 +83,10 @@ class Wav2LipMethod(Method):
     Options = Wav2LipOptions
     weights_spec: ClassVar[WeightsSpec] = catalogue.WAV2LIP
 
+    @classmethod
+    def weights_specs(cls) -> list[WeightsSpec]:
+        return [cls.weights_spec]
+
     def __init__(self, env=None, /, **options):
         super().__init__(env, **options)
         if len(self.opts.pads) != 4:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import blend as B
 from . import pipeline as P
 from .precision import check_precision, emulation_warning
 
@@ -120,6 +121,6 @@ class STSAGenerator:
         faces = self.faces(prep)
         out = np.empty((prep["n_out"],) + clip.frames.shape[1:], np.uint8)
         for i, (face, tpl) in enumerate(zip(faces, prep["slots"][:, 2])):
-            mask = P.soft_mask(clip.landmarks68[tpl], clip.frames.shape[1:])
-            out[i] = P.paste_back(clip.frames[tpl], face, prep["boxes"][tpl], mask)
+            mask, window = B.soft_mask_window(clip.landmarks68[tpl], clip.frames.shape[1:])
+            out[i] = B.paste_back_window(clip.frames[tpl], face, prep["boxes"][tpl], mask, window)
         return out

@@ -286,7 +286,7 @@ def bench_method(plan: Plan, cache: dict, precision: str = "fp32") -> dict:
     """STSAGenerator on a synthetic clip: moving texture, random FaceMesh points in the frame's middle, noise audio."""
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-    from stsa import pipeline as P
+    from stsa import blend as B
     from stsa.inference import ClipInputs, STSAGenerator, STSAOptions
     from stsa_bench.core.faces import landmarks68
     guidance, renderer = stsa_networks(plan, cache)
@@ -306,11 +306,12 @@ def bench_method(plan: Plan, cache: dict, precision: str = "fp32") -> dict:
         faces = gen.faces(prep)
         t2 = time.perf_counter()
         for face, tpl in zip(faces, prep["slots"][:, 2]):
-            P.paste_back(clip.frames[tpl], face, prep["boxes"][tpl], P.soft_mask(clip.landmarks68[tpl], clip.frames.shape[1:]))
+            mask, window = B.soft_mask_window(clip.landmarks68[tpl], clip.frames.shape[1:])
+            B.paste_back_window(clip.frames[tpl], face, prep["boxes"][tpl], mask, window)
         for k, v in zip(("prepare", "networks", "paste_back"), (t1 - t0, t2 - t1, time.perf_counter() - t2)):
             parts.setdefault(k, []).append(v)
 
-    note = "STSAGenerator: wav2vec2 base (random), heatmaps, crops, both networks, soft-mask paste-back per frame"
+    note = "STSAGenerator: wav2vec2 base (random), heatmaps, crops, both networks, soft-mask paste-back per frame (on the face's window)"
     rec = measure(plan, run, n, batch, precision=precision, size=cache["size"], frame_size=f"{plan.frame_size}px", note=note)
     med = {k: statistics.median(v[rec["warmup"] :]) for k, v in parts.items()}
     rec.update({f"{k}_share": round(v / sum(med.values()), 3) for k, v in med.items()})

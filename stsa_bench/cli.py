@@ -65,6 +65,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if args.strict and outcome.n_failed else 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose
+
+    return diagnose(load_config(args))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import describe, run_training, train_config_from_dict
 
@@ -164,9 +170,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
             print(f"  {name:<10} {desc}")
     if what in ("methods", "all"):
         print("methods:")
+        from .core.weights_store import status
+
         for name in METHODS.names():
             doc = " ".join((METHODS.get(name).__doc__ or "").strip().split("\n\n")[0].split())
             print(f"  {name:<17} {doc}")
+            for spec in METHODS.get(name).weights_specs():
+                st = status(spec, hash_files=False)
+                state = f"present: {st.path}" if st.path else f"MISSING: {spec.where()} (official {spec.url})"
+                print(f"                    weights {spec.name}: {state}")
     if what in ("metrics", "all"):
         from .core.config import PreprocessConfig
         from .core.weights import WeightsMissing, resolve
@@ -289,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--strict", action="store_true", help="exit 1 when the run finished with failed rows")
     r.set_defaults(func=cmd_run)
 
+    dr = with_common(
+        sub.add_parser("doctor", help="can this run go here? versions, devices, data, the weights it needs (verified), tools, disk; exit 1 if not")
+    )
+    dr.add_argument("--methods", help="the run's --methods")
+    dr.add_argument("--metrics", help="the run's --metrics")
+    dr.set_defaults(func=cmd_doctor)
+
     pr = with_common(
         sub.add_parser(
             "prepare",
@@ -351,6 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--out", type=Path, default=None, help="folder for bench.json")
     be.add_argument("--quick", action="store_true", help="tiny inputs, one round")
     be.set_defaults(func=cmd_bench)
+
+    from .weights_cmd import add_parser as add_weights_parser
+
+    add_weights_parser(sub)
 
     ls = sub.add_parser("ls", help="list suites, methods and metrics (with whether their weights are present)")
     ls.add_argument("what", nargs="?", choices=["suites", "methods", "metrics"])

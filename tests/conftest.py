@@ -41,7 +41,12 @@ def shared() -> Path:
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    """One cache for the whole session (demo clips and preprocessing are reused across tests)."""
+    """One cache for the whole session (demo clips and preprocessing are reused across tests), shared by the
+    xdist workers: the cache is built for concurrent writers (locks, atomic renames), so each entry is made once."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.getbasetemp().parent / "shared-cache"
+        path.mkdir(exist_ok=True)
+        return path
     return tmp_path_factory.mktemp("cache")
 
 

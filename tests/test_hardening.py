@@ -61,6 +61,14 @@ def test_decoding_cross_checks_the_declared_frame_count(shared, tmp_path):
     assert len(frames) == info.declared_frames == 138
 
 
+def test_decoding_cross_checks_the_declared_audio_length(shared, tmp_path):
+    from stsa_bench.core.media import decode_audio
+
+    clip = truncated_faststart(shared / "clips" / "smeetrs__deep_avsr__00004.mp4", tmp_path / "cut.mp4", keep=0.5)
+    with pytest.raises(ClipError, match=r"cut.mp4: truncated: decoded 2.56 s of the 5.52 s of audio the container declares"):
+        decode_audio(clip)
+
+
 @pytest.mark.slow
 def test_a_folder_of_hostile_files_is_scored_clip_by_clip(shared, tmp_path, cache_dir, capsys):
     """Two good clips beside a name that is not UTF-8, a 250-byte name, two files with one stem and a

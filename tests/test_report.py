@@ -84,7 +84,8 @@ def test_html_renders(report, tmp_path):
     _, out = report
     html = (out / "report.html").read_text()
     assert html.count("<figure><img") == len(list((out / "plots").glob("*.png")))
-    assert html.count('<div class="clip"') == 3 and html.count('data-method="static"') == 3
+    assert html.count('<div class="clip"') == 3 and html.count('data-method="static"><img') == 3  # no videos saved: strips
+    assert html.count('data-method="ground truth"><img') == 3 and "<video" not in html  # the demo's FFV1 source is not linked
     assert "<table" in html and "weights missing" in html
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from stsa import blend as B
 from stsa import pipeline as P
 
 
@@ -198,15 +199,36 @@ def _square68(c=100, r=50):
 
 
 def test_soft_mask_and_paste_back():
-    m = P.soft_mask(_square68(), (200, 220, 3))
+    m = B.soft_mask(_square68(), (200, 220, 3))
     assert m.shape == (200, 220) and m.min() >= 0 and m.max() <= 1
     assert m[100, 100] == 1.0 and m[70, 100] == 1.0
     assert m[5, 5] == 0.0 and m[190, 215] == 0.0
     assert 0 < m[50, 100] < 1  # on the brow edge: blurred
     frame = np.zeros((200, 220, 3), np.uint8)
     face = np.full((128, 128, 3), 200, np.uint8)
-    out = P.paste_back(frame, face, (60, 60, 140, 140), m)
+    out = B.paste_back(frame, face, (60, 60, 140, 140), m)
     assert out.dtype == np.uint8 and out[100, 100].tolist() == [200] * 3
     assert np.all(out[:40] == 0)
-    hard = P.paste_back(frame, np.full((3, 128, 128), 0.5, np.float32), (60, 60, 140, 140), None)
+    hard = B.paste_back(frame, np.full((3, 128, 128), 0.5, np.float32), (60, 60, 140, 140), None)
     assert hard[100, 100].tolist() == [127] * 3 and hard[10, 10].tolist() == [0] * 3
+
+
+def test_windowed_mask_and_paste_equal_the_full_frame_ones():
+    """soft_mask_window / paste_back_window (the faster path STSA uses) give the same bytes as soft_mask /
+    paste_back on the whole frame, for faces inside, across the edge of and outside the frame."""
+    rng = np.random.default_rng(1)
+    for k in range(60):
+        h, w = (720, 1280) if k % 2 else (160, 160)
+        cx, cy, r = rng.uniform(-50, w + 50), rng.uniform(-50, h + 50), rng.uniform(5, 300)
+        ang = np.sort(rng.uniform(0, 2 * np.pi, 68))
+        lm = np.stack([cx + r * np.cos(ang), cy + r * np.sin(ang)], 1)
+        full = B.soft_mask(lm, (h, w, 3))
+        mask, (y0, y1, x0, x1) = B.soft_mask_window(lm, (h, w, 3))
+        outside = full.copy()
+        outside[y0:y1, x0:x1] = 0
+        assert not outside.any() and np.array_equal(full[y0:y1, x0:x1], mask), k
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        bx0, by0 = int(np.clip(cx - 60, 0, w - 2)), int(np.clip(cy - 60, 0, h - 2))
+        box = (bx0, by0, min(w, bx0 + 120), min(h, by0 + 120))
+        face = rng.random((128, 128, 3)).astype(np.float32)
+        assert np.array_equal(B.paste_back(frame, face, box, full), B.paste_back_window(frame, face, box, mask, (y0, y1, x0, x1))), k

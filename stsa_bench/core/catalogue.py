@@ -69,7 +69,27 @@ VGG19 = WeightsSpec(
     used_by="train stage=synthesis|finetune (perceptual loss)",
 )
 
+_STSA = "https://github.com/SCAILab-USTC/STSA"
+"""The paper: "Pre-trained weights and inference code are available at" this repository (no hashes published)."""
+STSA_HEATMAP = WeightsSpec(name="stsa_heatmap", filename="heatmap_weight.pth", url=_STSA, sha256="", direct=False,
+                           licence="see the STSA repository", used_by="stsa (stsa.heatmap_ckpt)")  # fmt: skip
+STSA_RENDERER = WeightsSpec(name="stsa_renderer", filename="face_weight.pth", url=_STSA, sha256="", direct=False,
+                            licence="see the STSA repository", used_by="stsa (stsa.renderer_ckpt)")  # fmt: skip
+WAV2VEC2 = WeightsSpec(
+    name="wav2vec2",
+    filename="wav2vec2-base-960h",
+    url="https://huggingface.co/facebook/wav2vec2-base-960h",
+    sha256="",
+    licence="Apache-2.0 (facebook/wav2vec2-base-960h)",
+    used_by="stsa (stsa.wav2vec2), train",
+    hf_repo="facebook/wav2vec2-base-960h",
+    hf_revision="22aad52d435eb6dbaf354bdad9b0da84ce7d6156",
+    hf_files=("config.json", "preprocessor_config.json", "pytorch_model.bin"),
+)
+
 CATALOGUE: dict[str, WeightsSpec] = {
-    s.name: s for s in (FID_INCEPTION, LPIPS_ALEX, LPIPS_VGG, RAFT, SYNCNET, WAV2LIP, WAV2LIP_GAN, LIPSYNC_EXPERT, VGG19)
-}
+    s.name: s
+    for s in (FID_INCEPTION, LPIPS_ALEX, LPIPS_VGG, RAFT, SYNCNET, WAV2LIP, WAV2LIP_GAN, LIPSYNC_EXPERT, VGG19,
+              STSA_HEATMAP, STSA_RENDERER, WAV2VEC2)
+}  # fmt: skip
 """Every catalogued file by its setting name (`weights.<name>=PATH`)."""

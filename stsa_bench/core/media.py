@@ -32,6 +32,10 @@ MISSING_FRAMES_TOLERANCE = (2, 0.02)
 B-frame delay); more missing fails the clip as truncated."""
 
 
+MISSING_AUDIO_S = 0.1
+"""Audio may decode up to max(0.1 s, 2%) shorter than its stream declares; more fails the clip as truncated."""
+
+
 def _declared_frames(stream, rate: float) -> int:
     """The video stream's own frame count, else its duration x rate (the container's duration also covers
     audio, so it is not used)."""
@@ -225,6 +229,7 @@ def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
         if not container.streams.audio:
             raise ClipError(f"{path}: no audio stream")
         stream = container.streams.audio[0]
+        declared_s = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
         resampler = None
         chunks: list[np.ndarray] = []
         try:
@@ -240,7 +245,11 @@ def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
             raise ClipError(f"{path}: audio cannot be decoded ({_reason(exc, path)})") from exc
     if not chunks:
         raise ClipError(f"{path}: audio stream has no samples")
-    return np.concatenate(chunks).astype(np.float32) / np.float32(32768.0)
+    samples = np.concatenate(chunks)
+    got_s = len(samples) / sample_rate
+    if declared_s and declared_s - got_s > max(MISSING_AUDIO_S, 0.02 * declared_s):
+        raise ClipError(f"{path}: truncated: decoded {got_s:.2f} s of the {declared_s:.2f} s of audio the container declares")
+    return samples.astype(np.float32) / np.float32(32768.0)
 
 
 def to_pcm16(audio: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Model weights: declared by each extractor, resolved locally, verified by sha256.
 
-Resolution order: explicit path (`weights.<name>=PATH`) > `$STSA_BENCH_WEIGHTS/<file>` >
-torch hub cache (`$TORCH_HOME/hub/checkpoints/<file>`) > download of the official file
-(only with `weights.download=true`; never in tests). A missing file is a `WeightsMissing`
+Resolution order: explicit path (`weights.<name>=PATH`) > the weights folder (`$STSA_BENCH_WEIGHTS`,
+else `<cache>/weights`) > torch hub cache (`$TORCH_HOME/hub/checkpoints/<file>`) > download of the
+official file (only with `weights.download=true` or `stsa-bench weights fetch`; never in tests). A missing file is a `WeightsMissing`
 whose one-line message says where to put it, the official URL and its hash.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generic, Mapping, TypeVar
@@ -38,6 +37,10 @@ class WeightsSpec:
     used_by: str = ""
     torchscript: bool = False
     """The official file is a TorchScript archive (loading one runs code stored in it)."""
+    hf_repo: str = ""
+    """A Hugging Face model repository: `filename` is then a folder holding `hf_files` at `hf_revision`."""
+    hf_revision: str = ""
+    hf_files: tuple[str, ...] = ()
 
     def matches(self, digest: str) -> bool:
         if not self.sha256:
@@ -45,7 +48,8 @@ class WeightsSpec:
         return digest.startswith(self.sha256) if len(self.sha256) < 64 else digest == self.sha256
 
     def where(self) -> str:
-        return f"put {self.filename} in ${WEIGHTS_ENV} or {torch_hub_dir()}, or pass weights.{self.name}=PATH"
+        get = f"run `stsa-bench weights fetch {self.name}`" if self.direct else f"download it by hand and run `stsa-bench weights add {self.name} PATH`"
+        return f"{get}, put {self.filename} in {weights_dir()} or {torch_hub_dir()}, or pass weights.{self.name}=PATH"
 
 
 class WeightsMissing(ClipError):
@@ -57,10 +61,16 @@ def torch_hub_dir() -> Path:
     return Path(home) / "hub" / "checkpoints"
 
 
+def weights_dir() -> Path:
+    """Where `stsa-bench weights fetch|add` put files: `$STSA_BENCH_WEIGHTS`, else `<cache>/weights`."""
+    from .paths import cache_root
+
+    return Path(os.environ[WEIGHTS_ENV]).expanduser() if os.environ.get(WEIGHTS_ENV) else cache_root(None) / "weights"
+
+
 def candidates(spec: WeightsSpec, explicit: str | os.PathLike | None) -> list[Path]:
     out = [Path(explicit).expanduser()] if explicit else []
-    if os.environ.get(WEIGHTS_ENV):
-        out.append(Path(os.environ[WEIGHTS_ENV]).expanduser() / spec.filename)
+    out.append(weights_dir() / spec.filename)
     out.append(torch_hub_dir() / spec.filename)
     return out
 
@@ -74,33 +84,18 @@ def resolve(spec: WeightsSpec, explicit: str | os.PathLike | None = None, downlo
             digest = sha256_file(path)
             if check and not explicit and not spec.matches(digest):
                 raise WeightsMissing(f"{path}: sha256 {digest[:16]}… does not match the official {spec.name} file ({spec.sha256})")
+            from .weights_store import pin
+
+            pin(spec, path, digest)
             return path, digest
     if download and spec.direct:
-        return fetch(spec)
+        from .weights_store import fetch
+
+        return fetch(spec, progress=False)
     how = "or set weights.download=true" if spec.direct else "no direct download: fetch it by hand from that page"
     raise WeightsMissing(
         f"{spec.name} weights missing: {spec.where()} (official: {spec.url}, sha256 {spec.sha256 or 'not published'}; {how})"
     )
-
-
-def fetch(spec: WeightsSpec) -> tuple[Path, str]:
-    """Download the official file into the torch hub cache, verify its hash, move it in atomically."""
-    dest = torch_hub_dir() / spec.filename
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    try:
-        with urllib.request.urlopen(spec.url, timeout=60) as r, open(tmp, "wb") as f:  # noqa: S310 - official https URL
-            while chunk := r.read(1 << 20):
-                f.write(chunk)
-        digest = sha256_file(tmp)
-        if not spec.matches(digest):
-            raise WeightsMissing(f"downloaded {spec.url}: sha256 {digest[:16]}… is not the official {spec.sha256}")
-        os.replace(tmp, dest)
-        return dest, digest
-    except OSError as exc:
-        raise WeightsMissing(f"{spec.name} weights: download of {spec.url} failed ({exc}); {spec.where()}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def is_torchscript(path: Path) -> bool:

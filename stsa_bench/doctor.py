@@ -1,0 +1,125 @@
+"""`stsa-bench doctor [RUN-FLAGS]`: can this run go on this machine? Versions, devices, the data, the
+weights the run needs (verified), optional tools, the cache and free disk. Exit 0 when the run can go,
+1 with one line per missing piece otherwise."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+MIN_FREE_GB = 5.0
+"""Less free disk than this under the cache is a missing piece (a 40-clip suite's cache is a few GB)."""
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment() -> list[tuple[str, str]]:
+    """(what, version or state) for the software the harness runs on."""
+    import av
+    import torch
+
+    cuda = f"{torch.version.cuda} with {torch.cuda.device_count()} device(s): " + ", ".join(
+        torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
+    ) if torch.cuda.is_available() else "not available (runs on the CPU)"  # fmt: skip
+    ffmpeg = ".".join(str(x) for x in av.library_versions.get("libavcodec", ())) or "?"
+    return [
+        ("python", f"{platform.python_version()} ({sys.executable})"),
+        ("torch", f"{torch.__version__}, {torch.get_num_threads()} CPU threads"),
+        ("cuda", cuda),
+        ("PyAV / FFmpeg", f"{av.__version__} / libavcodec {ffmpeg}"),
+        ("mediapipe", _version("mediapipe")),
+        ("numpy", _version("numpy")),
+    ]
+
+
+def optional_tools() -> list[tuple[str, str]]:
+    """Tools the report uses when present (never a missing piece)."""
+    latex = shutil.which("pdflatex")
+    booktabs = ""
+    if latex:
+        found = subprocess.run(["kpsewhich", "booktabs.sty"], capture_output=True, text=True, timeout=30).stdout.strip()
+        booktabs = ", booktabs present" if found else ", booktabs MISSING (apt-get install texlive-latex-recommended)"
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    return [
+        ("pdflatex", (latex + booktabs) if latex else "not found (the .tex table is written anyway; no compile check)"),
+        ("chromium", chromium or "not found (report.html is written anyway; no render check)"),
+    ]
+
+
+def cache_state(cache: Path) -> tuple[str, str | None]:
+    """(location, size and free disk; a missing piece or None)."""
+    size = 0
+    if cache.is_dir():
+        for root, _, files in os.walk(cache):
+            for f in files:
+                try:
+                    size += os.lstat(os.path.join(root, f)).st_size
+                except OSError:
+                    continue
+    probe = cache if cache.exists() else next((p for p in cache.parents if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free / 1e9
+    text = f"{cache}: {size / 1e9:.2f} GB used, {free:.1f} GB free"
+    return text, (f"only {free:.1f} GB free under {cache} (want {MIN_FREE_GB:g} GB)" if free < MIN_FREE_GB else None)
+
+
+def diagnose(cfg, log=print) -> int:
+    """Print the report for the run `cfg`; return 0 when it can go, 1 otherwise."""
+    from .core.errors import ConfigError
+    from .core.registry import METHODS
+    from .core.suites import load_suite
+    from .core.weights_store import status
+    from .runner import suite_context
+    from .weights_cmd import needed
+
+    missing: list[str] = []
+    log("environment:")
+    for what, state in environment():
+        log(f"  {what:15} {state}")
+    log(f"data ({cfg.suite}):")
+    try:
+        clips = load_suite(suite_context(cfg))
+        bad = [c for c in clips if c.error]
+        log(f"  {len(clips) - len(bad)} of {len(clips)} clips readable" + (f"; unavailable (they get failed rows): {', '.join(c.id for c in bad[:5])}" if bad else ""))
+    except ConfigError as exc:
+        log(f"  {exc}")
+        missing.append(str(exc))
+    methods = ",".join(cfg.method_of(m) for m in cfg.methods)
+    log(f"weights for --methods {','.join(cfg.methods)} --metrics {','.join(cfg.metrics)}:")
+    specs = needed(methods, ",".join(cfg.metrics))
+    given = dict(cfg.weights)
+    for m in cfg.methods:
+        given.update({k: v for k, v in METHODS.get(cfg.method_of(m)).weights_settings(cfg.options_for(m)).items() if v})
+    for spec in specs:
+        st = status(spec, given.get(spec.name))
+        log(f"  {spec.name:15} {st.verdict}" + (f"  {st.path}" if st.path else ""))
+        if st.path is None:
+            how = f"stsa-bench weights fetch {spec.name}" if spec.direct else f"download from {spec.url}, then stsa-bench weights add {spec.name} PATH"
+            missing.append(f"{spec.name} weights missing: {how} (or weights.{spec.name}=PATH)")
+        elif not st.ok:
+            missing.append(f"{spec.name} weights at {st.path}: {st.verdict}")
+    if not specs:
+        log("  none needed")
+    log("optional tools:")
+    for what, state in optional_tools():
+        log(f"  {what:15} {state}")
+    text, problem = cache_state(cfg.cache_dir)
+    log(f"cache:\n  {text}")
+    if problem:
+        missing.append(problem)
+    if missing:
+        log(f"\nthe run cannot go yet ({len(missing)} missing):")
+        for line in missing:
+            log(f"  - {line}")
+        return 1
+    log("\nthe run can go.")
+    return 0

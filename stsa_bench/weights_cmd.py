@@ -1,0 +1,114 @@
+"""`stsa-bench weights list|fetch|verify|add`: what a table needs, what this machine has, whether it is
+the right file, and one command to get it (core.weights_store does the work)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .core.catalogue import CATALOGUE
+from .core.errors import ConfigError
+from .core.registry import METHODS, METRICS, did_you_mean
+from .core.weights import WeightsMissing, WeightsSpec, load_state_dict
+
+
+def add_parser(sub) -> None:
+    wp = sub.add_parser("weights", help="list, fetch (resumable, sha256-verified), verify and add weights files")
+    ws = wp.add_subparsers(dest="action", required=True)
+    for name, helptext in (("list", "every catalogue entry (or those a run needs): present, where, verified"),
+                           ("fetch", "download official files into the weights folder"),
+                           ("verify", "hash every present file; exit 1 on a mismatch or a changed pinned file")):  # fmt: skip
+        p = ws.add_parser(name, help=helptext)
+        if name == "fetch":
+            p.add_argument("names", nargs="*", help=f"entries ({', '.join(CATALOGUE)})")
+            p.add_argument("--all", action="store_true", help="every entry with a direct download")
+            p.add_argument("--mirror", help="base URL serving the files by name (default: the official URLs)")
+        if name != "verify":
+            p.add_argument("--methods", help="the run's --methods: only the entries they need")
+            p.add_argument("--metrics", help="the run's --metrics: only the entries they need (all = the paper's)")
+        p.set_defaults(func=run)
+    a = ws.add_parser("add", help="register a local file under a catalogue name after checking that it loads")
+    a.add_argument("name", help=f"catalogue entry ({', '.join(CATALOGUE)})")
+    a.add_argument("path", help="the file (or, for wav2vec2, the model folder)")
+    a.add_argument("--link", action="store_true", help="symlink instead of copying")
+    a.set_defaults(func=run)
+
+
+def needed(methods: str | None, metrics: str | None) -> list[WeightsSpec]:
+    """Catalogue entries the given methods and metrics load (in catalogue order); all entries when neither is given."""
+    if not methods and not metrics:
+        return list(CATALOGUE.values())
+    from .core.registry import PAPER_METRICS
+
+    names = [m.rpartition(":")[2] for m in (methods or "").split(",") if m]
+    metric_names = [x for x in (metrics or "").split(",") if x]
+    metric_names = list(PAPER_METRICS) if metric_names == ["all"] else metric_names
+    METHODS.check(names)
+    METRICS.check(metric_names)
+    specs = [s for n in names for s in METHODS.get(n).weights_specs()] + [s for n in metric_names for s in METRICS.get(n).weights_specs()]
+    wanted = {s.name for s in specs}
+    return [s for s in CATALOGUE.values() if s.name in wanted]
+
+
+def run(args: argparse.Namespace) -> int:
+    from .core import weights_store as store
+
+    if args.action == "add":
+        spec = _spec(args.name)
+        try:
+            dest = store.add(spec, Path(args.path), lambda p: _loads(spec, p), link=args.link)
+        except WeightsMissing as exc:
+            raise ConfigError(str(exc)) from None
+        print(f"{spec.name}: {args.path} -> {dest} ({store.status(spec).verdict})")
+        return 0
+    if args.action == "verify":
+        statuses = [store.status(s) for s in CATALOGUE.values()]
+        present = [st for st in statuses if st.path is not None]
+        for st in present:
+            print(f"{st.spec.name:15} {st.verdict}  {st.path}")
+        bad = [st for st in present if not st.ok]
+        print(f"{len(present)} present, {len(bad)} with a problem (lock file: {store.lock_path()})")
+        return 1 if bad else 0
+    specs = needed(args.methods, args.metrics)
+    if args.action == "list":
+        print(f"weights folder: {store.weights_dir()} (set $STSA_BENCH_WEIGHTS to move it)")
+        for spec in specs:
+            st = store.status(spec)
+            where = str(st.path) if st.path else ("fetch: stsa-bench weights fetch " + spec.name if spec.direct else f"by hand: {spec.url}")
+            print(f"{spec.name:15} {st.verdict:40.40} {where}  [{spec.used_by}; {spec.licence}]")
+        return 0
+    chosen = [_spec(n) for n in args.names] if args.names else [s for s in specs if s.direct] if (args.all or args.methods or args.metrics) else []
+    if not chosen:
+        raise ConfigError("name the entries to fetch, or pass --all / --methods / --metrics")
+    failed = 0
+    for spec in chosen:
+        st = store.status(spec, hash_files=False)
+        if st.path is not None and store.status(spec).ok:
+            print(f"{spec.name}: already present at {st.path}")
+            continue
+        try:
+            path, digest = store.fetch(spec, mirror=args.mirror)
+            print(f"{spec.name}: {path} (sha256 {digest[:16]}…, {store.status(spec).verdict})")
+        except WeightsMissing as exc:
+            failed += 1
+            print(f"{spec.name}: {exc}")
+    return 1 if failed else 0
+
+
+def _spec(name: str) -> WeightsSpec:
+    if name not in CATALOGUE:
+        raise ConfigError(f"no weights entry {name!r}{did_you_mean(name, list(CATALOGUE))}")
+    return CATALOGUE[name]
+
+
+def _loads(spec: WeightsSpec, path: Path) -> None:
+    """The file loads as the entry expects: a model folder with its files, or a state dict of tensors (safe
+    loading; the layout is checked when a run builds the model)."""
+    if spec.hf_files:
+        missing = [f for f in spec.hf_files if not (path / f).is_file()]
+        if missing and not (path / "model.safetensors").is_file():
+            raise WeightsMissing(f"{path}: not a {spec.hf_repo} folder (lacks {', '.join(missing)})")
+        return
+    state = load_state_dict(path, allow_torchscript=spec.torchscript)
+    if not state:
+        raise WeightsMissing(f"{path}: holds no tensors")

@@ -1,0 +1,189 @@
+"""`stsa-bench weights`: resumable, verified downloads from a local HTTP server, the lock file of
+unpublished hashes, add/verify/list, and the manual step for files without a direct link."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from stsa_bench.cli import main
+from stsa_bench.core import weights_store as store
+from stsa_bench.core.weights import WeightsMissing, WeightsSpec
+
+BLOB = bytes(range(256)) * 4096  # 1 MiB
+SHA = hashlib.sha256(BLOB).hexdigest()
+
+
+class Server:
+    """Serves BLOB at /<name>; honours Range unless `ranges` is False; `cut_after` bytes ends the next
+    `cuts` responses early (the connection drops mid-file)."""
+
+    def __init__(self):
+        self.ranges, self.cut_after, self.cuts, self.requests = True, 0, 0, []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.requests.append(self.headers.get("Range"))
+                if self.path.endswith("/missing.pth"):
+                    self.send_error(404)
+                    return
+                start = 0
+                if outer.ranges and self.headers.get("Range"):
+                    start = int(self.headers["Range"].split("=")[1].split("-")[0])
+                body = BLOB[start:]
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(BLOB) - 1}/{len(BLOB)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if outer.cuts:
+                    outer.cuts -= 1
+                    body = body[: outer.cut_after]
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.httpd.shutdown()
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("STSA_BENCH_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setattr(store, "BACKOFF_S", 0.01)
+    return tmp_path / "weights"
+
+
+def spec_for(server: Server, sha256: str = SHA, name: str = "blob.pth") -> WeightsSpec:
+    return WeightsSpec(name="blob", filename=name, url=f"{server.url}/{name}", sha256=sha256)
+
+
+def test_a_dropped_connection_is_resumed_with_a_range_request(server, folder):
+    server.cut_after, server.cuts = 300_000, 1
+    path, digest = store.fetch(spec_for(server), progress=False)
+    assert digest == SHA and path == folder / "blob.pth" and path.read_bytes() == BLOB
+    assert server.requests == [None, "bytes=300000-"]
+    assert not (folder / "blob.pth.part").exists()
+
+
+def test_an_interrupted_fetch_resumes_in_the_next_invocation(server, folder):
+    server.cut_after, server.cuts = 500_000, 1
+    with pytest.raises(WeightsMissing, match="download failed after 1 attempts.*run the same command again to resume"):
+        store.fetch(spec_for(server), progress=False, retries=0)
+    assert (folder / "blob.pth.part").stat().st_size == 500_000
+    store.fetch(spec_for(server), progress=False, retries=0)
+    assert server.requests[-1] == "bytes=500000-" and (folder / "blob.pth").read_bytes() == BLOB
+
+
+def test_a_server_without_ranges_restarts_from_zero(server, folder):
+    server.ranges, server.cut_after, server.cuts = False, 100_000, 1
+    store.fetch(spec_for(server), progress=False)
+    assert (folder / "blob.pth").read_bytes() == BLOB
+
+
+def test_a_wrong_hash_is_refused_and_deleted(server, folder):
+    with pytest.raises(WeightsMissing, match=r"sha256 [0-9a-f]{16}… is not the official blob file \(deadbeef\); deleted"):
+        store.fetch(spec_for(server, sha256="deadbeef"), progress=False)
+    assert not (folder / "blob.pth").exists() and not (folder / "blob.pth.part").exists()
+
+
+def test_http_404_is_not_retried_and_a_mirror_is_used_by_file_name(server, folder):
+    with pytest.raises(WeightsMissing, match="HTTP 404"):
+        store.fetch(spec_for(server, name="missing.pth"), progress=False)
+    assert len(server.requests) == 1
+    official = WeightsSpec(name="blob", filename="blob.pth", url="https://example.invalid/blob.pth", sha256=SHA)
+    assert store.source_url(official, server.url + "/") == f"{server.url}/blob.pth"
+    store.fetch(official, mirror=server.url, progress=False)
+    assert (folder / "blob.pth").read_bytes() == BLOB
+
+
+def test_unpublished_hashes_are_pinned_and_a_change_is_reported(server, folder, capsys):
+    import stsa_bench.core.catalogue as catalogue
+
+    spec = catalogue.SYNCNET
+    folder.mkdir(parents=True)
+    import torch
+
+    torch.save({"w": torch.ones(3)}, folder / "original.pth")
+    assert main(["weights", "add", "syncnet", str(folder / "original.pth")]) == 0
+    lock = json.loads((folder / "weights.lock.json").read_text())
+    assert lock[spec.filename]["sha256"] == hashlib.sha256((folder / spec.filename).read_bytes()).hexdigest()
+    assert main(["weights", "verify"]) == 0 and "syncnet         pinned " in capsys.readouterr().out
+    torch.save({"w": torch.zeros(3)}, folder / spec.filename)
+    assert main(["weights", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert "syncnet         CHANGED since pinned" in out and "1 with a problem" in out
+
+
+def test_add_refuses_what_does_not_load_and_manual_entries_say_how(folder, tmp_path, capsys):
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    assert main(["weights", "add", "wav2lip", str(tmp_path / "junk.pth")]) == 2
+    assert "junk.pth: holds objects other than tensors and plain containers (or it is not a checkpoint); refused" in capsys.readouterr().err
+    assert main(["weights", "add", "wav2lp", str(tmp_path / "junk.pth")]) == 2
+    assert "did you mean 'wav2lip'" in capsys.readouterr().err
+    assert main(["weights", "fetch", "wav2lip"]) == 1
+    out = capsys.readouterr().out
+    assert "no direct download; get wav2lip.pth from https://github.com/Rudrabha/Wav2Lip" in out and "weights add wav2lip PATH" in out
+
+
+def test_list_names_what_a_run_needs(folder, capsys):
+    assert main(["weights", "list", "--methods", "gt,stsa", "--metrics", "fid,lse_c"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert names == ["fid", "syncnet", "stsa_heatmap", "stsa_renderer", "wav2vec2"]
+    assert main(["weights", "list", "--metrics", "fdi"]) == 2
+
+
+def test_hugging_face_entries_go_through_the_hub_at_a_pinned_revision(folder, monkeypatch):
+    from stsa_bench.core.catalogue import WAV2VEC2
+
+    calls = []
+
+    def fake_snapshot(repo, revision, allow_patterns, local_dir):
+        calls.append((repo, revision, tuple(allow_patterns)))
+        from pathlib import Path
+
+        for name in allow_patterns:
+            (Path(local_dir) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(local_dir) / name).write_text(name)
+        return local_dir
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    path, digest = store.fetch(WAV2VEC2)
+    assert calls == [("facebook/wav2vec2-base-960h", WAV2VEC2.hf_revision, WAV2VEC2.hf_files)] and len(WAV2VEC2.hf_revision) == 40
+    assert path == folder / "wav2vec2-base-960h" and store.status(WAV2VEC2).verdict.startswith("pinned")
+
+
+def test_doctor_says_whether_a_run_can_go(folder, tmp_path, cache_dir, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("STSA_BENCH_LRS2_ROOT", raising=False)
+    base = ["doctor", "--suite", "demo", f"cache_dir={cache_dir}", "--methods", "gt"]
+    assert main([*base, "--metrics", "psnr,ssim"]) == 0
+    out = capsys.readouterr().out
+    assert "the run can go." in out and "torch " in out and "3 of 3 clips readable" in out and "GB free" in out
+    assert main([*base, "--metrics", "psnr,fid,lse_c"]) == 1
+    out = capsys.readouterr().out
+    assert "the run cannot go yet (2 missing)" in out
+    assert "- fid weights missing: stsa-bench weights fetch fid (or weights.fid=PATH)" in out
+    assert "- syncnet weights missing: stsa-bench weights fetch syncnet" in out
+    ckpt = tmp_path / "heatmap_weight.pth"
+    ckpt.write_bytes(b"x")
+    assert main(["doctor", "--suite", "lrs2", f"cache_dir={cache_dir}", "--methods", "stsa", "--metrics", "psnr", f"stsa.heatmap_ckpt={ckpt}"]) == 1
+    out = capsys.readouterr().out
+    assert "needs its data root: set STSA_BENCH_LRS2_ROOT" in out and "stsa_heatmap    given by a setting" in out
+    assert "- stsa_renderer weights missing: download from https://github.com/SCAILab-USTC/STSA" in out
