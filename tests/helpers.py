@@ -82,6 +82,9 @@ def bad_inputs(folder: Path) -> dict[str, tuple[str, str]]:
     write_video(folder / "short_audio.mkv", frames, 25, audio[:16000])
     cases["short_audio"] = ("failed", "audio lasts 1.00 s but the video 2.40 s")
 
+    write_video(folder / "a_bit_short_audio.mkv", frames, 25, audio[: len(audio) - 3200])
+    cases["a_bit_short_audio"] = ("ok", "audio 0.20 s shorter than the video (padded with silence)")
+
     long_audio = np.concatenate([audio, audio])
     write_video(folder / "long_audio.mkv", frames, 25, long_audio)
     cases["long_audio"] = ("failed", "audio lasts 4.80 s but the video 2.40 s")

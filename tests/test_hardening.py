@@ -20,7 +20,7 @@ from stsa_bench.cli import main
 from stsa_bench.core.errors import ClipError
 from stsa_bench.core.results import read_rows, scan_rows
 
-from .helpers import make_config
+from .helpers import bad_inputs, make_config
 
 RUN = ["runtime.progress=false", "--methods", "gt", "--metrics", "psnr"]
 BAD_NAME = os.fsdecode(b"bad\xff\xfename.mkv")
@@ -71,10 +71,12 @@ def test_decoding_cross_checks_the_declared_audio_length(shared, tmp_path):
 
 @pytest.mark.slow
 def test_a_folder_of_hostile_files_is_scored_clip_by_clip(shared, tmp_path, cache_dir, capsys):
-    """Two good clips beside a name that is not UTF-8, a 250-byte name, two files with one stem and a
-    truncated mp4: exit 0, every file has rows, each bad one a reason naming it; a resume and a report work."""
+    """Every bad input of the README's table in one folder with good clips (a name that is not UTF-8, a
+    250-byte name, two files with one stem, a truncated mp4, and tests/helpers.bad_inputs: corrupt, no
+    audio, no face, one frame, mismatched audio, 30 fps, VFR, two audio streams, broken link, a folder):
+    exit 0, every file has rows, each bad one a reason naming it; a resume and a report work."""
     data = tmp_path / "data"
-    data.mkdir()
+    cases = bad_inputs(data)
     good = demo_clips(tmp_path / "demo")
     for p in good:
         shutil.copy(p, data / p.name)
@@ -87,17 +89,25 @@ def test_a_folder_of_hostile_files_is_scored_clip_by_clip(shared, tmp_path, cach
     args = ["run", "--suite", "folder", "--out", str(out), f"data.root={data}", f"cache_dir={cache_dir}", *RUN]
     assert main(args) == 0
     rows = {r.clip: r for r in read_rows(out / "results.jsonl")}
-    ids = {"demo_00", "demo_01", os.fsdecode(b"bad\xff\xfename"), "x" * 246, "dup.mkv", "dup.mov", "cut"}
-    assert set(rows) == ids
-    assert all(rows[c].status == "ok" for c in ids - {"cut"})
-    assert rows["cut"].status == "failed" and "cut.mp4: truncated" in rows["cut"].error
+    hostile = {"demo_00": ("ok", ""), "demo_01": ("ok", ""), os.fsdecode(b"bad\xff\xfename"): ("ok", ""), "x" * 246: ("ok", ""),
+               "dup.mkv": ("ok", ""), "dup.mov": ("ok", ""), "cut": ("failed", "cut.mp4: truncated")}  # fmt: skip
+    expected = {**cases, **hostile}
+    assert set(rows) == set(expected)
+    for clip, (status, fragment) in expected.items():
+        r = rows[clip]
+        assert r.status == status, (clip, r.error)
+        assert fragment in (r.error if status == "failed" else r.note or ""), (clip, r.error, r.note)
+        if status == "failed":
+            assert "\n" not in r.error and (os.fsdecode(os.fsencode(clip)) in r.error or str(data) in r.error)
     assert os.fsencode(next(c for c in rows if c.startswith("bad"))) == b"bad\xff\xfename"
-    assert set(json.loads((out / "manifest.json").read_text())["clips"]) == ids
+    assert set(json.loads((out / "manifest.json").read_text())["clips"]) == set(expected)
+    n_failed = sum(s == "failed" for s, _ in expected.values())
     capsys.readouterr()
-    assert main(args) == 0 and "(0 new, 1 failed)" in capsys.readouterr().out
+    assert main(args) == 0 and f"(0 new, {n_failed} failed)" in capsys.readouterr().out
     assert main(["run", *args[1:], "--strict"]) == 1
     assert main(["report", str(out), "--format", "md,html"]) == 0
-    assert "bad\\udcff\\udcfename" in (out / "report" / "table.md").read_text(encoding="utf-8")
+    md = (out / "report" / "table.md").read_text(encoding="utf-8")
+    assert "bad\\udcff\\udcfename" in md and f"Methods compared on the {len(expected) - n_failed} clips of {len(expected)}" in md
 
 
 def test_report_refuses_a_corrupted_line_or_skips_it_on_request(tmp_path, capsys):
@@ -248,6 +258,31 @@ def test_a_full_disk_stops_the_run_and_the_rerun_completes(tmp_path, cache_dir, 
     assert len(read_rows(out / "results.jsonl")) == 1 and scan_rows(out / "results.jsonl")[1] == []
     assert main(args) == 0
     assert len(read_rows(out / "results.jsonl")) == 3
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_partials_stops_the_run_without_failed_rows(tmp_path, cache_dir, monkeypatch, capsys):
+    import stsa_bench.run_files as run_files
+
+    real = run_files.atomic_write_bytes
+
+    def full(path, data):
+        if str(path).endswith(".npz"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, data)
+
+    out = tmp_path / "out"
+    args = ["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}", "runtime.progress=false", "--methods", "gt",
+            "--metrics", "psnr,dme_dis"]  # fmt: skip
+    monkeypatch.setattr(run_files, "atomic_write_bytes", full)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and ".npz" in err
+    assert not [r for r in read_rows(out / "results.jsonl") if r.status == "failed"]
+    assert not list(out.rglob("*.tmp"))
+    monkeypatch.setattr(run_files, "atomic_write_bytes", real)
+    assert main(args) == 0
+    assert {r.clip for r in read_rows(out / "results.jsonl") if r.metric.startswith("dme_dis")} == {"*"}
 
 
 @pytest.mark.slow

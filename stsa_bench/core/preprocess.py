@@ -51,6 +51,9 @@ class Prepared:
             notes.append(f"{declared - got} of the {declared} frames the container declares are missing")
         if (self.meta.get("audio_streams") or 1) > 1:
             notes.append(f"audio from the first of {self.meta['audio_streams']} audio streams")
+        short = (self.meta.get("video_s") or 0.0) - (self.meta.get("audio_s") or 0.0)
+        if self.n_frames and short > self.meta["video_s"] / self.n_frames:
+            notes.append(f"audio {short:.2f} s shorter than the video (padded with silence)")
         return "; ".join(notes) or None
 
 

@@ -142,7 +142,7 @@ def load_state_dict(path: Path, allow_torchscript: bool = False):
             found = re.search(r"(?:Unsupported global: |unsupported )GLOBAL ([\w.]+)", str(exc))
             what = f"it names {found.group(1)}" if found else "or it is not a checkpoint"
             raise WeightsMissing(f"{path}: holds objects other than tensors and plain containers ({what}); refused") from None
-        except (RuntimeError, EOFError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - torch's unpickler fails on arbitrary bytes in many ways (IndexError, ValueError, ...)
             raise WeightsMissing(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
     try:
         return state_dict_of(checkpoint)
