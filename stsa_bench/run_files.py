@@ -56,7 +56,8 @@ def init_run_dir(out: Path, cfg: RunConfig, write: bool = True) -> None:
             "invocations": [invocation],
         }
     else:
-        info = {**prev, "methods": {**prev.get("methods", {}), **methods}, "invocations": prev.get("invocations", []) + [invocation]}
+        info = {**prev, "config_hash": cfg.config_hash, "methods": {**prev.get("methods", {}), **methods},
+                "invocations": prev.get("invocations", []) + [invocation]}  # fmt: skip
     atomic_write_text(run_json, json.dumps(info, indent=1))
 
 
@@ -74,10 +75,15 @@ def check_out(out: Path) -> None:
 
 
 def _check_same_run(out: Path, prev: dict, cfg: RunConfig) -> None:
+    """Same run-level config, or a ConfigError listing the keys that differ. A folder whose hash was taken
+    by an older definition (it also covered methods and metrics) but whose run-level config is the same
+    is accepted; init_run_dir then records the current hash."""
     if prev["config_hash"] == cfg.config_hash:
         return
     a, b = flatten(hashed_part(prev["config"])), flatten(hashed_part(cfg.resolved))
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if not diff and "invocations" not in prev:
+        return
     why = f"differs in {', '.join(diff[:8])}" if diff else "made by another harness version"
     raise ConfigError(
         f"{out} holds a run made with another config (hash {prev['config_hash']}, now {cfg.config_hash}; {why}); "

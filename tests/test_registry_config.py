@@ -128,6 +128,26 @@ def test_a_run_folder_grows_by_methods_and_metrics_while_method_options_are_hash
     assert d.method_config_hash("late") == b.method_config_hash("shift")
 
 
+def test_a_run_folder_from_the_older_hash_definition_is_resumed(tmp_path):
+    """Before run folders could grow, config_hash also covered methods and metrics: such a folder (no
+    `invocations` in run.json) with the same suite, preprocessing and seed is accepted and re-hashed."""
+    import json
+
+    from stsa_bench.core.errors import ConfigError
+    from stsa_bench.run_files import init_run_dir
+
+    cfg = make_config(f"out={tmp_path}", "methods=[gt]", "metrics=[psnr]")
+    init_run_dir(tmp_path, cfg)
+    info = json.loads((tmp_path / "run.json").read_text())
+    old = {k: v for k, v in info.items() if k not in ("invocations", "methods")} | {"config_hash": "0123456789ab"}
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    init_run_dir(tmp_path, make_config(f"out={tmp_path}", "methods=[gt,static]", "metrics=[psnr]"))
+    assert json.loads((tmp_path / "run.json").read_text())["config_hash"] == cfg.config_hash
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match="differs in preprocess.crop_size"):
+        init_run_dir(tmp_path, make_config(f"out={tmp_path}", "methods=[gt]", "metrics=[psnr]", "preprocess.crop_size=96"))
+
+
 def test_preprocessing_is_part_of_metric_identity():
     base, other = PreprocessConfig(), PreprocessConfig(box_scale=1.3)
     assert base.crop_tag().startswith("face128@25fps/pp=")
