@@ -103,8 +103,7 @@ def diagnose(cfg, log=print) -> int:
         st = status(spec, given.get(spec.name))
         log(f"  {spec.name:15} {st.verdict}" + (f"  {st.path}" if st.path else ""))
         if st.path is None:
-            how = f"stsa-bench weights fetch {spec.name}" if spec.direct else f"download from {spec.url}, then stsa-bench weights add {spec.name} PATH"
-            missing.append(f"{spec.name} weights missing: {how} (or weights.{spec.name}=PATH)")
+            missing.append(f"{spec.name} weights missing: {spec.how_to_get()} (or weights.{spec.name}=PATH)")
         elif not st.ok:
             missing.append(f"{spec.name} weights at {st.path}: {st.verdict}")
     if not specs:

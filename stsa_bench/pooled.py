@@ -34,12 +34,15 @@ class SavedPartials:
                 doc = json.loads(info.read_text())
                 self.configs += [doc["config"]] + [x["config"] for x in doc.get("invocations", []) if "config" in x]
         self._metrics: dict[str, Any] = {}
+        self._listed: dict[tuple[str, str], dict[str, Path]] = {}
         self._states: dict[tuple[str, str, str], dict] = {}
         self._values: dict[tuple, float] = {}
 
     def _files(self, method: str, metric: str) -> dict[str, Path]:
-        """{clip id: partial file} over all run folders."""
-        out: dict[str, Path] = {}
+        """{clip id: partial file} over all run folders (listed once)."""
+        if (method, metric) in self._listed:
+            return self._listed[(method, metric)]
+        out = self._listed[(method, metric)] = {}
         for p in self.paths:
             folder = Partials(p).folder(method, metric)
             if folder.is_dir():

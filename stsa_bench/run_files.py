@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from .core.config import RunConfig, flatten, hashed_part
+from .core.config import RunConfig, differing_keys, hashed_part
 from .core.errors import ConfigError
 from .core.layout import strip_path
 from .core.paths import atomic_write_bytes, atomic_write_text
@@ -23,7 +23,6 @@ def init_run_dir(out: Path, cfg: RunConfig, write: bool = True) -> None:
     the methods the folder holds. A later invocation may add methods and metrics; it is refused when the
     run-level config (suite, preprocessing, seed) differs, or when a method name already here comes with
     other options. `write=False` only checks (the ranks other than 0 of a sharded run)."""
-    check_out(out)
     run_json = out / "run.json"
     prev = json.loads(run_json.read_text()) if run_json.is_file() else None
     if prev is not None:
@@ -80,8 +79,7 @@ def _check_same_run(out: Path, prev: dict, cfg: RunConfig) -> None:
     is accepted; init_run_dir then records the current hash."""
     if prev["config_hash"] == cfg.config_hash:
         return
-    a, b = flatten(hashed_part(prev["config"])), flatten(hashed_part(cfg.resolved))
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    diff = differing_keys(hashed_part(prev["config"]), hashed_part(cfg.resolved))
     if not diff and "invocations" not in prev:
         return
     why = f"differs in {', '.join(diff[:8])}" if diff else "made by another harness version"
@@ -97,8 +95,7 @@ def _check_same_methods(out: Path, prev: dict, cfg: RunConfig) -> None:
         if name not in cfg.methods or entry["hash"] == cfg.method_config_hash(name):
             continue
         new = cfg.method_entry(name)
-        a, b = flatten({"method": entry["method"], **entry["options"]}), flatten({"method": new["method"], **new["options"]})
-        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        diff = differing_keys({"method": entry["method"], **entry["options"]}, {"method": new["method"], **new["options"]})
         label = f"{name}_2"
         raise ConfigError(
             f"{out}: method {name!r} ran here with other options (differs in {', '.join(diff) or 'defaults'}); "

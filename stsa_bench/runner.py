@@ -125,7 +125,11 @@ class RowFactory:
         return [self.make(clip, m, x, error=why) for m, xs in work.items() for x in xs]
 
     def reason(self, exc: BaseException, clip: Clip) -> str:
-        """One line naming the file; unexpected errors also leave their traceback in errors.log."""
+        """One line naming the file; unexpected errors also leave their traceback in errors.log. A full disk
+        (or quota) is no fault of the clip: it is re-raised, so the run stops with one line instead of turning
+        every remaining row into a failure (every file written so far is whole: writes are atomic)."""
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise exc
         if isinstance(exc, ClipError):
             return one_line(exc)
         with file_lock(self.errors_log), open(self.errors_log, "a", encoding="utf-8", errors="backslashreplace") as f:
@@ -316,7 +320,6 @@ def evaluate_clip(parts: RunParts, clip: Clip, work: dict[str, list]) -> Iterato
     try:
         prepared, frames = parts.prep.prepare_with_frames(clip)
     except Exception as exc:  # noqa: BLE001 - any bad input becomes rows
-        stop_on_full_disk(exc)
         yield parts.rows.failed(clip, work, parts.rows.reason(exc, clip))
         return
     sample = make_sample(parts.cfg, clip, prepared, frames)
@@ -325,17 +328,9 @@ def evaluate_clip(parts: RunParts, clip: Clip, work: dict[str, list]) -> Iterato
         try:
             pair = generate_pair(parts, clip, prepared, sample, name, gt_memo)
         except Exception as exc:  # noqa: BLE001
-            stop_on_full_disk(exc)
             yield parts.rows.failed(clip, {name: pending}, parts.rows.reason(exc, clip))
             continue
         yield score(parts, clip, pair, pending)
-
-
-def stop_on_full_disk(exc: BaseException) -> None:
-    """A full disk (or quota) is no fault of the clip: re-raise it, so the run stops with one line instead of
-    turning every remaining row into a failure (every file written so far is whole: writes are atomic)."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise exc
 
 
 def make_sample(cfg: RunConfig, clip: Clip, prepared, frames):
@@ -411,6 +406,5 @@ def score(parts: RunParts, clip: Clip, pair, pending: list) -> list[ResultRow]:
             note = "; ".join(x for x in (pair.memo.get("clip_note"), pair.memo.get("method_note"), metric.note) if x) or None
             rows.append(parts.rows.make(clip, pair.method, metric, value=value, n_frames=pair.n_frames, note=note))
         except Exception as exc:  # noqa: BLE001
-            stop_on_full_disk(exc)
             rows.append(parts.rows.make(clip, pair.method, metric, n_frames=pair.n_frames, error=parts.rows.reason(exc, clip)))
     return rows

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"weights folder: {store.weights_dir()} (set $STSA_BENCH_WEIGHTS to move it)")
         for spec in specs:
             st = store.status(spec)
-            where = str(st.path) if st.path else ("fetch: stsa-bench weights fetch " + spec.name if spec.direct else f"by hand: {spec.url}")
+            where = str(st.path) if st.path else spec.how_to_get()
             print(f"{spec.name:15} {st.verdict:40.40} {where}  [{spec.used_by}; {spec.licence}]")
         return 0
     chosen = [_spec(n) for n in args.names] if args.names else [s for s in specs if s.direct] if (args.all or args.methods or args.metrics) else []

@@ -315,6 +315,12 @@ def is_component(key: str) -> bool:
     return key in _component_names() or key in METRICS.option_groups()
 
 
+def differing_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Sorted dotted keys whose values differ between two nested mappings (a key missing on one side differs)."""
+    fa, fb = flatten(a), flatten(b)
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}"""
     out: dict[str, Any] = {}

@@ -47,9 +47,14 @@ class WeightsSpec:
             return True
         return digest.startswith(self.sha256) if len(self.sha256) < 64 else digest == self.sha256
 
+    def how_to_get(self) -> str:
+        """The command that gets this file: a fetch, or the page to download from and the add command."""
+        if self.direct:
+            return f"stsa-bench weights fetch {self.name}"
+        return f"download from {self.url}, then stsa-bench weights add {self.name} PATH"
+
     def where(self) -> str:
-        get = f"run `stsa-bench weights fetch {self.name}`" if self.direct else f"download it by hand and run `stsa-bench weights add {self.name} PATH`"
-        return f"{get}, put {self.filename} in {weights_dir()} or {torch_hub_dir()}, or pass weights.{self.name}=PATH"
+        return f"{self.how_to_get()}; or put {self.filename} in {weights_dir()} or {torch_hub_dir()}, or pass weights.{self.name}=PATH"
 
 
 class WeightsMissing(ClipError):

@@ -111,14 +111,19 @@ def _fetch_hf(spec: WeightsSpec, dest: Path) -> tuple[Path, str]:
         snapshot_download(spec.hf_repo, revision=spec.hf_revision, allow_patterns=list(spec.hf_files), local_dir=str(dest))
     except Exception as exc:  # noqa: BLE001 - network and hub errors of every kind become one line
         raise WeightsMissing(f"{spec.name}: {spec.hf_repo}@{spec.hf_revision[:12]} could not be fetched ({type(exc).__name__}: {exc})") from None
-    digest = folder_digest(dest, spec.hf_files)
+    digest = folder_digest(dest)
     pin(spec, dest, digest)
     return dest, digest
 
 
-def folder_digest(folder: Path, files: tuple[str, ...] = ()) -> str:
+def digest_of(path: Path) -> str:
+    """sha256 of a weights file, or folder_digest of a model folder."""
+    return folder_digest(path) if Path(path).is_dir() else sha256_file(path)
+
+
+def folder_digest(folder: Path) -> str:
     """sha256 over a model folder's files (relative name and content; hidden paths such as the hub's
-    `.cache/` are left out), for Hugging Face entries. `files` is kept for the call sites' clarity."""
+    `.cache/` are left out), for Hugging Face entries."""
     import hashlib
 
     h = hashlib.sha256()
@@ -180,7 +185,7 @@ def status(spec: WeightsSpec, explicit: str | os.PathLike | None = None, hash_fi
         return Status(spec, None, "missing")
     if not hash_files:
         return Status(spec, found, "present")
-    digest = folder_digest(found, spec.hf_files) if found.is_dir() and spec.hf_files else sha256_file(found) if found.is_file() else ""
+    digest = digest_of(found)
     if explicit:
         same = "the official file" if spec.sha256 and spec.matches(digest) else "recorded in every row"
         return Status(spec, found, f"given by a setting (sha256 {digest[:16]}…, {same})")
@@ -207,8 +212,8 @@ def add(spec: WeightsSpec, source: Path, check: Callable[[Path], object] | None,
         raise WeightsMissing(f"{source}: no such file")
     if check is not None:
         check(source)
-    if spec.sha256 and source.is_file() and not spec.matches(sha256_file(source)):
-        raise WeightsMissing(f"{source}: sha256 {sha256_file(source)[:16]}… is not the official {spec.name} file ({spec.sha256})")
+    if spec.sha256 and source.is_file() and not spec.matches(digest := sha256_file(source)):
+        raise WeightsMissing(f"{source}: sha256 {digest[:16]}… is not the official {spec.name} file ({spec.sha256})")
     dest = weights_dir() / spec.filename
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name[:32]}.{os.getpid()}.tmp")
@@ -221,7 +226,7 @@ def add(spec: WeightsSpec, source: Path, check: Callable[[Path], object] | None,
     if dest.is_dir() and not dest.is_symlink():
         shutil.rmtree(dest)
     os.replace(tmp, dest)
-    digest = folder_digest(dest, spec.hf_files) if dest.is_dir() and spec.hf_files else sha256_file(dest)
+    digest = digest_of(dest)
     with file_lock(lock_path()):
         lock = read_lock()
         lock.pop(spec.filename, None)
