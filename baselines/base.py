@@ -10,6 +10,7 @@ import numpy as np
 
 from stsa_bench.core.config import typed
 from stsa_bench.core.errors import ConfigError
+from stsa_bench.core.frames import Frames, as_frames
 from stsa_bench.core.registry import METHODS
 
 
@@ -17,13 +18,14 @@ from stsa_bench.core.registry import METHODS
 class Sample:
     """What a method sees for one clip (all at the harness protocol: 25 fps, 16 kHz mono).
 
-    frames: RGB uint8 (N, H, W, 3), the template; audio: float32 driving audio, N x sample_rate/fps
+    frames: RGB uint8 (N, H, W, 3), the template, as `Frames` (stream it with `frames.chunks(k)`, or
+    `np.asarray(frames)` for the whole clip); audio: float32 driving audio, N x sample_rate/fps
     samples; landmarks: FaceMesh (N, 478, 3) image-normalised, NaN where no face; boxes: the
     harness's smoothed square face boxes (cx, cy, side) in pixels.
     """
 
     clip_id: str
-    frames: np.ndarray
+    frames: Frames
     audio: np.ndarray
     fps: int
     sample_rate: int
@@ -31,13 +33,16 @@ class Sample:
     boxes: np.ndarray
     sha256: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "frames", as_frames(self.frames))
+
 
 @dataclass(frozen=True)
 class Generated:
-    """A method's output: RGB uint8 frames (N, H, W, 3) at the sample's fps and mono float32 audio;
-    `note` says how it was normalised (copied into every row)."""
+    """A method's output: RGB uint8 frames (N, H, W, 3) at the sample's fps (an array, or `Frames` computed
+    chunk by chunk) and mono float32 audio; `note` says how it was normalised (copied into every row)."""
 
-    frames: np.ndarray
+    frames: np.ndarray | Frames
     audio: np.ndarray
     note: str | None = None
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stsa_bench.core.faces import LIP_POINTS
+from stsa_bench.core.frames import RepeatFrames
 from stsa_bench.core.registry import METHODS
 
 from .base import Generated, Method, Sample
@@ -35,7 +36,7 @@ class Static(Method):
 
 
     def generate(self, sample: Sample) -> Generated:
-        return Generated(np.repeat(sample.frames[:1], len(sample.frames), axis=0), sample.audio)
+        return Generated(RepeatFrames(sample.frames[0], len(sample.frames)), sample.audio)
 
 
 def shift_audio(audio: np.ndarray, samples: int) -> np.ndarray:
@@ -96,10 +97,15 @@ class MouthBlur(Method):
         import cv2
 
         h, w = sample.frames.shape[1:3]
-        out = sample.frames.copy()
-        for frame, (x0, y0, x1, y1) in zip(out, mouth_boxes(sample.landmarks, w, h, self.opts.margin)):
-            if x0 < 0 or x1 - x0 < 2 or y1 - y0 < 2:
-                continue
-            sigma = max(1.0, self.opts.sigma_frac * (x1 - x0))
-            frame[y0:y1, x0:x1] = cv2.GaussianBlur(frame[y0:y1, x0:x1], (0, 0), sigma)
-        return Generated(out, sample.audio)
+        boxes = mouth_boxes(sample.landmarks, w, h, self.opts.margin)
+
+        def blur(chunk: np.ndarray, start: int) -> np.ndarray:
+            out = chunk.copy()
+            for frame, (x0, y0, x1, y1) in zip(out, boxes[start : start + len(chunk)]):
+                if x0 < 0 or x1 - x0 < 2 or y1 - y0 < 2:
+                    continue
+                sigma = max(1.0, self.opts.sigma_frac * (x1 - x0))
+                frame[y0:y1, x0:x1] = cv2.GaussianBlur(frame[y0:y1, x0:x1], (0, 0), sigma)
+            return out
+
+        return Generated(sample.frames.map(blur), sample.audio)

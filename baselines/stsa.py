@@ -98,6 +98,8 @@ class STSAMethod(Method):
         return self._generator
 
     def generate(self, sample: Sample) -> Generated:
+        import numpy as np
+
         from stsa.inference import ClipInputs
         from stsa_bench.core.faces import fill_missing_frames, landmarks68
 
@@ -106,7 +108,7 @@ class STSAMethod(Method):
             lm, lm68 = fill_missing_frames(sample.landmarks), landmarks68(sample.landmarks, w, h)
         except ValueError as exc:
             raise ClipError(f"{sample.clip_id}: stsa: {exc}") from exc
-        clip = ClipInputs(sample.frames[..., ::-1], lm, lm68, sample.audio)
+        clip = ClipInputs(np.asarray(sample.frames)[..., ::-1], lm, lm68, sample.audio)
         out = self.generator()(clip, n_frames=len(sample.frames))
         return Generated(out[..., ::-1].copy(), sample.audio)
 

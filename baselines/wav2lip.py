@@ -111,7 +111,7 @@ class Wav2LipMethod(Method):
         import cv2
         import torch
 
-        frames = sample.frames
+        frames = np.asarray(sample.frames)
         n, h, w = frames.shape[:3]
         try:
             boxes = wav2lip_boxes(sample.landmarks, w, h, self.opts.pads, self.opts.smooth)

@@ -24,6 +24,7 @@ import numpy as np
 from stsa_bench.core.config import PreprocessConfig, typed
 from stsa_bench.core.devices import resolve_device
 from stsa_bench.core.errors import ConfigError
+from stsa_bench.core.frames import Frames, as_frames, map_chunks
 from stsa_bench.core.registry import METRICS
 from stsa_bench.core.weights import LazyWeights, WeightsSpec
 
@@ -49,7 +50,9 @@ class EvalPair:
     pred_* is the method's output, gt_* the ground truth. Crops of both are cut with the
     ground-truth boxes. `audio_valid` is the number of decoded driving-audio samples before
     padding to n_frames * 640. Landmarks are FaceMesh (N, 478, 3), image-normalised, NaN where
-    no face; `pred_landmarks` is computed on first use. `memo` lets metrics share work on this pair
+    no face; `pred_landmarks` is computed on first use. Full frames are `Frames`, read in chunks:
+    what a metric needs from the generated ones it asks with `pred_feature` (the runner computes
+    every metric's `frame_features` in one pass over them). `memo` lets metrics share work on this pair
     (e.g. lse_c and lse_d share one SyncNet pass); `gt_memo` is shared by the pairs of every method on
     the clip, for work that depends only on the ground truth (`ground_truth`).
     """
@@ -59,8 +62,8 @@ class EvalPair:
     method: str
     fps: int
     sample_rate: int
-    pred_frames: np.ndarray
-    gt_frames: np.ndarray
+    pred_frames: Frames
+    gt_frames: Frames
     pred_audio: np.ndarray
     gt_audio: np.ndarray
     audio_valid: int
@@ -72,8 +75,16 @@ class EvalPair:
     detect: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
     clip_sha256: str = ""
     batch_size: int = 64
+    chunk_frames: int = 64
     memo: dict = field(default_factory=dict)
     gt_memo: dict = field(default_factory=dict)
+    features: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Arrays given as frames become `Frames` (the same object for both sides when they were the same array)."""
+        same = self.pred_frames is self.gt_frames
+        self.gt_frames = as_frames(self.gt_frames)
+        self.pred_frames = self.gt_frames if same else as_frames(self.pred_frames)
 
     @classmethod
     def of_crops(cls, pred: np.ndarray, gt: np.ndarray, **fields: Any) -> "EvalPair":
@@ -106,16 +117,31 @@ class EvalPair:
             self.gt_memo[key] = compute()
         return self.gt_memo[key]
 
+    def pred_feature(self, key: Any, fn: Callable[[np.ndarray, int], Any]) -> Any:
+        """`fn(chunk, start)` over the generated frames, chunks concatenated (tuples element-wise); computed
+        once per pair (by the runner's pass when a metric declared it in `frame_features`)."""
+        if key not in self.features:
+            self.features[key] = map_chunks(self.pred_frames, self.chunk_frames, fn)
+        return self.features[key]
+
+    def landmark_feature(self) -> dict[str, Callable[[np.ndarray, int], Any]]:
+        """The `frame_features` entry of the generated frames' FaceMesh landmarks (none for the ground truth itself,
+        or when given in `memo["pred_landmarks"]`)."""
+        if self.pred_frames is self.gt_frames or "pred_landmarks" in self.memo:
+            return {}
+        if self.detect is None:
+            raise RuntimeError("no landmark detector given")
+        detect = self.detect
+        return {"pred_landmarks": lambda chunk, start: detect(chunk)}
+
     def pred_landmarks(self) -> tuple[np.ndarray, np.ndarray]:
         """FaceMesh landmarks of the generated frames: (N, 478, 3), found mask."""
-        if "pred_landmarks" not in self.memo:
-            if self.pred_frames is self.gt_frames:
-                self.memo["pred_landmarks"] = (self.gt_landmarks, self.gt_has_face)
-            else:
-                if self.detect is None:
-                    raise RuntimeError("no landmark detector given")
-                self.memo["pred_landmarks"] = self.detect(self.pred_frames)
-        return self.memo["pred_landmarks"]
+        if self.pred_frames is self.gt_frames:
+            return self.gt_landmarks, self.gt_has_face
+        if "pred_landmarks" in self.memo:
+            return self.memo["pred_landmarks"]
+        (key, fn), = self.landmark_feature().items()
+        return self.pred_feature(key, fn)
 
 
 class Metric:
@@ -190,6 +216,12 @@ class Metric:
     @property
     def id(self) -> str:
         return f"{self.name}[{self.protocol()}]"
+
+    def frame_features(self, pair: EvalPair) -> dict[Any, Callable[[np.ndarray, int], Any]]:
+        """What this metric reads from the generated full frames, as {key: fn(chunk, start)} for
+        `pair.pred_feature(key, fn)`; keys are shared by metrics that read the same thing. Default: nothing
+        (the face crops are cut by the runner)."""
+        return {}
 
     def reset(self) -> None:
         """Clear accumulated state (subclasses with more state extend this and call super)."""

@@ -107,6 +107,9 @@ class _LipLMD(Metric):
         self.skipped += len(valid) - int(ok.sum())
         self.note = f"{self.skipped} of {self.seen} frames without a face skipped" if self.skipped else None
 
+    def frame_features(self, pair: EvalPair) -> dict:
+        return pair.landmark_feature()
+
     def update_pair(self, pair: EvalPair) -> None:
         """Landmarks of the generated frames (FaceMesh, run here) against the cached ground-truth ones."""
         pred, pred_found = pair.pred_landmarks()

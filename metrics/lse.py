@@ -203,13 +203,18 @@ class _LSE(Metric):
 
         return self.lazy_weights(SYNCNET_WEIGHTS, lambda path: FastSyncNet(load_syncnet(path, self.device)))
 
-    def frames(self, pair: EvalPair) -> np.ndarray:
+    def frame_features(self, pair: EvalPair) -> dict:
         """BGR 224x224 frames: whole frames resized, or face crops cut at 224 with the ground-truth boxes."""
         if self.opts.mode == "whole_frame":
-            return bgr224(pair.pred_frames)
+            return {("lse", "whole224"): lambda chunk, start: bgr224(chunk)}
         from stsa_bench.core.preprocess import crop_faces
 
-        return crop_faces(pair.pred_frames, pair.boxes, INPUT_SIZE)[..., ::-1]
+        boxes = pair.boxes
+        return {("lse", "face224"): lambda chunk, start: crop_faces(chunk, boxes[start : start + len(chunk)], INPUT_SIZE)[..., ::-1]}
+
+    def frames(self, pair: EvalPair) -> np.ndarray:
+        (key, fn), = self.frame_features(pair).items()
+        return pair.pred_feature(key, fn)
 
     def update_pair(self, pair: EvalPair) -> None:
         _, sha = self.resolve_weights(SYNCNET_WEIGHTS)

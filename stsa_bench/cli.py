@@ -107,17 +107,16 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .core.preprocess import Preprocessor
     from .core.ranks import current_rank
     from .core.suites import load_suite
-    from .runner import my_clips, report_unavailable, suite_context
+    from .runner import my_clips, preprocessor, report_unavailable, suite_context
 
     cfg = load_config(args)
     rank = current_rank()
     clips = load_suite(suite_context(cfg))
     if rank.is_main:
         report_unavailable(cfg.suite, clips, lambda m: print(m, file=sys.stderr))
-    prep = Preprocessor(cfg.preprocess, cfg.cache_dir)
+    prep = preprocessor(cfg)
     rows, hits, failed = [], 0, 0
     t0 = time.time()
     show = cfg.runtime.progress and rank.is_main

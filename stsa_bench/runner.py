@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import math
 import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from .core.config import RunConfig
 from .core.errors import ClipError, one_line
@@ -25,14 +24,13 @@ from .core.registry import METHODS, METRICS
 from .core.results import POOLED_CLIP, ResultRow, append_rows, read_rows, rewrite_rows, scan_rows
 from .core.suites import Clip, SuiteContext, load_suite
 from .core.timing import StageTimer
-from .core.layout import GT_STRIP, strip_path
+from .scoring import evaluate_clip
 from .run_files import (
     Partials,
     check_out,
     digest,
     init_run_dir,
     merge_timing,
-    save_strip,
     write_manifest,
     write_timing,
 )
@@ -137,6 +135,14 @@ class RowFactory:
         return f"{clip.video}: {one_line(exc)}"
 
 
+def preprocessor(cfg: RunConfig, timer: StageTimer | None = None):
+    """The run's Preprocessor: its protocol, cache, and the runtime's chunk, memory and prefetch settings."""
+    from .core.preprocess import Preprocessor
+
+    rt = cfg.runtime
+    return Preprocessor(cfg.preprocess, cfg.cache_dir, timer, rt.chunk_frames, rt.frames_in_memory_mb, rt.prefetch_chunks)
+
+
 def build_parts(cfg: RunConfig, rank: Rank = Rank()) -> RunParts:
     """Methods and metrics built from the config, on this rank's device."""
     from baselines import build_method
@@ -144,7 +150,6 @@ def build_parts(cfg: RunConfig, rank: Rank = Rank()) -> RunParts:
     from metrics import build_metric
     from metrics.base import options_key
 
-    from .core.preprocess import Preprocessor
 
     device = rank.device(cfg.runtime.device)
     env = MethodEnv(device, cfg.weights, cfg.out, cfg.seed)
@@ -155,7 +160,7 @@ def build_parts(cfg: RunConfig, rank: Rank = Rank()) -> RunParts:
         for n in cfg.metrics
     ]
     timer = StageTimer()
-    prep = Preprocessor(cfg.preprocess, cfg.cache_dir, timer)
+    prep = preprocessor(cfg, timer)
     return RunParts(cfg, methods, metrics, prep, Partials(cfg.out), RowFactory(cfg, methods), cfg.out / "results.jsonl", timer, rank)
 
 
@@ -313,98 +318,3 @@ def finish_pooled(parts: RunParts, clips: list[Clip]) -> int:
                 new.append(parts.rows.make(pseudo, method, metric, error=f"{metric.name} over {len(have)} clips: {one_line(exc)}"))
     append_rows(parts.results, new)
     return len(new)
-
-
-def evaluate_clip(parts: RunParts, clip: Clip, work: dict[str, list]) -> Iterator[list[ResultRow]]:
-    """One clip: prepare it once, then per method generate, build the EvalPair and score; yields rows per method."""
-    try:
-        prepared, frames = parts.prep.prepare_with_frames(clip)
-    except Exception as exc:  # noqa: BLE001 - any bad input becomes rows
-        yield parts.rows.failed(clip, work, parts.rows.reason(exc, clip))
-        return
-    sample = make_sample(parts.cfg, clip, prepared, frames)
-    gt_memo: dict = {}
-    for name, pending in work.items():
-        try:
-            pair = generate_pair(parts, clip, prepared, sample, name, gt_memo)
-        except Exception as exc:  # noqa: BLE001
-            yield parts.rows.failed(clip, {name: pending}, parts.rows.reason(exc, clip))
-            continue
-        yield score(parts, clip, pair, pending)
-
-
-def make_sample(cfg: RunConfig, clip: Clip, prepared, frames):
-    from baselines import Sample
-
-    pp = cfg.preprocess
-    return Sample(clip.id, frames, prepared.audio, pp.fps, pp.sample_rate, prepared.landmarks, prepared.boxes, clip.sha256)
-
-
-def generate_pair(parts: RunParts, clip: Clip, prepared, sample, name: str, gt_memo: dict | None = None):
-    """The method's output for this clip as an EvalPair against the ground truth (strips and videos saved);
-    `gt_memo` carries the metrics' ground-truth-only work from one method's pair to the next."""
-    from metrics.base import EvalPair
-
-    from .core.preprocess import crop_faces
-
-    cfg, frames, timer = parts.cfg, sample.frames, parts.timer
-    with timer.stage(f"generate/{name}"):
-        gen = parts.methods[name].generate(sample)
-    if gen.frames.shape != frames.shape:
-        raise ClipError(f"{clip.video}: method {name} returned frames of shape {tuple(gen.frames.shape)}, expected {tuple(frames.shape)}")
-    pp = cfg.preprocess
-    with timer.stage("crop"):
-        gen_crops = prepared.crops if gen.frames is frames else crop_faces(gen.frames, prepared.boxes, pp.crop_size)
-    with timer.stage("io"):
-        save_strip(cfg.out, name, clip, gen_crops)
-        if not strip_path(cfg.out, GT_STRIP, clip.id).is_file():
-            save_strip(cfg.out, GT_STRIP, clip, prepared.crops)
-        if cfg.runtime.save_videos:
-            from .core.layout import video_path
-            from .core.media import write_video
-
-            write_video(video_path(cfg.out, name, clip.id), gen.frames, pp.fps, gen.audio, pp.sample_rate, lossless=False)
-    return EvalPair(
-        clip_id=clip.id,
-        video=clip.video,
-        method=name,
-        fps=pp.fps,
-        sample_rate=pp.sample_rate,
-        pred_frames=gen.frames,
-        gt_frames=frames,
-        pred_audio=gen.audio,
-        gt_audio=prepared.audio,
-        audio_valid=min(len(prepared.audio), int(round(prepared.meta["audio_s"] * pp.sample_rate))),
-        pred_crops=gen_crops,
-        gt_crops=prepared.crops,
-        boxes=prepared.boxes,
-        gt_landmarks=prepared.landmarks,
-        gt_has_face=prepared.has_face,
-        detect=parts.prep.detect,
-        clip_sha256=clip.sha256,
-        batch_size=cfg.runtime.batch_size,
-        memo={"method_note": gen.note, "clip_note": prepared.note},
-        gt_memo={} if gt_memo is None else gt_memo,
-    )
-
-
-def score(parts: RunParts, clip: Clip, pair, pending: list) -> list[ResultRow]:
-    """Each pending metric fed the pair: a row per per-clip metric, a saved partial per pooled one."""
-    rows = []
-    for metric in pending:
-        try:
-            with parts.timer.stage(f"metric/{metric.name}"):
-                metric.reset()
-                metric.update_pair(pair)
-            if metric.pooled:
-                with parts.timer.stage("io"):
-                    parts.partials.save(pair.method, metric, clip, metric.state())
-                continue
-            value = metric.compute()
-            if not math.isfinite(value):
-                raise ClipError(f"{clip.video}: {metric.name} is not finite ({value})")
-            note = "; ".join(x for x in (pair.memo.get("clip_note"), pair.memo.get("method_note"), metric.note) if x) or None
-            rows.append(parts.rows.make(clip, pair.method, metric, value=value, n_frames=pair.n_frames, note=note))
-        except Exception as exc:  # noqa: BLE001
-            rows.append(parts.rows.make(clip, pair.method, metric, n_frames=pair.n_frames, error=parts.rows.reason(exc, clip)))
-    return rows

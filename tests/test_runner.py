@@ -201,7 +201,12 @@ def test_metrics_all_without_weights(tmp_path, cache_dir, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_timing_json_names_the_stages_and_a_cold_cache_decodes_each_clip_once(tmp_path, capsys):
+def test_timing_json_names_the_stages_and_a_cold_cache_decodes_each_clip_once(tmp_path, capsys, monkeypatch):
+    from stsa_bench.core import media
+
+    opened = []
+    frames = media.VideoChunks._frames
+    monkeypatch.setattr(media.VideoChunks, "_frames", lambda self: (opened.append(self.path), frames(self))[1])
     cache = tmp_path / "cache"
     args = ["run", "--suite", "demo", f"cache_dir={cache}", "suite.n_clips=2", "--methods", "gt,static", "--metrics", "psnr,dme_dis",
             "runtime.progress=false"]  # fmt: skip
@@ -210,9 +215,10 @@ def test_timing_json_names_the_stages_and_a_cold_cache_decodes_each_clip_once(tm
     cold = json.loads((tmp_path / "cold" / "timing.json").read_text())
     stages = cold["stages"]
     assert {"decode", "landmarks", "crop", "generate/gt", "generate/static", "metric/psnr", "metric/dme_dis", "pooled/dme_dis", "io"} <= stages.keys()
-    assert stages["decode"]["calls"] == 2 and stages["landmarks"]["calls"] == 2, "a cold cache decodes each clip once"
+    assert len(opened) == len(set(opened)) == 2, "a cold cache decodes each clip once"
+    assert stages["landmarks"]["calls"] == 2 * 2, "60 frames in chunks of 32"
     assert stages["metric/psnr"]["calls"] == 4 and stages["pooled/dme_dis"]["calls"] == 2
     assert sum(v["s"] for v in stages.values()) <= cold["total_s"] + 1e-3 and cold["world_size"] == 1
     assert main([*args, "--out", str(tmp_path / "warm")]) == 0
     warm = json.loads((tmp_path / "warm" / "timing.json").read_text())["stages"]
-    assert warm["decode"]["calls"] == 2 and "landmarks" not in warm, "a warm cache decodes the frames only"
+    assert len(opened) == 4 and "decode" in warm and "landmarks" not in warm, "a warm cache decodes the frames only"

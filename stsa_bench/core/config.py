@@ -150,10 +150,23 @@ class RuntimeConfig:
     """Write each method's output to <out>/videos/<method>/<clip>.mp4."""
     refreeze: bool = False
     """Accept changed suite files and freeze their new hashes."""
+    chunk_frames: int = 32
+    """Frames decoded, generated and scored at a time."""
+    prefetch_chunks: int = 2
+    """Chunks decoded (and generated) ahead by a background thread while the current one is scored; 0: none."""
+    frames_in_memory_mb: float = 256
+    """A clip whose decoded frames fit in this many MB is decoded once and kept in memory; a longer one is
+    read again from its file by each pass, a chunk at a time (memory bounded by the chunk, not the clip)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"runtime.batch_size must be at least 1, got {self.batch_size}")
+        if self.chunk_frames < 1:
+            raise ConfigError(f"runtime.chunk_frames must be at least 1, got {self.chunk_frames}")
+        if self.prefetch_chunks < 0:
+            raise ConfigError(f"runtime.prefetch_chunks must be at least 0, got {self.prefetch_chunks}")
+        if self.frames_in_memory_mb < 0:
+            raise ConfigError(f"runtime.frames_in_memory_mb must be at least 0, got {self.frames_in_memory_mb}")
 
 
 @dataclass(frozen=True)

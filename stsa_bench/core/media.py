@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,19 +87,21 @@ FPS_MODES = ("ffmpeg_cfr", "nearest")
 
 class _Nearest:
     """FFmpeg's `fps` filter with round=near: frame i goes to slot round((t_i - t_0) * fps);
-    each slot shows the latest frame whose slot is <= it; slots before the first frame show it."""
+    each slot shows the latest frame whose slot is <= it; slots before the first frame show it.
+    `push` returns the frames it completes (streaming), `finish` the rest."""
 
     def __init__(self, fps: int):
-        self.fps, self.out, self.prev = fps, [], None
+        self.fps, self.n_out, self.prev = fps, 0, None
 
-    def push(self, img: np.ndarray, t: float, duration: float | None) -> None:
+    def push(self, img: np.ndarray, t: float, duration: float | None) -> list[np.ndarray]:
         slot = int(round(t * self.fps))
-        self.out.extend([img if self.prev is None else self.prev] * (slot - len(self.out)))
+        out = [img if self.prev is None else self.prev] * max(0, slot - self.n_out)
+        self.n_out += len(out)
         self.prev = img
+        return out
 
     def finish(self, end: float) -> list[np.ndarray]:
-        n = max(len(self.out) + 1, int(round(end * self.fps)))
-        return self.out + [self.prev] * (n - len(self.out))
+        return [self.prev] * (max(self.n_out + 1, int(round(end * self.fps))) - self.n_out)
 
 
 class _FFmpegCFR:
@@ -115,11 +118,11 @@ class _FFmpegCFR:
 
     def __init__(self, fps: int, rate: float):
         self.fps, self.rate = fps, rate
-        self.out: list[np.ndarray] = []
+        self.n_out = 0
         self.prev: np.ndarray | None = None
         self.nb0 = [0, 0, 0]
 
-    def push(self, img: np.ndarray, t: float, duration: float | None) -> None:
+    def push(self, img: np.ndarray, t: float, duration: float | None) -> list[np.ndarray]:
         ipts = t * self.fps
         ipts += 2.0**-17 if ipts >= 0 else -(2.0**-17)
         dur = min(self.fps / self.rate, 1.0)
@@ -127,7 +130,7 @@ class _FFmpegCFR:
             rounded = int(np.rint(duration * self.fps))
             if rounded > 0:
                 dur = rounded
-        delta0 = ipts - len(self.out)
+        delta0 = ipts - self.n_out
         delta = delta0 + dur
         nb0, nb = 0, 1
         if delta0 < 0 < delta:
@@ -139,66 +142,99 @@ class _FFmpegCFR:
             if delta0 > 1.1:
                 nb0 = int(np.rint(delta0 - 0.6))
         self.nb0 = [nb0] + self.nb0[:2]
-        self.out.extend((self.prev if i < nb0 and self.prev is not None else img) for i in range(nb))
+        out = [self.prev if i < nb0 and self.prev is not None else img for i in range(nb)]
+        self.n_out += nb
         self.prev = img
+        return out
 
     def finish(self, end: float) -> list[np.ndarray]:
-        return self.out + [self.prev] * sorted(self.nb0)[1]
+        return [self.prev] * sorted(self.nb0)[1]
 
 
 def decode_video(path: Path, fps: int = 25, mode: str = "ffmpeg_cfr") -> tuple[np.ndarray, VideoInfo]:
-    """RGB uint8 frames (N, H, W, 3) at exactly `fps`, and facts about the source stream.
+    """RGB uint8 frames (N, H, W, 3) at exactly `fps`, and facts about the source stream (see VideoChunks)."""
+    stream = VideoChunks(path, fps, mode, chunk_frames=64)
+    chunks = list(stream)
+    return (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)), stream.info
+
+
+class VideoChunks:
+    """Iterate a video's RGB uint8 frames at exactly `fps` in chunks (k, H, W, 3) of `chunk_frames`
+    (the last may be shorter); `info` is set once the iteration has ended.
 
     mode: "ffmpeg_cfr" (default; frame for frame what `ffmpeg -r fps` gives, see _FFmpegCFR)
     or "nearest" (nearest-timestamp slots, see _Nearest). Both are the identity on 25 fps input.
-    Times are measured from the container's start, so video stays aligned with audio.
+    Times are measured from the container's start, so video stays aligned with audio. Memory holds
+    one chunk, whatever the clip's length.
     """
-    if mode not in FPS_MODES:
-        raise ValueError(f"fps mode {mode!r} is not one of {FPS_MODES}")
-    path = Path(path)
-    with _open(path) as container:
-        if not container.streams.video:
-            raise ClipError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = float(stream.average_rate or stream.guessed_rate or fps)
-        declared = _declared_frames(stream, rate)
-        start = container.start_time / 1e6 if container.start_time is not None else None
-        sampler = _FFmpegCFR(fps, rate) if mode == "ffmpeg_cfr" else _Nearest(fps)
-        times: list[float] = []
-        last = None
-        t0 = 0.0
-        try:
-            for frame in container.decode(stream):
+
+    def __init__(self, path: Path, fps: int = 25, mode: str = "ffmpeg_cfr", chunk_frames: int = 64):
+        if mode not in FPS_MODES:
+            raise ValueError(f"fps mode {mode!r} is not one of {FPS_MODES}")
+        self.path, self.fps, self.mode, self.chunk_frames = Path(path), fps, mode, max(1, chunk_frames)
+        self.info: VideoInfo | None = None
+
+    def __iter__(self):
+        buf, k = None, 0
+        for img in self._frames():
+            if buf is None:
+                buf = np.empty((self.chunk_frames, *img.shape), dtype=img.dtype)
+            buf[k] = img
+            k += 1
+            if k == self.chunk_frames:
+                yield buf
+                buf, k = None, 0
+        if buf is not None:
+            yield buf[:k]
+
+    def _frames(self):
+        path, fps = self.path, self.fps
+        with _open(path) as container:
+            if not container.streams.video:
+                raise ClipError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = float(stream.average_rate or stream.guessed_rate or fps)
+            declared = _declared_frames(stream, rate)
+            start = container.start_time / 1e6 if container.start_time is not None else None
+            sampler = _FFmpegCFR(fps, rate) if self.mode == "ffmpeg_cfr" else _Nearest(fps)
+            times: list[float] = []
+            last = None
+            t0 = 0.0
+            frames = container.decode(stream)
+            while True:
+                try:
+                    frame = next(frames, None)
+                except Exception as exc:
+                    if not times:
+                        raise ClipError(f"{path}: video cannot be decoded ({_reason(exc, path)})") from exc
+                    raise ClipError(f"{path}: video is corrupt after frame {len(times)} ({_reason(exc, path)})") from exc
+                if frame is None:
+                    break
                 t = frame.time if frame.time is not None else len(times) / rate
                 if not times:
                     t0 = min(t, start) if start is not None else t
                 duration = frame.duration * float(frame.time_base) if getattr(frame, "duration", None) else None
                 last = frame.to_ndarray(format="rgb24")
-                sampler.push(last, t - t0, duration)
                 times.append(t)
-        except Exception as exc:
-            if not times:
-                raise ClipError(f"{path}: video cannot be decoded ({_reason(exc, path)})") from exc
-            raise ClipError(f"{path}: video is corrupt after frame {len(times)} ({_reason(exc, path)})") from exc
-    if last is None:
-        raise ClipError(f"{path}: video stream has no frames")
-    slack, share = MISSING_FRAMES_TOLERANCE
-    if declared and declared - len(times) > max(slack, share * declared):
-        raise ClipError(f"{path}: truncated: decoded {len(times)} of the {declared} frames the container declares")
-    intervals = np.diff(times) if len(times) > 1 else np.array([1.0 / rate])
-    duration = times[-1] - t0 + float(np.median(intervals))
-    out = sampler.finish(duration)
-    info = VideoInfo(
-        src_fps=len(times) / duration if duration > 0 else rate,
-        src_frames=len(times),
-        width=last.shape[1],
-        height=last.shape[0],
-        duration_s=duration,
-        variable_rate=len(intervals) > 1 and float(np.ptp(intervals)) > 0.25 / max(rate, 1.0),
-        declared_frames=declared,
-    )
-    return np.stack(out), info
+                yield from sampler.push(last, t - t0, duration)
+        if last is None:
+            raise ClipError(f"{path}: video stream has no frames")
+        slack, share = MISSING_FRAMES_TOLERANCE
+        if declared and declared - len(times) > max(slack, share * declared):
+            raise ClipError(f"{path}: truncated: decoded {len(times)} of the {declared} frames the container declares")
+        intervals = np.diff(times) if len(times) > 1 else np.array([1.0 / rate])
+        duration = times[-1] - t0 + float(np.median(intervals))
+        yield from sampler.finish(duration)
+        self.info = VideoInfo(
+            src_fps=len(times) / duration if duration > 0 else rate,
+            src_frames=len(times),
+            width=last.shape[1],
+            height=last.shape[0],
+            duration_s=duration,
+            variable_rate=len(intervals) > 1 and float(np.ptp(intervals)) > 0.25 / max(rate, 1.0),
+            declared_frames=declared,
+        )
 
 
 def _internal_format(frame_format) -> str:
@@ -259,48 +295,70 @@ def to_pcm16(audio: np.ndarray) -> np.ndarray:
 
 def write_video(
     path: Path,
-    frames: np.ndarray,
+    frames: Any,
     fps: int = 25,
     audio: np.ndarray | None = None,
     sample_rate: int = 16000,
     lossless: bool = True,
     crf: int = 18,
 ) -> None:
-    """Write RGB uint8 frames (and mono float audio) to `path`.
+    """Write RGB uint8 frames (an (N, H, W, 3) array or `Frames`, streamed) and mono float audio to `path` (see VideoWriter)."""
+    from .frames import as_frames
+
+    frames = as_frames(frames)
+    with VideoWriter(path, frames.width, frames.height, fps, lossless, crf, sample_rate if audio is not None else None) as writer:
+        for _, chunk in frames.chunks(64):
+            writer.write(chunk)
+        writer.finish(audio)
+
+
+class VideoWriter:
+    """Frames written as they come (`write`), then the audio (`finish`; its stream exists when `sample_rate` is given).
 
     lossless=True: FFV1 (bgr0) + 16-bit PCM in Matroska, bit-exact on decode; with FFmpeg's
     bitexact flags the file bytes depend only on the content (and the FFmpeg build).
     lossless=False: H.264 yuv420p (x264 `crf`; 0 is lossless after the 4:2:0 conversion) + AAC
     in MP4, for viewing and for third-party tools that read only H.264.
     """
-    import av
 
-    frames = np.ascontiguousarray(frames)
-    n, h, w, _ = frames.shape
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w", container_options={"fflags": "+bitexact"}) as container:
+    def __init__(
+        self, path: Path, width: int, height: int, fps: int = 25, lossless: bool = True, crf: int = 18, sample_rate: int | None = None
+    ):
+        import av
+
+        self.path, self.lossless = Path(path), lossless
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.container = av.open(str(self.path), mode="w", container_options={"fflags": "+bitexact"})
         if lossless:
-            vstream = container.add_stream("ffv1", rate=fps, options={"flags": "+bitexact"})
-            vstream.pix_fmt = "bgr0"
+            self.vstream = self.container.add_stream("ffv1", rate=fps, options={"flags": "+bitexact"})
+            self.vstream.pix_fmt = "bgr0"
         else:
-            vstream = container.add_stream("libx264", rate=fps)
-            vstream.pix_fmt = "yuv420p"
-            vstream.options = {"crf": str(crf)}
-            w, h = w - w % 2, h - h % 2
-        vstream.width, vstream.height = w, h
-        astream = None
-        if audio is not None:
-            astream = container.add_stream("pcm_s16le" if lossless else "aac", rate=sample_rate, layout="mono")
+            self.vstream = self.container.add_stream("libx264", rate=fps)
+            self.vstream.pix_fmt = "yuv420p"
+            self.vstream.options = {"crf": str(crf)}
+            width, height = width - width % 2, height - height % 2
+        self.vstream.width, self.vstream.height = self.w, self.h = width, height
+        self.sample_rate, self.astream = sample_rate, None
+        if sample_rate is not None:
+            self.astream = self.container.add_stream("pcm_s16le" if lossless else "aac", rate=sample_rate, layout="mono")
+
+    def write(self, frames: np.ndarray) -> None:
+        import av
+
         for img in frames:
-            frame = av.VideoFrame.from_ndarray(img[:h, :w], format="rgb24")
-            for packet in vstream.encode(frame):
-                container.mux(packet)
-        for packet in vstream.encode():
-            container.mux(packet)
-        if astream is not None:
-            fmt = "s16" if lossless else "fltp"
-            data = to_pcm16(audio) if lossless else np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[: self.h, : self.w]), format="rgb24")
+            for packet in self.vstream.encode(frame):
+                self.container.mux(packet)
+
+    def finish(self, audio: np.ndarray | None = None) -> None:
+        import av
+
+        astream, sample_rate = self.astream, self.sample_rate
+        for packet in self.vstream.encode():
+            self.container.mux(packet)
+        if astream is not None and audio is not None:
+            fmt = "s16" if self.lossless else "fltp"
+            data = to_pcm16(audio) if self.lossless else np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
             block = 1024
             for start in range(0, len(data), block):
                 chunk = data[start : start + block].reshape(1, -1)
@@ -308,9 +366,18 @@ def write_video(
                 aframe.sample_rate = sample_rate
                 aframe.pts = start
                 for packet in astream.encode(aframe):
-                    container.mux(packet)
+                    self.container.mux(packet)
             for packet in astream.encode():
-                container.mux(packet)
+                self.container.mux(packet)
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int = 16000) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from .errors import ClipError
 from .paths import build_dir_atomically, cache_key, entry_dir
 from .suites import Clip
 from .timing import NullTimer, StageTimer
+
+if TYPE_CHECKING:
+    from .frames import Frames
 
 
 @dataclass
@@ -67,17 +71,28 @@ def prep_key(clip: Clip, cfg: PreprocessConfig) -> str:
 
 
 def load_media(clip: Clip, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Frames at cfg.fps and audio at cfg.sample_rate trimmed/padded to exactly n_frames.
+    """Frames at cfg.fps and audio at cfg.sample_rate trimmed/padded to exactly n_frames (the whole clip in memory)."""
+    from .media import decode_video
+
+    frames, info = decode_video(clip.video, cfg.fps, cfg.fps_mode)
+    check_frames(clip, len(frames), cfg)
+    audio, meta = load_audio(clip, cfg, len(frames), info)
+    return frames, audio, meta
+
+
+def check_frames(clip: Clip, n: int, cfg: PreprocessConfig) -> None:
+    if n < cfg.min_frames:
+        raise ClipError(f"{clip.video}: {n} frame(s) at {cfg.fps} fps, need at least {cfg.min_frames} (preprocess.min_frames)")
+
+
+def load_audio(clip: Clip, cfg: PreprocessConfig, n: int, info) -> tuple[np.ndarray, dict]:
+    """Audio at cfg.sample_rate trimmed/padded to exactly n frames, and the clip's media facts.
 
     Audio and video may differ in length by at most cfg.max_av_mismatch_s; beyond that the
     clip fails with both lengths in the reason.
     """
-    from .media import audio_streams, decode_audio, decode_video
+    from .media import audio_streams, decode_audio
 
-    frames, info = decode_video(clip.video, cfg.fps, cfg.fps_mode)
-    n = len(frames)
-    if n < cfg.min_frames:
-        raise ClipError(f"{clip.video}: {n} frame(s) at {cfg.fps} fps, need at least {cfg.min_frames} (preprocess.min_frames)")
     audio_path = clip.audio or clip.video
     audio = decode_audio(audio_path, cfg.sample_rate)
     video_s, audio_s = n / cfg.fps, len(audio) / cfg.sample_rate
@@ -97,7 +112,7 @@ def load_media(clip: Clip, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarra
         "video_s": video_s,
         "audio_s": audio_s,
     }
-    return frames, audio, meta
+    return audio, meta
 
 
 def face_boxes(landmarks: np.ndarray, has_face: np.ndarray, width: int, height: int, scale: float, sigma: float) -> np.ndarray:
@@ -166,13 +181,88 @@ def paste_faces(frames: np.ndarray, crops: np.ndarray, boxes: np.ndarray) -> Non
             frame[fy, fx] = cv2.resize(crop, (s, s), interpolation=interp)[py, px]
 
 
-class Preprocessor:
-    """Prepares clips into the cache, reusing one FaceMesh instance."""
+def smoothing_radius(sigma: float) -> int:
+    """Frames on each side that scipy's gaussian_filter1d reads (truncate 4): int(4 sigma + 0.5)."""
+    return int(4.0 * sigma + 0.5) if sigma > 0 else 0
 
-    def __init__(self, cfg: PreprocessConfig, cache_dir: Path, timer: StageTimer | None = None):
+
+class StreamingCropper:
+    """Face crops cut while the clip is decoded, equal to `crop_faces(frames, face_boxes(...))` on the whole clip.
+
+    The smoothed box of frame t reads the raw boxes within the Gaussian's radius r, and a raw box is
+    known up to the last frame with a face (gaps are interpolated to the next face), so frame t is cut
+    once a face is found at t + r or later; until then its pixels wait here. Past `max_pending` waiting
+    frames (a long stretch without a face) the oldest are let go and cut by `finish` from a second read.
+    """
+
+    def __init__(self, cfg: PreprocessConfig, width: int, height: int, max_pending: int):
+        self.cfg, self.width, self.height = cfg, width, height
+        self.radius = smoothing_radius(cfg.smooth_sigma)
+        self.max_pending = max(max_pending, 1)
+        self.landmarks: list[np.ndarray] = []
+        self.found: list[np.ndarray] = []
+        self.pending: list[tuple[int, np.ndarray]] = []
+        self.crops: dict[int, np.ndarray] = {}
+        self.dropped: list[int] = []
+        self.n = 0
+
+    def push(self, frames: np.ndarray, landmarks: np.ndarray, found: np.ndarray) -> None:
+        self.landmarks.append(landmarks)
+        self.found.append(found)
+        self.pending.extend((self.n + i, f) for i, f in enumerate(frames))
+        self.n += len(frames)
+        faces = np.flatnonzero(np.concatenate(self.found))
+        if len(faces):
+            self._cut(upto=int(faces[-1]) - self.radius, known=int(faces[-1]) + 1)
+        while len(self.pending) > self.max_pending:
+            self.dropped.append(self.pending.pop(0)[0])
+
+    def _cut(self, upto: int, known: int) -> None:
+        ready = [(i, f) for i, f in self.pending if i <= upto]
+        if not ready:
+            return
+        boxes = self.boxes(known)
+        idx = [i for i, _ in ready]
+        self.crops.update(zip(idx, crop_faces(np.stack([f for _, f in ready]), boxes[idx], self.cfg.crop_size)))
+        self.pending = [(i, f) for i, f in self.pending if i > upto]
+
+    def boxes(self, known: int | None = None) -> np.ndarray:
+        lms, found = np.concatenate(self.landmarks)[:known], np.concatenate(self.found)[:known]
+        c = self.cfg
+        return face_boxes(lms, found, self.width, self.height, c.box_scale, c.smooth_sigma)
+
+    def finish(self, frames: "Frames | None" = None) -> np.ndarray:
+        """Every crop: the waiting frames cut with the final boxes, the let-go ones read again from `frames`."""
+        self._cut(upto=self.n, known=self.n)
+        if self.dropped:
+            boxes, want = self.boxes(), set(self.dropped)
+            for start, chunk in frames.chunks(64, min(want), max(want) + 1):
+                for j, f in enumerate(chunk):
+                    if start + j in want:
+                        self.crops[start + j] = crop_faces(f[None], boxes[start + j : start + j + 1], self.cfg.crop_size)[0]
+        return np.stack([self.crops[i] for i in range(self.n)])
+
+
+class Preprocessor:
+    """Prepares clips into the cache, reusing one FaceMesh instance.
+
+    Frames are decoded `chunk_frames` at a time (`prefetch_chunks` ahead, in a background thread). A clip
+    whose frames take at most `memory_mb` is kept in memory after its first decode (decoded once); a
+    longer one is read from its file again by each pass (memory bounded by a chunk, not by the clip)."""
+
+    def __init__(
+        self,
+        cfg: PreprocessConfig,
+        cache_dir: Path,
+        timer: StageTimer | None = None,
+        chunk_frames: int = 32,
+        memory_mb: float = 256,
+        prefetch_chunks: int = 2,
+    ):
         self.cfg = cfg
         self.cache_dir = Path(cache_dir)
         self.timer = timer or NullTimer()
+        self.chunk_frames, self.memory_bytes, self.prefetch_chunks = max(1, chunk_frames), memory_mb * 2**20, prefetch_chunks
         self._detector = None
 
     def detect(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -194,25 +284,65 @@ class Preprocessor:
         """Load from cache, or compute and store atomically. Raises ClipError for bad input."""
         return self.prepare_with_frames(clip, keep_frames=False)[0]
 
-    def prepare_with_frames(self, clip: Clip, keep_frames: bool = True) -> tuple[Prepared, np.ndarray | None]:
-        """`prepare` and the clip's frames at cfg.fps: a cold cache decodes the clip once for both."""
+    def prepare_with_frames(self, clip: Clip, keep_frames: bool = True) -> tuple[Prepared, "Frames | None"]:
+        """`prepare` and the clip's frames at cfg.fps: in memory when they fit `memory_mb` (a cold cache then
+        decodes the clip once for both), else a source that decodes them chunk by chunk."""
+        from .frames import ArrayFrames
+
         if clip.error:
             raise ClipError(clip.error)
-        final, decoded = self.entry(clip), []
+        final, kept = self.entry(clip), []
         if not (final / "meta.json").is_file():
-            build_dir_atomically(final, lambda tmp: decoded.append(self._build(clip, tmp)))
+            build_dir_atomically(final, lambda tmp: kept.append(self._build(clip, tmp, keep_frames)))
         prepared = self._load(clip, final)
         if not keep_frames:
             return prepared, None
-        return prepared, decoded[0] if decoded else self.frames(clip)
+        if kept and kept[0] is not None:
+            return prepared, ArrayFrames(kept[0])
+        source = self.source(clip, prepared)
+        if source.nbytes <= self.memory_bytes:
+            with self.timer.stage("decode"):
+                return prepared, ArrayFrames(source.read())
+        return prepared, source
 
-    def _build(self, clip: Clip, tmp: Path) -> np.ndarray:
+    def source(self, clip: Clip, prepared: Prepared) -> "Frames":
+        from .frames import VideoFrames
+
+        c = self.cfg
+        return VideoFrames(clip.video, c.fps, c.fps_mode, prepared.n_frames, prepared.height, prepared.width)
+
+    def _build(self, clip: Clip, tmp: Path, keep_frames: bool) -> np.ndarray | None:
+        """One streaming pass: decode -> landmarks -> crops; the frames are returned when asked for and small enough."""
+        from .frames import VideoFrames, prefetch
+        from .media import VideoChunks, probe_frames
+
         cfg = self.cfg
-        with self.timer.stage("decode"):
-            frames, audio, meta = load_media(clip, cfg)
-        n, h, w = frames.shape[:3]
-        with self.timer.stage("landmarks"):
-            landmarks, has_face = self.detect(frames)
+        stream = VideoChunks(clip.video, cfg.fps, cfg.fps_mode, self.chunk_frames)
+        chunks, cropper, size = prefetch(stream, self.prefetch_chunks), None, 0
+        kept: list[np.ndarray] | None = [] if keep_frames else None
+        while True:
+            with self.timer.stage("decode"):
+                chunk = next(chunks, None)
+            if chunk is None:
+                break
+            if cropper is None:
+                h, w = chunk.shape[1:3]
+                cropper = StreamingCropper(cfg, w, h, max_pending=max(4 * self.chunk_frames, self.memory_bytes // chunk[0].nbytes))
+                if kept is not None and probe_frames(clip.video, cfg.fps) * chunk[0].nbytes > self.memory_bytes:
+                    kept = None
+            with self.timer.stage("landmarks"):
+                landmarks, found = self.detect(chunk)
+            with self.timer.stage("crop"):
+                cropper.push(chunk, landmarks, found)
+            size += chunk.nbytes
+            if kept is not None and size <= self.memory_bytes:
+                kept.append(chunk)
+            elif kept is not None:
+                kept = None
+        n = cropper.n
+        check_frames(clip, n, cfg)
+        audio, meta = load_audio(clip, cfg, n, stream.info)
+        landmarks, has_face = np.concatenate(cropper.landmarks), np.concatenate(cropper.found)
         n_face = int(has_face.sum())
         if n_face == 0:
             raise ClipError(f"{clip.video}: no face found in any of {n} frames")
@@ -221,8 +351,8 @@ class Preprocessor:
                 f"{clip.video}: face found in only {n_face} of {n} frames (preprocess.min_face_ratio={cfg.min_face_ratio})"
             )
         with self.timer.stage("crop"):
-            boxes = face_boxes(landmarks, has_face, w, h, cfg.box_scale, cfg.smooth_sigma)
-            crops = crop_faces(frames, boxes, cfg.crop_size)
+            boxes = cropper.boxes()
+            crops = cropper.finish(VideoFrames(clip.video, cfg.fps, cfg.fps_mode, n, h, w))
         np.save(tmp / "audio.npy", audio)
         np.save(tmp / "landmarks.npy", landmarks)
         np.save(tmp / "has_face.npy", has_face)
@@ -230,7 +360,7 @@ class Preprocessor:
         np.save(tmp / "crops.npy", crops)
         meta.update(clip=clip.id, sha256=clip.sha256, n_frames=n, n_face=n_face, width=w, height=h, prep=cfg.params())
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        return frames
+        return np.concatenate(kept) if kept else None
 
     def _load(self, clip: Clip, final: Path) -> Prepared:
         meta = json.loads((final / "meta.json").read_text())
@@ -248,7 +378,7 @@ class Preprocessor:
         )
 
     def frames(self, clip: Clip) -> np.ndarray:
-        """The clip's frames at cfg.fps (decoded again: cheaper than caching raw frames)."""
+        """The clip's frames at cfg.fps, all in memory (decoded again: cheaper than caching raw frames)."""
         from .media import decode_video
 
         with self.timer.stage("decode"):
