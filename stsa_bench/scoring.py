@@ -32,7 +32,9 @@ def evaluate_clip(parts: RunParts, clip: Clip, work: dict[str, list]) -> Iterato
         except Exception as exc:  # noqa: BLE001
             yield parts.rows.failed(clip, {name: pending}, parts.rows.reason(exc, clip))
             continue
-        yield score(parts, clip, pair, pending)
+        rows = score(parts, clip, pair, pending)
+        del pair
+        yield rows
 
 
 def make_sample(cfg: RunConfig, clip: Clip, prepared, frames):

@@ -183,6 +183,25 @@ def map_chunks(frames: Frames, size: int, fn: Callable[[np.ndarray, int], Any]) 
     return concatenate([fn(chunk, i) for i, chunk in frames.chunks(size)])
 
 
+_MALLOC_SET = False
+
+
+def one_malloc_arena() -> None:
+    """glibc only: every thread allocates from the main arena (M_ARENA_MAX = 1). Frame arrays made in the
+    prefetch thread otherwise fill a per-thread arena that is not trimmed, and a long clip's run grew with
+    its length (720p, 32 s: 2.44 GB peak against 1.67 GB without the thread; 1.68 GB with this, same speed)."""
+    global _MALLOC_SET
+    if _MALLOC_SET:
+        return
+    _MALLOC_SET = True
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, 1)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     """`items` produced by a background thread up to `depth` ahead of the consumer (decode and generation overlap
     the consumer's scoring; PyAV, OpenCV and torch release the GIL in their native code). The producer's
@@ -190,6 +209,7 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     if depth < 1:
         yield from items
         return
+    one_malloc_arena()
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()
