@@ -117,17 +117,29 @@ def load_audio(clip: Clip, cfg: PreprocessConfig, n: int, info) -> tuple[np.ndar
 
 def face_boxes(landmarks: np.ndarray, has_face: np.ndarray, width: int, height: int, scale: float, sigma: float) -> np.ndarray:
     """(cx, cy, side) per frame: landmark extent squared and scaled, gaps interpolated, smoothed."""
-    from scipy.ndimage import gaussian_filter1d
+    return smooth_boxes(raw_boxes(landmarks, has_face, width, height, scale), has_face, sigma)
 
-    n = len(landmarks)
-    raw = np.zeros((n, 3), dtype=np.float64)
+
+def raw_boxes(landmarks: np.ndarray, has_face: np.ndarray, width: int, height: int, scale: float) -> np.ndarray:
+    """(cx, cy, side) float64 of each frame's landmark extent, squared and scaled; 0 rows where no face."""
+    raw = np.zeros((len(landmarks), 3), dtype=np.float64)
     idx = np.flatnonzero(has_face)
-    if len(idx) == 0:
-        raise ValueError("no face in any frame")
     xy = landmarks[idx, :, :2].astype(np.float64) * [width, height]
     lo, hi = xy.min(axis=1), xy.max(axis=1)
     raw[idx, :2] = (lo + hi) / 2
     raw[idx, 2] = (hi - lo).max(axis=1) * scale
+    return raw
+
+
+def smooth_boxes(raw: np.ndarray, has_face: np.ndarray, sigma: float) -> np.ndarray:
+    """`raw_boxes` with the rows without a face interpolated (held at the ends), Gaussian-smoothed over time, float32."""
+    from scipy.ndimage import gaussian_filter1d
+
+    n = len(raw)
+    idx = np.flatnonzero(has_face)
+    if len(idx) == 0:
+        raise ValueError("no face in any frame")
+    raw = raw.copy()
     for c in range(3):
         raw[:, c] = np.interp(np.arange(n), idx, raw[idx, c])
     if sigma > 0 and n > 1:
@@ -201,6 +213,8 @@ class StreamingCropper:
         self.max_pending = max(max_pending, 1)
         self.landmarks: list[np.ndarray] = []
         self.found: list[np.ndarray] = []
+        self.raw: list[np.ndarray] = []
+        self.last_face = -1
         self.pending: list[tuple[int, np.ndarray]] = []
         self.crops: dict[int, np.ndarray] = {}
         self.dropped: list[int] = []
@@ -209,11 +223,13 @@ class StreamingCropper:
     def push(self, frames: np.ndarray, landmarks: np.ndarray, found: np.ndarray) -> None:
         self.landmarks.append(landmarks)
         self.found.append(found)
+        self.raw.append(raw_boxes(landmarks, found, self.width, self.height, self.cfg.box_scale))
         self.pending.extend((self.n + i, f) for i, f in enumerate(frames))
+        if found.any():
+            self.last_face = self.n + int(np.flatnonzero(found)[-1])
         self.n += len(frames)
-        faces = np.flatnonzero(np.concatenate(self.found))
-        if len(faces):
-            self._cut(upto=int(faces[-1]) - self.radius, known=int(faces[-1]) + 1)
+        if self.last_face >= 0:
+            self._cut(upto=self.last_face - self.radius, known=self.last_face + 1)
         while len(self.pending) > self.max_pending:
             self.dropped.append(self.pending.pop(0)[0])
 
@@ -227,9 +243,9 @@ class StreamingCropper:
         self.pending = [(i, f) for i, f in self.pending if i > upto]
 
     def boxes(self, known: int | None = None) -> np.ndarray:
-        lms, found = np.concatenate(self.landmarks)[:known], np.concatenate(self.found)[:known]
-        c = self.cfg
-        return face_boxes(lms, found, self.width, self.height, c.box_scale, c.smooth_sigma)
+        """The smoothed boxes of frames 0..known, from the raw boxes kept per chunk (the landmarks are not re-read)."""
+        raw, found = np.concatenate(self.raw)[:known], np.concatenate(self.found)[:known]
+        return smooth_boxes(raw, found, self.cfg.smooth_sigma)
 
     def finish(self, frames: "Frames | None" = None) -> np.ndarray:
         """Every crop: the waiting frames cut with the final boxes, the let-go ones read again from `frames`."""
@@ -237,9 +253,9 @@ class StreamingCropper:
         if self.dropped:
             boxes, want = self.boxes(), set(self.dropped)
             for start, chunk in frames.chunks(64, min(want), max(want) + 1):
-                for j, f in enumerate(chunk):
-                    if start + j in want:
-                        self.crops[start + j] = crop_faces(f[None], boxes[start + j : start + j + 1], self.cfg.crop_size)[0]
+                idx = [start + j for j in range(len(chunk)) if start + j in want]
+                cut = crop_faces(chunk[[i - start for i in idx]], boxes[idx], self.cfg.crop_size)
+                self.crops.update(zip(idx, cut))
         return np.stack([self.crops[i] for i in range(self.n)])
 
 
@@ -299,21 +315,21 @@ class Preprocessor:
             return prepared, None
         if kept and kept[0] is not None:
             return prepared, ArrayFrames(kept[0])
-        source = self.source(clip, prepared)
+        source = self.source(clip, prepared.n_frames, prepared.height, prepared.width)
         if source.nbytes <= self.memory_bytes:
             with self.timer.stage("decode"):
                 return prepared, ArrayFrames(source.read())
         return prepared, source
 
-    def source(self, clip: Clip, prepared: Prepared) -> "Frames":
+    def source(self, clip: Clip, n: int, height: int, width: int) -> "Frames":
+        """The clip's n frames, decoded again at each read."""
         from .frames import VideoFrames
 
-        c = self.cfg
-        return VideoFrames(clip.video, c.fps, c.fps_mode, prepared.n_frames, prepared.height, prepared.width)
+        return VideoFrames(clip.video, self.cfg.fps, self.cfg.fps_mode, n, height, width)
 
     def _build(self, clip: Clip, tmp: Path, keep_frames: bool) -> np.ndarray | None:
         """One streaming pass: decode -> landmarks -> crops; the frames are returned when asked for and small enough."""
-        from .frames import VideoFrames, prefetch
+        from .frames import prefetch
         from .media import VideoChunks, probe_frames
 
         cfg = self.cfg
@@ -352,7 +368,7 @@ class Preprocessor:
             )
         with self.timer.stage("crop"):
             boxes = cropper.boxes()
-            crops = cropper.finish(VideoFrames(clip.video, cfg.fps, cfg.fps_mode, n, h, w))
+            crops = cropper.finish(self.source(clip, n, h, w))
         np.save(tmp / "audio.npy", audio)
         np.save(tmp / "landmarks.npy", landmarks)
         np.save(tmp / "has_face.npy", has_face)
