@@ -202,6 +202,25 @@ class Metric:
         shas = [w.sha256 for w in self._lazy.values() if w.sha256]
         return ",".join(shas) if shas else None
 
+    def cached_ground_truth(self, pair: EvalPair, kind: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """`compute()` of the ground-truth side, cached on disk by clip content + protocol + weights
+        (`<cache>/features/`, atomic); computed each time without a cache folder or a clip hash."""
+        if self.cache_dir is None or not pair.clip_sha256:
+            return compute()
+        import io
+
+        from stsa_bench.core.paths import atomic_write_bytes, cache_key, entry_dir
+
+        key = cache_key(kind, content=[pair.clip_sha256, self.weights_sha256 or ""], params=self.protocol())
+        path = entry_dir(Path(self.cache_dir), "features", key).with_suffix(".npy")
+        if path.is_file():
+            return np.load(path)
+        value = compute()
+        buf = io.BytesIO()
+        np.save(buf, value)
+        atomic_write_bytes(path, buf.getvalue())
+        return value
+
     def frames_tag(self) -> str:
         """Which frames the metric reads, with their decode and preprocessing settings (default: the face crops)."""
         return self.crop_tag

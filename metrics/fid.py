@@ -136,22 +136,8 @@ class FID(Metric):
 
     def _gt_features(self, pair: EvalPair) -> np.ndarray:
         """Ground-truth features, cached by clip content + protocol + weights."""
-        if self.cache_dir is None or not pair.clip_sha256:
-            return inception_features(self.model(), pair.gt_crops, self.device)
-        from stsa_bench.core.paths import atomic_write_bytes, cache_key, entry_dir
-
         self.model()
-        key = cache_key("fid-gt", content=[pair.clip_sha256, self.weights_sha256 or ""], params=self.protocol())
-        path = entry_dir(Path(self.cache_dir), "features", key).with_suffix(".npy")
-        if path.is_file():
-            return np.load(path)
-        feats = inception_features(self.model(), pair.gt_crops, self.device)
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, feats)
-        atomic_write_bytes(path, buf.getvalue())
-        return feats
+        return self.cached_ground_truth(pair, "fid-gt", lambda: inception_features(self.model(), pair.gt_crops, self.device))
 
     def state(self) -> dict[str, np.ndarray]:
         return {"pred": np.concatenate(self.pred), "target": np.concatenate(self.target)}

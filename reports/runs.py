@@ -24,7 +24,8 @@ GT_METHODS = ("gt",)
 GROUPS = (
     ("Visual Quality", ("psnr", "ssim", "fid", "lpips")),
     ("Lip-Sync", ("lipmd", "lse_d", "lse_c")),
-    ("Stability", ("dme",)),
+    ("Stability", ("dme", "fvd")),
+    ("Identity", ("csim",)),
 )
 AGREE_ABS, AGREE_REL = 1e-9, 1e-6
 """Two runs agree on a row when |a - b| <= AGREE_ABS + AGREE_REL |a| and the statuses match."""

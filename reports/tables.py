@@ -24,7 +24,8 @@ from .runs import GROUPS, GT_METHODS, Run
 LABELS = {
     "psnr": "PSNR", "ssim": "SSIM", "ssim_skimage": "SSIM (skimage)", "fid": "FID", "lpips": "LPIPS",
     "lpips_vgg": "LPIPS (VGG)", "lipmd": "LipLMD", "lipmd_l2": "LipLMD (L2)", "lipmd_iod": "LipLMD (IOD)",
-    "lse_d": "LSE-D", "lse_c": "LSE-C", "dme": "DME", "dme_dis": "DME (DIS)",
+    "lse_d": "LSE-D", "lse_c": "LSE-C", "dme": "DME", "dme_dis": "DME (DIS)", "fvd": "FVD",
+    "fvd_styleganv": "FVD (StyleGAN-V)", "csim": "CSIM", "csim_fullframe": "CSIM (full frame)",
 }  # fmt: skip
 DECIMALS = {"psnr": 2, "fid": 2, "lipmd": 5, "lipmd_l2": 5, "lipmd_iod": 4}
 DEFAULT_DECIMALS = 4

@@ -185,15 +185,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
         weights = {}
         if args.overrides:
             weights = load_config(args).weights
-        print("metrics (id = name[protocol]; ↑ higher is better, ↓ lower; * in --metrics all):")
+        print("metrics (id = name[protocol]; ↑ higher is better, ↓ lower; * in --metrics all, + in --metrics extended):")
         tag = PreprocessConfig().crop_tag()
-        from .core.registry import PAPER_METRICS
+        from .core.registry import METRIC_SETS, PAPER_METRICS
 
         for name in METRICS.names():
             cls = METRICS.get(name)
             m = cls(crop_tag=tag, device="cpu")
             doc = (cls.__doc__ or "").strip().splitlines()[0]
-            star = "*" if name in PAPER_METRICS else " "
+            star = "*" if name in PAPER_METRICS else "+" if name in METRIC_SETS["extended"] else " "
             print(f" {star}{name:<13} {'↑' if cls.higher_is_better else '↓'} {m.id}\n                 {doc}")
             for spec in cls.weights_specs():
                 try:
@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     r.add_argument("--methods", help=f"comma-separated ({', '.join(METHODS.names())})")
-    r.add_argument("--metrics", help=f"comma-separated ({', '.join(METRICS.names())})")
+    r.add_argument("--metrics", help=f"comma-separated ({', '.join(METRICS.names())}), or a set: all, extended")
     r.add_argument("--out", help="results directory (default results/<suite>); rerun with the same config to resume")
     r.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     r.add_argument("--strict", action="store_true", help="exit 1 when the run finished with failed rows")

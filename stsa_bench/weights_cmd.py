@@ -9,7 +9,7 @@ from pathlib import Path
 from .core.catalogue import CATALOGUE
 from .core.errors import ConfigError
 from .core.registry import METHODS, METRICS, did_you_mean
-from .core.weights import WeightsMissing, WeightsSpec, load_state_dict
+from .core.weights import WeightsMissing, WeightsSpec, is_torchscript, load_state_dict
 
 
 def add_parser(sub) -> None:
@@ -38,11 +38,10 @@ def needed(methods: str | None, metrics: str | None) -> list[WeightsSpec]:
     """Catalogue entries the given methods and metrics load (in catalogue order); all entries when neither is given."""
     if not methods and not metrics:
         return list(CATALOGUE.values())
-    from .core.registry import PAPER_METRICS
+    from .core.registry import expand_metric_sets
 
     names = [m.rpartition(":")[2] for m in (methods or "").split(",") if m]
-    metric_names = [x for x in (metrics or "").split(",") if x]
-    metric_names = list(PAPER_METRICS) if metric_names == ["all"] else metric_names
+    metric_names = list(expand_metric_sets([x for x in (metrics or "").split(",") if x]))
     METHODS.check(names)
     METRICS.check(metric_names)
     specs = [s for n in names for s in METHODS.get(n).weights_specs()] + [s for n in metric_names for s in METRICS.get(n).weights_specs()]
@@ -109,6 +108,10 @@ def _loads(spec: WeightsSpec, path: Path) -> None:
         if missing and not (path / "model.safetensors").is_file():
             raise WeightsMissing(f"{path}: not a {spec.hf_repo} folder (lacks {', '.join(missing)})")
         return
-    state = load_state_dict(path, allow_torchscript=spec.torchscript)
+    if spec.torchscript:
+        if not is_torchscript(path):
+            raise WeightsMissing(f"{path}: not a TorchScript archive (the {spec.name} file is one)")
+        return
+    state = load_state_dict(path)
     if not state:
         raise WeightsMissing(f"{path}: holds no tensors")

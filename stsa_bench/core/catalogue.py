@@ -68,6 +68,26 @@ VGG19 = WeightsSpec(
     licence="BSD-3-Clause (torchvision)",
     used_by="train stage=synthesis|finetune (perceptual loss)",
 )
+I3D = WeightsSpec(
+    name="i3d",
+    filename="i3d_pretrained_400.pt",
+    url="https://drive.google.com/file/d/1mQK8KD8G6UWRa5t87SRMm5PVXtlpneJT",
+    sha256="",
+    direct=False,
+    licence="Apache-2.0 (DeepMind kinetics-i3d, converted by VideoGPT, MIT)",
+    used_by="fvd",
+)
+"""VideoGPT's `load_i3d_pretrained` downloads this Google Drive file (no hash published): a manual step."""
+I3D_STYLEGANV = WeightsSpec(
+    name="i3d_styleganv",
+    filename="i3d_torchscript.pt",
+    url="https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1",
+    sha256="",
+    torchscript=True,
+    licence="see universome/stylegan-v",
+    used_by="fvd_styleganv (TorchScript: also needs weights.allow_torchscript=true)",
+)
+"""StyleGAN-V's TorchScript port of the TF-hub I3D, as LatentSync's eval/fvd.py loads it."""
 
 _STSA = "https://github.com/SCAILab-USTC/STSA"
 """The paper: "Pre-trained weights and inference code are available at" this repository (no hashes published)."""
@@ -89,7 +109,7 @@ WAV2VEC2 = WeightsSpec(
 
 CATALOGUE: dict[str, WeightsSpec] = {
     s.name: s
-    for s in (FID_INCEPTION, LPIPS_ALEX, LPIPS_VGG, RAFT, SYNCNET, WAV2LIP, WAV2LIP_GAN, LIPSYNC_EXPERT, VGG19,
+    for s in (FID_INCEPTION, LPIPS_ALEX, LPIPS_VGG, RAFT, SYNCNET, I3D, I3D_STYLEGANV, WAV2LIP, WAV2LIP_GAN, LIPSYNC_EXPERT, VGG19,
               STSA_HEATMAP, STSA_RENDERER, WAV2VEC2)
 }  # fmt: skip
 """Every catalogued file by its setting name (`weights.<name>=PATH`)."""

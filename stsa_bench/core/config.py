@@ -261,10 +261,9 @@ def run_config_from_dict(resolved: Mapping[str, Any]) -> RunConfig:
         raise ConfigError("the suite config has no 'name'")
     specs = method_specs(_coerce(resolved.get("methods") or [], tuple[str, ...], "methods"))
     metrics = _coerce(resolved.get("metrics") or [], tuple[str, ...], "metrics")
-    if metrics == ("all",):
-        from .registry import PAPER_METRICS
+    from .registry import expand_metric_sets
 
-        metrics = PAPER_METRICS
+    metrics = expand_metric_sets(metrics)
     options = {}
     for key, value in resolved.items():
         if key in TOP_LEVEL:

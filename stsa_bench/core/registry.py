@@ -154,3 +154,11 @@ METHODS: Registry = Registry("method", "METHODS", ("baselines",), sets_name=True
 METRICS: Registry = Registry("metric", "METRICS", ("metrics",), sets_name=True)
 PAPER_METRICS = ("psnr", "ssim", "fid", "lpips", "lipmd", "lse_d", "lse_c", "dme")
 """`--metrics all`: the eight metrics of the STSA paper's tables, in its column order."""
+METRIC_SETS = {"all": PAPER_METRICS, "extended": PAPER_METRICS + ("fvd",)}
+"""Named metric lists for `--metrics`: `all` is the paper's table, `extended` adds what the wider field reports."""
+
+
+def expand_metric_sets(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """`--metrics` names with the named sets replaced by their metrics (order kept, duplicates dropped)."""
+    out = [m for name in names for m in METRIC_SETS.get(name, (name,))]
+    return tuple(dict.fromkeys(out))

@@ -155,6 +155,24 @@ def load_state_dict(path: Path, allow_torchscript: bool = False):
         raise WeightsMissing(f"{path}: not a state dict") from None
 
 
+def load_torchscript_model(path: Path, spec: WeightsSpec, settings: Mapping[str, Any], device: str = "cpu"):
+    """A TorchScript model (torch.jit.load runs code stored in the file): only for a catalogue entry that is
+    TorchScript, and only when the user opted in with weights.allow_torchscript=true."""
+    import torch
+
+    path = Path(path)
+    if not spec.torchscript:
+        raise WeightsMissing(f"{path}: the {spec.name} weights are not a TorchScript model in the catalogue; refused")
+    if not settings.get("allow_torchscript", False):
+        raise WeightsMissing(
+            f"{path}: {spec.name} is a TorchScript model, which runs code stored in the file when loaded; "
+            f"if you trust the file, set {TORCHSCRIPT_SETTING}=true"
+        )
+    if not is_torchscript(path):
+        raise WeightsMissing(f"{path}: not a TorchScript archive (the {spec.name} detector is one)")
+    return torch.jit.load(str(path), map_location=device).eval()
+
+
 class LazyWeights(Generic[M]):
     """A model built from one weights file on first use: the file is resolved (setting, then
     $STSA_BENCH_WEIGHTS, then the torch hub cache, then a download only when `weights.download`
