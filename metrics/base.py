@@ -74,6 +74,7 @@ class EvalPair:
     gt_has_face: np.ndarray
     detect: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
     clip_sha256: str = ""
+    fps_mode: str = "ffmpeg_cfr"
     batch_size: int = 64
     chunk_frames: int = 64
     memo: dict = field(default_factory=dict)

@@ -76,6 +76,7 @@ def generate_pair(parts: RunParts, clip: Clip, prepared, sample, name: str, gt_m
         gt_has_face=prepared.has_face,
         detect=parts.prep.detect,
         clip_sha256=clip.sha256,
+        fps_mode=pp.fps_mode,
         batch_size=cfg.runtime.batch_size,
         chunk_frames=cfg.runtime.chunk_frames,
         memo={"method_note": gen.note, "clip_note": prepared.note},

@@ -210,34 +210,3 @@ def test_fvd_styleganv_needs_the_opt_in_and_reads_frames_20_to_35(tmp_path):
     with pytest.raises(ClipError, match="frames 20-35, the clip has 30"):
         metric.update_pair(eval_pair(30))
 
-
-@pytest.fixture(scope="module")
-def golden_i3d_path(shared, make_weights, tmp_path_factory):
-    """The golden I3D saved as VideoGPT's file is (a plain state dict)."""
-    import torch
-
-    path = tmp_path_factory.mktemp("i3d") / "i3d_pretrained_400.pt"
-    torch.save(make_weights.golden_state_dict_from_manifest(str(shared / "golden" / "i3d_fvd" / "manifest.json")), path)
-    return path
-
-
-@pytest.mark.slow
-def test_run_on_shared_clips_pools_fvd_over_clips(shared, cache_dir, golden_i3d_path, tmp_path):
-    """`--methods gt,static,mouth_blur --metrics fvd` on two real clips: ok pooled rows, the ground truth at 0
-    (the exact distance of a set to itself), both degraded outputs above it."""
-    from stsa_bench.cli import main
-    from stsa_bench.core.results import POOLED_CLIP, read_rows
-
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    for name in ("rizkiarm__LipNet__bbaf2n.mpg", "rizkiarm__LipNet__brbk7n.mpg"):
-        (clips / name).symlink_to(shared / "clips" / name)
-    out = tmp_path / "out"
-    rc = main(["run", "--suite", "folder", f"data.root={clips}", "--methods", "gt,static,mouth_blur", "--metrics", "fvd",
-               "--out", str(out), f"cache_dir={cache_dir}", f"weights.i3d={golden_i3d_path}", "runtime.progress=false"])  # fmt: skip
-    assert rc == 0
-    rows = {r.method: r for r in read_rows(out / "results.jsonl") if r.clip == POOLED_CLIP}
-    assert {m: r.status for m, r in rows.items()} == {"gt": "ok", "static": "ok", "mouth_blur": "ok"}
-    assert rows["gt"].n_frames == 8 and rows["gt"].value == 0.0
-    assert rows["static"].value > 0 and rows["mouth_blur"].value > 0
-    assert all(r.weights_sha for r in rows.values())

@@ -88,6 +88,16 @@ I3D_STYLEGANV = WeightsSpec(
     used_by="fvd_styleganv (TorchScript: also needs weights.allow_torchscript=true)",
 )
 """StyleGAN-V's TorchScript port of the TF-hub I3D, as LatentSync's eval/fvd.py loads it."""
+ARCFACE = WeightsSpec(
+    name="arcface",
+    filename="ms1mv3_arcface_r100_fp16_backbone.pth",
+    url="https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch#model-zoo",
+    sha256="",
+    direct=False,
+    licence="non-commercial research (insightface model zoo)",
+    used_by="csim, csim_fullframe",
+)
+"""arcface_torch's `ms1mv3_arcface_r100_fp16/backbone.pth` (OneDrive / Baidu links, no hash published): a manual step."""
 
 _STSA = "https://github.com/SCAILab-USTC/STSA"
 """The paper: "Pre-trained weights and inference code are available at" this repository (no hashes published)."""
@@ -109,7 +119,7 @@ WAV2VEC2 = WeightsSpec(
 
 CATALOGUE: dict[str, WeightsSpec] = {
     s.name: s
-    for s in (FID_INCEPTION, LPIPS_ALEX, LPIPS_VGG, RAFT, SYNCNET, I3D, I3D_STYLEGANV, WAV2LIP, WAV2LIP_GAN, LIPSYNC_EXPERT, VGG19,
+    for s in (FID_INCEPTION, LPIPS_ALEX, LPIPS_VGG, RAFT, SYNCNET, I3D, I3D_STYLEGANV, ARCFACE, WAV2LIP, WAV2LIP_GAN, LIPSYNC_EXPERT, VGG19,
               STSA_HEATMAP, STSA_RENDERER, WAV2VEC2)
 }  # fmt: skip
 """Every catalogued file by its setting name (`weights.<name>=PATH`)."""

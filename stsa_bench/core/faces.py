@@ -82,6 +82,19 @@ class FaceMeshDetector:
         self.close()
 
 
+ARCFACE_FIVE_POINTS = ((33, 133), (362, 263), (1,), (61,), (291,))
+"""FaceMesh points averaged into ArcFace's five (image-left eye, image-right eye, nose tip, mouth corners): eye-corner
+means as insightface's eval_ijbc.py takes them from 68 points (the reference_csim_dev.json alignment)."""
+ARCFACE_TEMPLATE_112 = ((38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), (41.5493, 92.3655), (70.7299, 92.2041))
+"""insightface `face_align.arcface_dst`: the five points' places in a 112x112 ArcFace crop."""
+
+
+def five_points(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(N, 5, 2) float32 pixel coordinates (x * W, y * H in float64) of ARCFACE_FIVE_POINTS; NaN where no face."""
+    lm = np.asarray(landmarks, dtype=np.float64)[..., :2] * np.array([width, height], dtype=np.float64)
+    return np.stack([lm[:, list(group)].mean(axis=1) for group in ARCFACE_FIVE_POINTS], axis=1).astype(np.float32)
+
+
 DLIB68_FROM_FACEMESH = (
     234, 93, 132, 58, 172, 136, 150, 176, 152, 400, 379, 365, 397, 288, 361, 323, 454,  # jaw
     70, 63, 105, 66, 107, 336, 296, 334, 293, 300,  # brows

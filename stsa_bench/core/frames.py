@@ -101,9 +101,9 @@ class VideoFrames(Frames):
     """A video file decoded again at every read (25 fps etc. as the preprocessing decoded it): memory holds
     one chunk. Frames beyond the file's are its last frame repeated; extra ones are dropped (`n` rules)."""
 
-    def __init__(self, path: Path, fps: int, fps_mode: str, n: int, height: int, width: int):
+    def __init__(self, path: Path, fps: int, fps_mode: str, n: int, height: int, width: int, matrix: str = "tagged"):
         super().__init__(n, height, width)
-        self.path, self.fps, self.fps_mode = Path(path), fps, fps_mode
+        self.path, self.fps, self.fps_mode, self.matrix = Path(path), fps, fps_mode, matrix
 
     def chunks(self, size: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         stop = self.n if stop is None else min(stop, self.n)
@@ -129,7 +129,7 @@ class VideoFrames(Frames):
         from .media import VideoChunks
 
         pos, last = 0, None
-        for chunk in VideoChunks(self.path, self.fps, self.fps_mode, size):
+        for chunk in VideoChunks(self.path, self.fps, self.fps_mode, size, self.matrix):
             yield pos, chunk[: stop - pos]
             pos += len(chunk)
             last = chunk[-1:]

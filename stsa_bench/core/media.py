@@ -158,6 +158,11 @@ def decode_video(path: Path, fps: int = 25, mode: str = "ffmpeg_cfr") -> tuple[n
     return (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)), stream.info
 
 
+YUV_MATRICES = ("tagged", "bt601")
+"""tagged: the matrix the stream declares (ffmpeg's and PyAV's conversion) | bt601: BT.601 whatever the tag
+(OpenCV's VideoCapture: the official CSIM route)."""
+
+
 class VideoChunks:
     """Iterate a video's RGB uint8 frames at exactly `fps` in chunks (k, H, W, 3) of `chunk_frames`
     (the last may be shorter); `info` is set once the iteration has ended.
@@ -168,10 +173,13 @@ class VideoChunks:
     one chunk, whatever the clip's length.
     """
 
-    def __init__(self, path: Path, fps: int = 25, mode: str = "ffmpeg_cfr", chunk_frames: int = 64):
+    def __init__(self, path: Path, fps: int = 25, mode: str = "ffmpeg_cfr", chunk_frames: int = 64, matrix: str = "tagged"):
         if mode not in FPS_MODES:
             raise ValueError(f"fps mode {mode!r} is not one of {FPS_MODES}")
+        if matrix not in YUV_MATRICES:
+            raise ValueError(f"YUV matrix {matrix!r} is not one of {YUV_MATRICES}")
         self.path, self.fps, self.mode, self.chunk_frames = Path(path), fps, mode, max(1, chunk_frames)
+        self.matrix = matrix
         self.info: VideoInfo | None = None
 
     def __iter__(self):
@@ -215,6 +223,8 @@ class VideoChunks:
                 if not times:
                     t0 = min(t, start) if start is not None else t
                 duration = frame.duration * float(frame.time_base) if getattr(frame, "duration", None) else None
+                if self.matrix == "bt601":
+                    frame = frame.reformat(format="rgb24", src_colorspace="ITU601")
                 last = frame.to_ndarray(format="rgb24")
                 times.append(t)
                 yield from sampler.push(last, t - t0, duration)

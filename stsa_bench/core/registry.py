@@ -154,7 +154,7 @@ METHODS: Registry = Registry("method", "METHODS", ("baselines",), sets_name=True
 METRICS: Registry = Registry("metric", "METRICS", ("metrics",), sets_name=True)
 PAPER_METRICS = ("psnr", "ssim", "fid", "lpips", "lipmd", "lse_d", "lse_c", "dme")
 """`--metrics all`: the eight metrics of the STSA paper's tables, in its column order."""
-METRIC_SETS = {"all": PAPER_METRICS, "extended": PAPER_METRICS + ("fvd",)}
+METRIC_SETS = {"all": PAPER_METRICS, "extended": PAPER_METRICS + ("fvd", "csim")}
 """Named metric lists for `--metrics`: `all` is the paper's table, `extended` adds what the wider field reports."""
 
 
