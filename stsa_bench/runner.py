@@ -201,6 +201,28 @@ def log_reuse(parts: RunParts, clips: list[Clip], done: set[tuple], log: Log) ->
     log(f"{parts.out}: {reused} rows reused; {todo} (clip, method, metric) to compute")
 
 
+def generate_ahead(parts: RunParts, clips: list[Clip], done: set[tuple]) -> None:
+    """Methods that generate many clips in one call (`batched`: one model load per run) get every clip they
+    still have to score first; a clip that cannot be prepared is left to the per-clip loop, which reports it."""
+    from .scoring import make_sample
+
+    for name, method in parts.methods.items():
+        todo = [c for c in clips if not c.error and name in pending_work(parts, c, done)]
+        if not getattr(method, "batched", False) or len(todo) < 2:
+            continue
+
+        def samples():
+            for clip in todo:
+                try:
+                    prepared, frames = parts.prep.prepare_with_frames(clip)
+                except Exception:  # noqa: BLE001 - the per-clip loop turns it into rows
+                    continue
+                yield make_sample(parts.cfg, clip, prepared, frames)
+
+        with parts.timer.stage(f"generate/{name}"):
+            method.generate_batch(samples())
+
+
 def my_clips(clips: list[Clip], rank: Rank, fps: int) -> list[Clip]:
     """This rank's clips: all of them, or its share balanced by frame count (see ranks.shard)."""
     if not rank.sharded:
@@ -249,6 +271,7 @@ def _run(cfg: RunConfig, log: Log, rank: Rank, clips: list[Clip]) -> RunOutcome:
     from tqdm import tqdm
 
     mine = my_clips(clips, rank, cfg.preprocess.fps)
+    generate_ahead(parts, mine, done)
     n_failed = 0
     show = cfg.runtime.progress and rank.is_main
     bar = tqdm(mine, desc=f"run {cfg.suite}", unit="clip", disable=None if show else True, file=sys.stderr)

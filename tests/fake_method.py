@@ -75,9 +75,16 @@ def main() -> None:
     elif METHOD == "musetalk":
         from omegaconf import OmegaConf
 
-        task = OmegaConf.load(arg("--inference_config"))["task_0"]
-        frames, n = dubbed(task["video_path"])
-        save(Path(arg("--result_dir")) / arg("--version") / arg("--output_vid_name"), frames)
+        name = arg("--output_vid_name") if "--output_vid_name" in sys.argv else None
+        for task_id, task in OmegaConf.load(arg("--inference_config")).items():
+            try:
+                if task_id in os.environ.get("FAKE_FAIL_TASKS", "").split(","):
+                    raise RuntimeError(f"{task_id} failed")
+                name = task.get("result_name", name)
+                frames, n = dubbed(task["video_path"])
+                save(Path(arg("--result_dir")) / arg("--version") / (name or f"{Path(task['video_path']).stem}_{Path(task['audio_path']).stem}.mp4"), frames)
+            except Exception as exc:  # MuseTalk catches each task's error, prints it and goes on
+                print(f"Error occurred during processing: {exc}", file=sys.stderr)
     elif METHOD == "pcavs":
         import cv2
 

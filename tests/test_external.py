@@ -242,3 +242,29 @@ def test_stderr_tail_prefers_the_exception_line(tmp_path):
     assert stderr_tail(log) == "just a message"
     log.write_text("")
     assert stderr_tail(log) == "no stderr"
+
+
+@pytest.mark.slow
+def test_musetalk_runs_every_clip_in_one_process_and_falls_back_per_clip(tmp_path, cache_dir):
+    """Batch mode (issue 13): one MuseTalk process for all three demo clips (one task YAML, outputs named by
+    `result_name`); the task the batch lost (FAKE_FAIL_TASKS) is run again alone and scored like the others;
+    `musetalk.batch=false` runs one process per clip."""
+    repo = make_checkout(tmp_path / "src", "musetalk")
+    common = ["run", "--suite", "demo", f"cache_dir={cache_dir}", "runtime.progress=false", "--methods", "gt,musetalk",
+              "--metrics", "psnr", f"musetalk.repo={repo}", f"musetalk.python={sys.executable}"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "batch"), "+musetalk.env.FAKE_FAIL_TASKS=task_1"]) == 0
+    made = calls(repo)
+    assert len(made) == 2, "one batch process, then the lost clip alone"
+    batch_yaml = made[0]["argv"][made[0]["argv"].index("--inference_config") + 1]
+    assert batch_yaml.endswith("tasks.yaml") and "--output_vid_name" not in made[0]["argv"]
+    assert "--output_vid_name" in made[1]["argv"]
+    rows = {(r.clip, r.method): r for r in read_rows(tmp_path / "batch" / "results.jsonl")}
+    for clip in ("demo_00", "demo_01", "demo_02"):
+        assert rows[(clip, "musetalk")].status == "ok" and rows[(clip, "musetalk")].value < rows[(clip, "gt")].value
+    work = tmp_path / "batch" / "work" / "musetalk"
+    assert not work.exists() or not any(work.iterdir()), "job and batch folders are removed"
+    (repo / "calls.jsonl").unlink()
+    assert main([*common, "--out", str(tmp_path / "single"), "musetalk.batch=false"]) == 0
+    assert len(calls(repo)) == 3
+    single = {(r.clip, r.method): r.value for r in read_rows(tmp_path / "single" / "results.jsonl")}
+    assert single == {key: r.value for key, r in rows.items()}

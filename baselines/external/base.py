@@ -21,7 +21,7 @@ import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
 
@@ -53,6 +53,8 @@ class ExternalOptions:
     """Missing end frames filled by repeating the last (baselines.normalize)."""
     keep_work: bool = False
     """Keep the job folder after a clip."""
+    batch: bool = True
+    """Where the method's CLI takes many jobs (MuseTalk's task YAML), run every pending clip in one process."""
 
 
 def checkout_commit(repo: Path) -> str:
@@ -113,6 +115,7 @@ class ExternalMethod(Method):
         self.python = self._python()
         self.files = {key: self._checkpoint(key) for key in self.checkpoints}
         self.version = f"{self.name}@{checkout_commit(self.repo)}"
+        self.batched = type(self).batched and self.opts.batch
 
     def _repo(self) -> Path:
         if not self.opts.repo:
@@ -187,7 +190,8 @@ class ExternalMethod(Method):
             notes.append(f"{self.label} is not deterministic (its own unseeded sampling)")
         return normalize_output(frames, sample, str(kept), self.opts.frame_slack, notes)
 
-    def _run(self, sample: Sample, kept: Path) -> None:
+    def _stage(self, sample: Sample) -> Path:
+        """A fresh job folder with the clip's inputs."""
         from stsa_bench.core.media import write_video, write_wav
 
         job = self.job_dir(sample)
@@ -197,33 +201,85 @@ class ExternalMethod(Method):
         write_video(job / TEMPLATE, sample.frames, sample.fps, None, lossless=False, crf=0)
         write_wav(job / AUDIO, sample.audio, sample.sample_rate)
         self.prepare(job, sample)
+        return job
+
+    @staticmethod
+    def _keep(out: Path, kept: Path) -> None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        part = kept.with_name(f".{kept.name}.{os.getpid()}.part")
+        shutil.copyfile(out, part)
+        os.replace(part, kept)
+
+    def _run(self, sample: Sample, kept: Path) -> None:
+        job = self._stage(sample)
         try:
-            self.execute(self.argv(job, sample), job, sample)
+            self.execute(self.argv(job, sample), job, sample.clip_id)
             out = self.output(job, sample)
             if not out.is_file():
                 raise ClipError(f"{sample.clip_id}: {self.name} wrote no {out} ({stderr_tail(job / 'stderr.log')}; log {job / 'stderr.log'})")
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            part = kept.with_name(f".{kept.name}.{os.getpid()}.part")
-            shutil.copyfile(out, part)
-            os.replace(part, kept)
+            self._keep(out, kept)
         finally:
             self.cleanup(job, sample)
         if not self.opts.keep_work:
             shutil.rmtree(job, ignore_errors=True)
 
-    def execute(self, argv: list[str], job: Path, sample: Sample) -> None:
+    def batch_argv(self, folder: Path, jobs: list[Path]) -> list[str]:
+        """Batched methods: the arguments that run every job in one process."""
+        raise NotImplementedError
+
+    def batch_output(self, folder: Path, index: int, job: Path) -> Path:
+        """Batched methods: where the batch writes job `index`'s video."""
+        raise NotImplementedError
+
+    def generate_batch(self, samples: Iterable[Sample]) -> None:
+        """One process for every clip not generated yet (the model loads once); timeout `timeout_s` per clip.
+        Outputs are kept as `generate` keeps its own; a clip the batch left without output (or a failed batch)
+        falls back to `generate`, one process per clip, with its own reason."""
+        if not self.batched:
+            return
+        staged: list[tuple[Path, Path, Sample]] = []
+        for sample in samples:
+            kept = self.kept_path(sample)
+            if not kept.is_file():
+                staged.append((self._stage(sample), kept, sample))
+        if len(staged) < 2:
+            for job, _, _ in staged:
+                shutil.rmtree(job, ignore_errors=True)
+            return
+        folder = self._run_dir() / "work" / self.name / f"batch-{os.getpid()}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        jobs = [job for job, _, _ in staged]
+        try:
+            argv = [self.python, *self.entry, *self.batch_argv(folder, jobs), *self.opts.extra_args]
+            self.execute(argv, folder, f"{len(jobs)} clips in one {self.name} process", self.opts.timeout_s * len(jobs))
+        except ClipError:
+            pass
+        finally:
+            for index, (job, kept, sample) in enumerate(staged):
+                out = self.batch_output(folder, index, job)
+                if out.is_file():
+                    self._keep(out, kept)
+                self.cleanup(job, sample)
+                if not self.opts.keep_work:
+                    shutil.rmtree(job, ignore_errors=True)
+            if not self.opts.keep_work:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def execute(self, argv: list[str], job: Path, what: str, timeout_s: float | None = None) -> None:
         """Run argv in the checkout with the timeout; ClipError with the stderr tail on failure."""
         env = {**os.environ, **{str(k): str(v) for k, v in self.opts.env.items()}}
         log = job / "stderr.log"
+        timeout_s = self.opts.timeout_s if timeout_s is None else timeout_s
         with open(job / "stdout.log", "wb") as out, open(log, "wb") as err:
             proc = subprocess.Popen(argv, cwd=self.repo, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
             try:
-                rc = proc.wait(timeout=self.opts.timeout_s)
+                rc = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                raise ClipError(f"{sample.clip_id}: {self.name} timed out after {self.opts.timeout_s:g} s (log {log})") from None
+                raise ClipError(f"{what}: {self.name} timed out after {timeout_s:g} s (log {log})") from None
             finally:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
         if rc != 0:
-            raise ClipError(f"{sample.clip_id}: {self.name} exited with {rc}: {stderr_tail(log)} (log {log})")
+            raise ClipError(f"{what}: {self.name} exited with {rc}: {stderr_tail(log)} (log {log})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from stsa_bench.core.registry import METHODS
 
@@ -19,8 +20,11 @@ class MuseTalkOptions(ExternalOptions):
 
 @METHODS.register("musetalk")
 class MuseTalk(ExternalMethod):
-    """TMElyralab/MuseTalk `python -m scripts.inference` with a one-task YAML. MuseTalk exits 0 even
-    when a task fails, so a missing output file is the failure signal."""
+    """TMElyralab/MuseTalk `python -m scripts.inference` with a task YAML: one task per clip, or every pending clip
+    in one YAML (`batch`, the default: the models load once; each task names its output with `result_name`).
+    MuseTalk exits 0 even when a task fails, so a missing output file is the failure signal."""
+
+    batched = True
 
     label = "MuseTalk"
     url = "https://github.com/TMElyralab/MuseTalk"
@@ -35,10 +39,30 @@ class MuseTalk(ExternalMethod):
         task = {"task_0": {"video_path": str(job / TEMPLATE), "audio_path": str(job / AUDIO)}}
         (job / "task.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(task)))
 
-    def command(self, job, sample):
-        args = ["--inference_config", str(job / "task.yaml"), "--result_dir", str(job / "out"), "--unet_model_path", str(self.files["unet"]),
-                "--unet_config", str(self.files["unet_config"]), "--version", self.opts.version, "--output_vid_name", "result.mp4"]  # fmt: skip
+    def _args(self, tasks: Path, out: Path) -> list[str]:
+        args = ["--inference_config", str(tasks), "--result_dir", str(out), "--unet_model_path", str(self.files["unet"]),
+                "--unet_config", str(self.files["unet_config"]), "--version", self.opts.version]  # fmt: skip
         return args + (["--use_float16"] if self.opts.float16 else [])
+
+    def command(self, job, sample):
+        return self._args(job / "task.yaml", job / "out") + ["--output_vid_name", "result.mp4"]
 
     def output(self, job, sample):
         return job / "out" / self.opts.version / "result.mp4"
+
+    def batch_argv(self, folder, jobs):
+        """One task per job; inputs linked under distinct names (MuseTalk names its frame folders after them)."""
+        from omegaconf import OmegaConf
+
+        (folder / "in").mkdir()
+        tasks = {}
+        for k, job in enumerate(jobs):
+            video, audio = folder / "in" / f"clip{k}.mp4", folder / "in" / f"clip{k}.wav"
+            video.symlink_to(job / TEMPLATE)
+            audio.symlink_to(job / AUDIO)
+            tasks[f"task_{k}"] = {"video_path": str(video), "audio_path": str(audio), "result_name": f"clip{k}.mp4"}
+        (folder / "tasks.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(tasks)))
+        return self._args(folder / "tasks.yaml", folder / "out")
+
+    def batch_output(self, folder, index, job):
+        return folder / "out" / self.opts.version / f"clip{index}.mp4"
