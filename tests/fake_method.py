@@ -88,13 +88,17 @@ def main() -> None:
     elif METHOD == "pcavs":
         import cv2
 
-        id_dir, _, pose_dir, n, audio, *_ = Path(arg("--meta_path_vox")).read_text().split()
-        crops = [cv2.imread(str(p))[..., ::-1] for p in sorted(Path(id_dir).glob("*.jpg"))]
-        assert len(crops) == int(n) and crops[0].shape == (224, 224, 3)
-        out = np.stack(crops)
-        out[:, 112:] = 255 - out[:, 112:]
-        name = f"id_{Path(id_dir).name}_pose_{Path(pose_dir).name}_audio_{Path(audio).name[:-4]}"
-        save(Path("results") / name / "G_Pose_Driven_.mp4", out[:-4])
+        for line in Path(arg("--meta_path_vox")).read_text().splitlines():
+            try:  # PC-AVS's inference.py prints each line's error and goes on
+                id_dir, _, pose_dir, n, audio, *_ = line.split()
+                crops = [cv2.imread(str(p))[..., ::-1] for p in sorted(Path(id_dir).glob("*.jpg"))]
+                assert len(crops) == int(n) and crops[0].shape == (224, 224, 3)
+                out = np.stack(crops)
+                out[:, 112:] = 255 - out[:, 112:]
+                name = f"id_{Path(id_dir).name}_pose_{Path(pose_dir).name}_audio_{Path(audio).name[:-4]}"
+                save(Path("results") / name / "G_Pose_Driven_.mp4", out[:-4])
+            except Exception as exc:
+                print(f"{line}\n{exc}", file=sys.stderr)
     elif METHOD == "latentsync":
         frames, n = dubbed(arg("--video_path"))
         save(Path(arg("--video_out_path")), frames)

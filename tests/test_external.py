@@ -268,3 +268,19 @@ def test_musetalk_runs_every_clip_in_one_process_and_falls_back_per_clip(tmp_pat
     assert len(calls(repo)) == 3
     single = {(r.clip, r.method): r.value for r in read_rows(tmp_path / "single" / "results.jsonl")}
     assert single == {key: r.value for key, r in rows.items()}
+
+
+@pytest.mark.slow
+def test_pcavs_batch_is_one_meta_file_with_a_line_per_clip(tmp_path, cache_dir):
+    """PC-AVS loops over the lines of its meta file with the model loaded once: one process for the three demo
+    clips, each output found under its own results folder and scored."""
+    repo = make_checkout(tmp_path / "src", "pcavs")
+    out = tmp_path / "out"
+    assert main(["run", "--suite", "demo", f"cache_dir={cache_dir}", "runtime.progress=false", "--methods", "pcavs",
+                 "--metrics", "psnr", "--out", str(out), f"pcavs.repo={repo}", f"pcavs.python={sys.executable}"]) == 0  # fmt: skip
+    made = calls(repo)
+    assert len(made) == 1
+    meta = made[0]["argv"][made[0]["argv"].index("--meta_path_vox") + 1]
+    assert meta.endswith("meta.csv") and "/batch-" in meta
+    assert [r.status for r in read_rows(out / "results.jsonl")] == ["ok"] * 3
+    assert not any((repo / "results").iterdir()), "the results folders PC-AVS writes in its checkout are removed"

@@ -19,7 +19,7 @@ import re
 import shutil
 import signal
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
@@ -223,11 +223,12 @@ class ExternalMethod(Method):
         if not self.opts.keep_work:
             shutil.rmtree(job, ignore_errors=True)
 
-    def batch_argv(self, folder: Path, jobs: list[Path]) -> list[str]:
-        """Batched methods: the arguments that run every job in one process."""
+    def batch_argv(self, folder: Path, jobs: list[tuple[Path, Sample]]) -> list[str]:
+        """Batched methods: the arguments that run every (job folder, sample) in one process. The samples carry
+        the clip's id and hash only (their frames are not kept)."""
         raise NotImplementedError
 
-    def batch_output(self, folder: Path, index: int, job: Path) -> Path:
+    def batch_output(self, folder: Path, index: int, job: Path, sample: Sample) -> Path:
         """Batched methods: where the batch writes job `index`'s video."""
         raise NotImplementedError
 
@@ -241,7 +242,8 @@ class ExternalMethod(Method):
         for sample in samples:
             kept = self.kept_path(sample)
             if not kept.is_file():
-                staged.append((self._stage(sample), kept, sample))
+                light = replace(sample, frames=np.zeros((0, 1, 1, 3), np.uint8), audio=np.zeros(0, np.float32))
+                staged.append((self._stage(sample), kept, light))
         if len(staged) < 2:
             for job, _, _ in staged:
                 shutil.rmtree(job, ignore_errors=True)
@@ -249,7 +251,7 @@ class ExternalMethod(Method):
         folder = self._run_dir() / "work" / self.name / f"batch-{os.getpid()}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        jobs = [job for job, _, _ in staged]
+        jobs = [(job, sample) for job, _, sample in staged]
         try:
             argv = [self.python, *self.entry, *self.batch_argv(folder, jobs), *self.opts.extra_args]
             self.execute(argv, folder, f"{len(jobs)} clips in one {self.name} process", self.opts.timeout_s * len(jobs))
@@ -257,7 +259,7 @@ class ExternalMethod(Method):
             pass
         finally:
             for index, (job, kept, sample) in enumerate(staged):
-                out = self.batch_output(folder, index, job)
+                out = self.batch_output(folder, index, job, sample)
                 if out.is_file():
                     self._keep(out, kept)
                 self.cleanup(job, sample)

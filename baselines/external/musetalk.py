@@ -56,7 +56,7 @@ class MuseTalk(ExternalMethod):
 
         (folder / "in").mkdir()
         tasks = {}
-        for k, job in enumerate(jobs):
+        for k, (job, _) in enumerate(jobs):
             video, audio = folder / "in" / f"clip{k}.mp4", folder / "in" / f"clip{k}.wav"
             video.symlink_to(job / TEMPLATE)
             audio.symlink_to(job / AUDIO)
@@ -64,5 +64,5 @@ class MuseTalk(ExternalMethod):
         (folder / "tasks.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(tasks)))
         return self._args(folder / "tasks.yaml", folder / "out")
 
-    def batch_output(self, folder, index, job):
+    def batch_output(self, folder, index, job, sample):
         return folder / "out" / self.opts.version / f"clip{index}.mp4"

@@ -36,11 +36,12 @@ class PCAVSOptions(ExternalOptions):
 @METHODS.register("pcavs")
 class PCAVS(ExternalMethod):
     """Hangz-nju-cuhk/Talking-Face_PC-AVS `inference.py` with demo_vox.sh's flags, identity and pose from
-    the template. Input: the harness's square crops (stsa_bench.core.preprocess.crop_faces) of our face boxes
+    the template; in batch mode one meta file with a line per clip (its loop catches each line's error). Input: the harness's square crops (stsa_bench.core.preprocess.crop_faces) of our face boxes
     (x crop_scale) at 224 px, an approximation of its align_68 crops; its 224x224 output is pasted back
     into those boxes (paste_faces)."""
 
     label = "PC-AVS"
+    batched = True
     url = "https://github.com/Hangz-nju-cuhk/Talking-Face_PC-AVS"
     Options = PCAVSOptions
     entry = ("inference.py",)
@@ -77,6 +78,14 @@ class PCAVS(ExternalMethod):
 
     def output(self, job, sample):
         return self.result_dir(sample) / "G_Pose_Driven_.mp4"
+
+    def batch_argv(self, folder, jobs):
+        (folder / "meta.csv").write_text("".join((job / "meta.csv").read_text() for job, _ in jobs))
+        return ["--name", self.opts.experiment, "--checkpoints_dir", str(self.files["checkpoints_dir"]),
+                "--meta_path_vox", str(folder / "meta.csv"), *PCAVS_FLAGS]  # fmt: skip
+
+    def batch_output(self, folder, index, job, sample):
+        return self.output(job, sample)
 
     def cleanup(self, job, sample):
         shutil.rmtree(self.result_dir(sample), ignore_errors=True)
