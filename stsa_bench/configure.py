@@ -71,9 +71,9 @@ def component_nodes(methods: list[str], metrics: list[str], extra_keys: list[str
     for label, name in method_specs(tuple(methods)).items():
         opts = METHODS.get(name).Options
         nodes[label] = plain_defaults(opts) if opts else {}
-    for name in metrics:
-        if name == "all":
-            continue
+    from .core.registry import expand_metric_sets
+
+    for name in expand_metric_sets(metrics):
         cls = METRICS.get(name)
         if cls.Options is not None:
             nodes[cls.options_key or name] = plain_defaults(cls.Options)
@@ -187,8 +187,12 @@ def run_overrides(suite: str | None, methods: str | None, metrics: str | None, o
     for flag, value, registry in (("methods", methods, METHODS), ("metrics", metrics, METRICS)):
         if value:
             names = [v.strip() for v in value.split(",") if v.strip()]
-            if names != ["all"] or flag != "metrics":
-                registry.check([n.split(":", 1)[-1] for n in names] if flag == "methods" else names)
+            if flag == "methods":
+                registry.check([n.split(":", 1)[-1] for n in names])
+            else:
+                from .core.registry import METRIC_SETS
+
+                registry.check([n for n in names if n not in METRIC_SETS])
             overrides.append(f"{flag}=[{','.join(names)}]")
     if out:
         overrides.append(f"out={quote(str(Path(out).expanduser()))}")

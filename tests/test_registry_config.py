@@ -240,3 +240,17 @@ def test_reference_rows_name_registered_methods_or_declared_labels(name):
     assert labels <= set(ref["values"]), "labels without values"
     unknown = [m for m in ref["values"] if m not in METHODS.names() and m not in labels]
     assert unknown == []
+
+
+def test_metric_sets_expand():
+    """`--metrics all` is the paper's eight in its column order; `extended` adds FVD and CSIM; names mix with sets."""
+    from stsa_bench.core.registry import PAPER_METRICS
+
+    assert make_config("metrics=[all]").metrics == PAPER_METRICS
+    assert make_config("metrics=[extended]").metrics == (*PAPER_METRICS, "fvd", "csim")
+    assert make_config("metrics=[psnr,extended,csim_fullframe]").metrics == (*PAPER_METRICS, "fvd", "csim", "csim_fullframe")
+    from stsa_bench.configure import run_overrides
+
+    assert run_overrides(None, None, "extended", None, []) == ["metrics=[extended]"]
+    with pytest.raises(ConfigError, match="unknown metric 'extnded'"):
+        run_overrides(None, None, "extnded", None, [])

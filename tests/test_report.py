@@ -104,3 +104,15 @@ def test_html_renders(report, tmp_path):
 def test_report_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no result rows" in capsys.readouterr().err
+
+
+def test_fvd_and_csim_take_their_places_in_the_table(tmp_path):
+    """FVD sits beside DME under Stability (its StyleGAN-V variant after it), CSIM under Identity, after the paper's columns."""
+    from reports.runs import Run
+    from stsa_bench.core.results import ResultRow
+
+    ids = ["csim[f,a]", "fvd_styleganv[f,s]", "psnr[f]", "fvd[f,v]", "dme_dis[f]", "lse_c[w]", "csim_fullframe[f,b]"]
+    rows = [ResultRow("s", "c", "m", i, 1.0, 10, "ok", None, "h", "g") for i in ids]
+    run = Run(tmp_path, rows)
+    assert run.metrics == ["psnr[f]", "lse_c[w]", "dme_dis[f]", "fvd[f,v]", "fvd_styleganv[f,s]", "csim[f,a]", "csim_fullframe[f,b]"]
+    assert [run.group(i) for i in run.metrics[3:]] == ["Stability", "Stability", "Identity", "Identity"]
