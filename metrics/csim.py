@@ -98,7 +98,9 @@ class _CSIM(Metric):
     aligned: bool = True
 
     def frames_tag(self) -> str:
-        return f"frame@{self.decode_tag}/yuv={MATRIX}"
+        """Whole frames at the decode settings with BT.601; the aligned crop also names the landmarks' preprocessing."""
+        landmarks = f"/lm={self.crop_tag}" if self.aligned else ""
+        return f"frame@{self.decode_tag}/yuv={MATRIX}{landmarks}"
 
     def protocol_fields(self) -> tuple[str, ...]:
         crop = "facemesh5-arcface112" if self.aligned else f"resize{SIZE}-linear"
