@@ -210,3 +210,35 @@ def test_fvd_styleganv_needs_the_opt_in_and_reads_frames_20_to_35(tmp_path):
     with pytest.raises(ClipError, match="frames 20-35, the clip has 30"):
         metric.update_pair(eval_pair(30))
 
+
+
+def test_per_clip_partials_merge_to_the_pooled_value(tmp_path):
+    """Pooled like FID: each clip's saved state (its windows' logits) merged later gives the value of one pass
+    over all clips, whatever the windows per batch."""
+    import torch
+
+    from metrics.base import build_metric
+    from metrics.i3d import InceptionI3d
+
+    path = tmp_path / "i3d.pt"
+    torch.save(InceptionI3d().state_dict(), path)
+    pairs = [random_pair(40, seed) for seed in range(4)]
+
+    def metric(batch: int):
+        m = build_metric("fvd", "c", weights={"i3d": str(path)}, options={"batch_windows": batch})
+        m.embed = fake_embed()
+        return m
+
+    whole = metric(4)
+    for pair in pairs:
+        whole.update_pair(pair)
+    states = []
+    for pair in pairs:
+        one = metric(1)
+        one.update_pair(pair)
+        states.append(one.state())
+    merged = metric(4)
+    for state in states:
+        merged.merge(state)
+    assert merged.count == whole.count == 8
+    assert merged.compute() == pytest.approx(whole.compute(), rel=1e-12) and whole.compute() > 0
