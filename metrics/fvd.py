@@ -191,12 +191,25 @@ class _FVD(Metric):
 
 
 def build_i3d(path, device: str = "cpu"):
-    """The in-tree I3D with a VideoGPT `i3d_pretrained_400.pt` state dict (strict), in eval mode."""
+    """The in-tree I3D with a VideoGPT `i3d_pretrained_400.pt` state dict (strict), in eval mode, channels-last
+    (35 % faster on CPU here, logits within 5e-7 of the default layout)."""
+    import torch
+
     from .i3d import InceptionI3d
 
     model = InceptionI3d(400, in_channels=3)
     model.load_state_dict(load_state_dict(path))
-    return model.eval().to(device)
+    return model.eval().to(device, memory_format=torch.channels_last_3d)
+
+
+def run_i3d(model, windows) -> np.ndarray:
+    """(B, 400) float32 logits of (B, 3, 16, 224, 224) windows, channels-last."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        x = windows.to(device).contiguous(memory_format=torch.channels_last_3d)
+        return model(x).float().cpu().numpy()
 
 
 @METRICS.register("fvd")
@@ -216,10 +229,7 @@ class FVD(_FVD):
         return self.lazy_weights(catalogue.I3D, lambda path: build_i3d(path, self.device))
 
     def embed(self, windows) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            return self.model()(windows.to(self.device)).float().cpu().numpy()
+        return run_i3d(self.model(), windows)
 
     def _logits(self, frames: Any, chunk: int) -> np.ndarray:
         return window_logits(frames, self.embed, chunk, self.opts.batch_windows, self.device)

@@ -111,27 +111,26 @@ def test_a_clip_shorter_than_a_window_fails_with_its_reason(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def i3d(shared, make_weights):
-    from metrics.i3d import InceptionI3d
+def i3d(shared, make_weights, tmp_path_factory):
+    """The golden I3D as the metric builds it (channels-last), and its call."""
+    import torch
 
-    model = InceptionI3d(400, in_channels=3)
-    model.load_state_dict(make_weights.golden_state_dict_from_manifest(str(shared / "golden" / "i3d_fvd" / "manifest.json")))
-    return model.eval()
+    from metrics.fvd import build_i3d, run_i3d
+
+    path = tmp_path_factory.mktemp("i3d") / "i3d_pretrained_400.pt"
+    torch.save(make_weights.golden_state_dict_from_manifest(str(shared / "golden" / "i3d_fvd" / "manifest.json")), path)
+    model = build_i3d(path)
+    return lambda windows: run_i3d(model, windows)
 
 
 @pytest.mark.slow
 def test_reference_logits_and_fvd_through_the_harness_decoder(shared, i3d):
     """FVD(b) at 25 fps (the reference's `-r 25` decode = the harness's): OpenTalker's real clip against its Wav2Lip
     and unsynced versions. Per-window logits within 1e-5, FVD within 1e-3 relative in both modes."""
-    import torch
 
     from stsa_bench.core.media import decode_video
 
     entries = json.loads((shared / "golden" / "reference_fvd_dev.json").read_text())["entries"]
-
-    def embed(windows):
-        with torch.inference_mode():
-            return i3d(windows).numpy()
 
     real = "OpenTalker__video-retalking__1.mp4"
     logits = {}
@@ -139,7 +138,7 @@ def test_reference_logits_and_fvd_through_the_harness_decoder(shared, i3d):
         ref = next(e for e in entries if e.get("clip") == clip and e["decoding"] == "r25" and "window0_logits_400" in e)
         frames, _ = decode_video(shared / "clips" / clip)
         assert len(frames) == ref["n_frames"]
-        logits[clip] = window_logits(frames, embed, chunk=48, batch=4)
+        logits[clip] = window_logits(frames, i3d, chunk=48, batch=2)
         assert len(logits[clip]) == ref["n_windows"]
         np.testing.assert_allclose(logits[clip][0], ref["window0_logits_400"], rtol=0, atol=1e-5)
         np.testing.assert_allclose(logits[clip].mean(axis=0)[:8], ref["windows_mean_logits_first8"], rtol=0, atol=1e-5)
@@ -159,6 +158,39 @@ def random_pair(n: int, seed: int):
     rng = np.random.default_rng(seed)
     crops = [rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8) for _ in range(2)]
     return eval_pair(n, pred_crops=crops[0], gt_crops=crops[1])
+
+
+def native_frames(path):
+    """Every stored frame once, the stream's tagged matrix (the reference's `ffmpeg -fps_mode passthrough`)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+@pytest.mark.slow
+def test_reference_dev_pool_and_every_native_fingerprint(shared, i3d):
+    """The dev pools (10 real clips, 64 windows, against 5 generated ones, 90 windows, several at ~22 or 30 fps, so
+    decoded natively as the reference was): the first window's 400 logits of each of these 15 clips within 1e-5 and
+    FVD_dev_real_vs_generated in both modes within 1e-3 relative (measured: 5e-10 and 6e-7)."""
+
+    reference = json.loads((shared / "golden" / "reference_fvd_dev.json").read_text())
+
+    pools = reference["meta"]["pools"]
+    pooled = {*pools["dev_real_25fps"]["clips_in_order"], *pools["dev_generated"]["clips_in_order"]}
+    logits = {}
+    for e in reference["entries"]:
+        if e.get("decoding") == "native" and "window0_logits_400" in e and e["clip"] in pooled:
+            logits[e["clip"]] = window_logits(native_frames(shared / "clips" / e["clip"]), i3d, chunk=64, batch=2)
+            assert len(logits[e["clip"]]) == e["n_windows"]
+            np.testing.assert_allclose(logits[e["clip"]][0], e["window0_logits_400"], rtol=0, atol=1e-5)
+    assert len(logits) == 15
+    real = np.concatenate([logits[c] for c in pools["dev_real_25fps"]["clips_in_order"]])
+    generated = np.concatenate([logits[c] for c in pools["dev_generated"]["clips_in_order"]])
+    want = next(e for e in reference["entries"] if e["metric"] == "FVD_dev_real_vs_generated")
+    assert (len(real), len(generated)) == (want["n_real"], want["n_generated"])
+    assert frechet_videogpt(generated, real) == pytest.approx(want["FVD_videogpt_float32"], rel=1e-3)
+    assert frechet_distance(generated, real) == pytest.approx(want["FVD_stylegan_v_scipy_sqrtm_float64"], rel=1e-3)
 
 
 class ScriptedI3D:
