@@ -43,6 +43,22 @@ def to_nchw(x: Any, device: str):
     return t.to(device=device).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
 
 
+def distinct_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the first copy of each distinct frame, inverse map): frames[first][inverse] == frames."""
+    import hashlib
+
+    seen: dict[bytes, int] = {}
+    inverse = np.empty(len(frames), dtype=np.int64)
+    first = []
+    for i, f in enumerate(frames):
+        h = hashlib.blake2b(np.ascontiguousarray(f).data, digest_size=16).digest()
+        if h not in seen:
+            seen[h] = len(first)
+            first.append(i)
+        inverse[i] = seen[h]
+    return np.asarray(first, dtype=np.int64), inverse
+
+
 @dataclass
 class EvalPair:
     """One clip x method, at the harness protocol (25 fps, 16 kHz mono float32, RGB uint8).
@@ -280,6 +296,29 @@ class Metric:
     def merge(self, state: Mapping[str, np.ndarray]) -> None:
         """Pooled metrics: add a saved partial state."""
         raise NotImplementedError
+
+
+class PooledFeatures(Metric):
+    """A pooled metric over feature rows of both sides (FID's frames, FVD's windows): the per-clip partial state is
+    the generated (`pred`) and ground-truth (`target`) rows, merged by concatenation."""
+
+    pooled = True
+
+    def reset(self) -> None:
+        super().reset()
+        self.pred: list[np.ndarray] = []
+        self.target: list[np.ndarray] = []
+
+    def add(self, pred: np.ndarray, target: np.ndarray) -> None:
+        self.pred.append(pred)
+        self.target.append(target)
+        self.count += len(pred)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"pred": np.concatenate(self.pred), "target": np.concatenate(self.target)}
+
+    def merge(self, state: Mapping[str, np.ndarray]) -> None:
+        self.add(np.asarray(state["pred"]), np.asarray(state["target"]))
 
 
 def build_metric(

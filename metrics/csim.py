@@ -15,7 +15,6 @@ method's RGB output. Ground-truth embeddings are cached like FID's features.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from stsa_bench.core.frames import Frames, VideoFrames, as_frames, map_chunks
 from stsa_bench.core.registry import METRICS
 from stsa_bench.core.weights import load_state_dict
 
-from .base import EvalPair, Metric
+from .base import EvalPair, Metric, distinct_frames
 
 SIZE = 112
 COS_EPS = 1e-8
@@ -120,18 +119,15 @@ class _CSIM(Metric):
         """(N, 512) float32 embeddings of uint8 crops, distinct crops once, `batch_size` at a time."""
         import torch
 
-        digests = [hashlib.blake2b(c.tobytes(), digest_size=16).digest() for c in crops]
-        first = {d: i for i, d in reversed(list(enumerate(digests)))}
-        order = sorted(first.values())
-        out = np.empty((len(order), 512), np.float32)
+        first, inverse = distinct_frames(crops)
+        out = np.empty((len(first), 512), np.float32)
         step = max(1, self.opts.batch_size)
         with torch.inference_mode():
-            for i in range(0, len(order), step):
-                x = torch.from_numpy(crops[order[i : i + step]]).to(self.device).permute(0, 3, 1, 2).float()
+            for i in range(0, len(first), step):
+                x = torch.from_numpy(crops[first[i : i + step]]).to(self.device).permute(0, 3, 1, 2).float()
                 x = x.div_(255).sub_(0.5).div_(0.5).contiguous(memory_format=torch.channels_last)
                 out[i : i + len(x)] = self.model()(x).float().cpu().numpy()
-        row = {d: k for k, d in enumerate(digests[j] for j in order)}
-        return out[[row[d] for d in digests]]
+        return out[inverse]
 
     def embeddings(self, frames: Frames, landmarks: np.ndarray | None, chunk: int) -> np.ndarray:
         """(N, 512) embeddings of a clip's frames, NaN rows where the aligned crop has no face."""

@@ -12,7 +12,7 @@ from stsa_bench.core import catalogue
 from stsa_bench.core.registry import METRICS
 from stsa_bench.core.weights import WeightsMissing, load_state_dict
 
-from .base import EvalPair, Metric, to_nchw
+from .base import EvalPair, PooledFeatures, distinct_frames, to_nchw
 
 FID_WEIGHTS = catalogue.FID_INCEPTION
 FC_KEYS = ("fc.weight", "fc.bias")
@@ -51,22 +51,6 @@ def build_inception(path: Path, device: str = "cpu"):
     except RuntimeError as exc:
         raise WeightsMissing(f"{path}: not the FID Inception weights ({' '.join(str(exc).split())[:200]})") from exc
     return model.eval().to(device)
-
-
-def distinct_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of the first copy of each distinct frame, inverse map): frames[first][inverse] == frames."""
-    import hashlib
-
-    seen: dict[bytes, int] = {}
-    inverse = np.empty(len(frames), dtype=np.int64)
-    first = []
-    for i, f in enumerate(frames):
-        h = hashlib.blake2b(np.ascontiguousarray(f).data, digest_size=16).digest()
-        if h not in seen:
-            seen[h] = len(first)
-            first.append(i)
-        inverse[i] = seen[h]
-    return np.asarray(first, dtype=np.int64), inverse
 
 
 def inception_features(model, frames: np.ndarray, device: str, batch_size: int = 50) -> np.ndarray:
@@ -108,21 +92,15 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, device: str = "cpu") -> float
 
 
 @METRICS.register("fid")
-class FID(Metric):
+class FID(PooledFeatures):
     """Frechet Inception Distance of all generated face crops vs all ground-truth face crops (pooled over clips)."""
 
     higher_is_better = False
     group = "Visual Quality"
-    pooled = True
     WEIGHTS = (FID_WEIGHTS,)
 
     def protocol_fields(self) -> tuple[str, ...]:
         return ("inception-pool3", "resize299-bilinear", "pooled")
-
-    def reset(self) -> None:
-        super().reset()
-        self.pred: list[np.ndarray] = []
-        self.target: list[np.ndarray] = []
 
     def model(self):
         return self.lazy_weights(FID_WEIGHTS, lambda path: build_inception(path, self.device))
@@ -130,22 +108,12 @@ class FID(Metric):
     def update_pair(self, pair: EvalPair) -> None:
         """The ground truth's features come from the cache; a method that returns them unchanged reuses them."""
         gt = self._gt_features(pair)
-        self.pred.append(gt if pair.pred_is_gt else inception_features(self.model(), pair.pred_crops, self.device))
-        self.target.append(gt)
-        self.count += pair.n_frames
+        self.add(gt if pair.pred_is_gt else inception_features(self.model(), pair.pred_crops, self.device), gt)
 
     def _gt_features(self, pair: EvalPair) -> np.ndarray:
         """Ground-truth features, cached by clip content + protocol + weights."""
         self.model()
         return self.cached_ground_truth(pair, "fid-gt", lambda: inception_features(self.model(), pair.gt_crops, self.device))
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"pred": np.concatenate(self.pred), "target": np.concatenate(self.target)}
-
-    def merge(self, state: Mapping[str, np.ndarray]) -> None:
-        self.pred.append(np.asarray(state["pred"]))
-        self.target.append(np.asarray(state["target"]))
-        self.count += len(state["pred"])
 
     def compute(self) -> float:
         if self.count < 2:

@@ -15,20 +15,19 @@ TorchScript I3D, exact Frechet. The detector is TorchScript: it loads only with 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 
 from stsa_bench.core import catalogue
 from stsa_bench.core.errors import ClipError, ConfigError
-from stsa_bench.core.frames import map_chunks
+from stsa_bench.core.frames import as_frames, map_chunks
 from stsa_bench.core.registry import METRICS, did_you_mean
 from stsa_bench.core.weights import load_state_dict, load_torchscript_model
 
-from .base import EvalPair, Metric
+from .base import EvalPair, PooledFeatures, distinct_frames
 from .fid import frechet_distance
 
 WINDOW = 16
@@ -103,23 +102,14 @@ class WindowEmbedder:
         return self._distinct(windows)
 
     def _distinct(self, windows) -> np.ndarray:
-        digests = [hashlib.blake2b(w.cpu().numpy().tobytes(), digest_size=16).digest() for w in windows]
-        first = list(dict.fromkeys(digests))
-        index = {d: i for i, d in enumerate(first)}
-        rows = [digests.index(d) for d in first]
-        out = np.concatenate([self.embed(windows[rows[i : i + self.batch]]) for i in range(0, len(rows), self.batch)])
-        return out[[index[d] for d in digests]]
+        first, inverse = distinct_frames(windows.cpu().numpy())
+        out = np.concatenate([self.embed(windows[first[i : i + self.batch]]) for i in range(0, len(first), self.batch)])
+        return out[inverse]
 
 
 def window_logits(frames: Any, embed: Callable[[Any], np.ndarray], chunk: int = 64, batch: int = 4, device: str = "cpu") -> np.ndarray:
     """(n_windows, 400) logits of a clip's 16-frame windows at stride 16 (array or `Frames`)."""
-    return map_chunks(_as_frames(frames), chunk, WindowEmbedder(embed, lambda c: resize_crop(c, device), batch))
-
-
-def _as_frames(frames: Any):
-    from stsa_bench.core.frames import as_frames
-
-    return as_frames(frames)
+    return map_chunks(as_frames(frames), chunk, WindowEmbedder(embed, lambda c: resize_crop(c, device), batch))
 
 
 def frechet_videogpt(x1: np.ndarray, x2: np.ndarray) -> float:
@@ -143,41 +133,24 @@ def frechet_videogpt(x1: np.ndarray, x2: np.ndarray) -> float:
     return float(torch.trace(s1 + s2) - 2.0 * trace_sqrt + ((a.mean(0) - b.mean(0)) ** 2).sum())
 
 
-class _FVD(Metric):
+class _FVD(PooledFeatures):
     """Pooled window logits of both sides; per-clip partials hold them, so shards and resumed runs merge."""
 
     higher_is_better = False
     group = "Stability"
-    pooled = True
-
-    def reset(self) -> None:
-        super().reset()
-        self.pred: list[np.ndarray] = []
-        self.target: list[np.ndarray] = []
 
     def embed(self, windows) -> np.ndarray:
         raise NotImplementedError
 
     def update_pair(self, pair: EvalPair) -> None:
         gt = self.ground_truth_logits(pair)
-        pred = gt if pair.pred_is_gt else self.generated_logits(pair)
-        self.pred.append(pred)
-        self.target.append(gt)
-        self.count += len(pred)
+        self.add(gt if pair.pred_is_gt else self.generated_logits(pair), gt)
 
     def ground_truth_logits(self, pair: EvalPair) -> np.ndarray:
         raise NotImplementedError
 
     def generated_logits(self, pair: EvalPair) -> np.ndarray:
         raise NotImplementedError
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"pred": np.concatenate(self.pred), "target": np.concatenate(self.target)}
-
-    def merge(self, state: Mapping[str, np.ndarray]) -> None:
-        self.pred.append(np.asarray(state["pred"], np.float32))
-        self.target.append(np.asarray(state["target"], np.float32))
-        self.count += len(state["pred"])
 
     def distance(self, pred: np.ndarray, target: np.ndarray) -> float:
         return frechet_distance(pred, target, self.device)
@@ -231,8 +204,11 @@ class FVD(_FVD):
     def embed(self, windows) -> np.ndarray:
         return run_i3d(self.model(), windows)
 
+    def _embedder(self) -> WindowEmbedder:
+        return WindowEmbedder(self.embed, lambda c: resize_crop(c, self.device), self.opts.batch_windows)
+
     def _logits(self, frames: Any, chunk: int) -> np.ndarray:
-        return window_logits(frames, self.embed, chunk, self.opts.batch_windows, self.device)
+        return map_chunks(as_frames(frames), chunk, self._embedder())
 
     def _check_length(self, pair: EvalPair) -> None:
         if pair.n_frames < WINDOW:
@@ -247,13 +223,12 @@ class FVD(_FVD):
     def frame_features(self, pair: EvalPair) -> dict:
         if self.opts.region != "frame" or pair.pred_frames is pair.gt_frames or pair.n_frames < WINDOW:
             return {}
-        return {("fvd", self.id): WindowEmbedder(self.embed, lambda c: resize_crop(c, self.device), self.opts.batch_windows)}
+        return {("fvd", self.id): self._embedder()}
 
     def generated_logits(self, pair: EvalPair) -> np.ndarray:
         if self.opts.region == "face":
             return self._logits(pair.pred_crops, pair.chunk_frames)
-        fn = WindowEmbedder(self.embed, lambda c: resize_crop(c, self.device), self.opts.batch_windows)
-        return pair.pred_feature(("fvd", self.id), fn)
+        return pair.pred_feature(("fvd", self.id), self._embedder())
 
     def distance(self, pred: np.ndarray, target: np.ndarray) -> float:
         return frechet_videogpt(pred, target) if self.opts.frechet == "videogpt" else super().distance(pred, target)
