@@ -43,20 +43,30 @@ def to_nchw(x: Any, device: str):
     return t.to(device=device).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
 
 
-def distinct_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of the first copy of each distinct frame, inverse map): frames[first][inverse] == frames."""
+def frame_digest(frame: np.ndarray) -> bytes:
     import hashlib
 
+    return hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest()
+
+
+def distinct_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the first copy of each distinct frame, inverse map): frames[first][inverse] == frames."""
     seen: dict[bytes, int] = {}
     inverse = np.empty(len(frames), dtype=np.int64)
     first = []
     for i, f in enumerate(frames):
-        h = hashlib.blake2b(np.ascontiguousarray(f).data, digest_size=16).digest()
+        h = frame_digest(f)
         if h not in seen:
             seen[h] = len(first)
             first.append(i)
         inverse[i] = seen[h]
     return np.asarray(first, dtype=np.int64), inverse
+
+
+def match_frames(frames: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """For each frame the index of a byte-identical frame in `known`, or -1."""
+    index = {frame_digest(f): i for i, f in enumerate(known)}
+    return np.array([index.get(frame_digest(f), -1) for f in frames], dtype=np.int64)
 
 
 @dataclass
@@ -133,6 +143,26 @@ class EvalPair:
         if key not in self.gt_memo:
             self.gt_memo[key] = compute()
         return self.gt_memo[key]
+
+    def crops_on(self, device: str) -> tuple[Any, Any]:
+        """(generated, ground-truth) face crops for metrics running on `device`: the arrays themselves on the CPU;
+        elsewhere uint8 (N, H, W, 3) tensors moved there once, the ground truth once per clip (shared by every
+        method's pair), the generated side once per pair (shared by the metrics)."""
+        if device == "cpu":
+            return self.pred_crops, self.gt_crops
+
+        def move(x: np.ndarray):
+            import torch
+
+            return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+
+        gt = self.ground_truth(f"crops@{device}", lambda: move(self.gt_crops))
+        if self.pred_is_gt:
+            return gt, gt
+        key = f"crops@{device}"
+        if key not in self.memo:
+            self.memo[key] = move(self.pred_crops)
+        return self.memo[key], gt
 
     def pred_feature(self, key: Any, fn: Callable[[np.ndarray, int], Any]) -> Any:
         """`fn(chunk, start)` over the generated frames, chunks concatenated (tuples element-wise); computed
@@ -268,8 +298,9 @@ class Metric:
     def update_pair(self, pair: EvalPair) -> None:
         """Default: per-frame values of the generated vs ground-truth face crops, `pair.batch_size` at a time."""
         step = max(1, pair.batch_size)
+        pred, gt = pair.crops_on(self.device)
         for i in range(0, pair.n_frames, step):
-            self.add_frames(pair.pred_crops[i : i + step], pair.gt_crops[i : i + step])
+            self.add_frames(pred[i : i + step], gt[i : i + step])
 
     def update(self, pred: Any, target: Any) -> None:
         """`update_pair` for generated and ground-truth face crops (N, H, W, 3) alone."""

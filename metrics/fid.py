@@ -12,7 +12,7 @@ from stsa_bench.core import catalogue
 from stsa_bench.core.registry import METRICS
 from stsa_bench.core.weights import WeightsMissing, load_state_dict
 
-from .base import EvalPair, PooledFeatures, distinct_frames, to_nchw
+from .base import EvalPair, PooledFeatures, distinct_frames, match_frames, to_nchw
 
 FID_WEIGHTS = catalogue.FID_INCEPTION
 FC_KEYS = ("fc.weight", "fc.bias")
@@ -53,42 +53,72 @@ def build_inception(path: Path, device: str = "cpu"):
     return model.eval().to(device)
 
 
-def inception_features(model, frames: np.ndarray, device: str, batch_size: int = 50) -> np.ndarray:
+def inception_features(
+    model, frames: np.ndarray, device: str, batch_size: int = 50, on_device: Any = None, known: tuple | None = None
+) -> np.ndarray:
     """(N, 2048) float32 pool3 activations of RGB uint8 frames (N, H, W, 3); pytorch-fid's
     get_activations on in-memory images (ToTensor scaling to [0, 1], its own 299x299 bilinear resize).
-    Identical frames (a frozen output) go through the network once."""
+    Identical frames (a frozen output) go through the network once; with `known` = (frames, features) of
+    another set (the ground truth), a frame byte-identical to one of them takes its features (a shifted or
+    partly copied output). `on_device`: the same frames already moved to the device (`EvalPair.crops_on`),
+    batches are taken from there."""
     import torch
+
+    def take(idx: np.ndarray):
+        if on_device is None or isinstance(on_device, np.ndarray):
+            return frames[idx]
+        return on_device[torch.from_numpy(idx).to(on_device.device)]
 
     first, inverse = distinct_frames(frames)
     out = np.empty((len(first), 2048), dtype=np.float32)
+    found = np.full(len(first), -1)
+    if known is not None:
+        found = match_frames(frames[first], known[0])
+        out[found >= 0] = known[1][found[found >= 0]]
+    todo = np.flatnonzero(found < 0)
     with torch.inference_mode():
-        for i in range(0, len(first), batch_size):
-            x = to_nchw(frames[first[i : i + batch_size]], device)
-            out[i : i + len(x)] = model(x)[0].squeeze(-1).squeeze(-1).cpu().numpy()
+        for i in range(0, len(todo), batch_size):
+            rows = todo[i : i + batch_size]
+            out[rows] = model(to_nchw(take(first[rows]), device))[0].squeeze(-1).squeeze(-1).cpu().numpy()
     return out if len(first) == len(frames) else out[inverse]
+
+
+RESOLUTION = 1e-12
+"""Relative resolution of a Frechet distance in float64: smaller values are rounding (returned as 0)."""
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray, device: str = "cpu") -> float:
     """||mu_a - mu_b||^2 + Tr(S_a) + Tr(S_b) - 2 Tr sqrt(S_a S_b), mu and S (np.cov, rowvar=False) in float64.
 
-    pytorch-fid's definition. Tr sqrt(S_a S_b) = sum sqrt(eig(L^T S_b L)) with S_a = L L^T (Cholesky), or
-    with L = S_a^1/2 from a symmetric eigendecomposition when S_a is singular (fewer frames than
-    features); both replace scipy's Schur sqrtm, are equal to it within 1e-7 relative (tested), and run
-    batched on the GPU when one is there. The result is a squared distance: rounding below 0 (about
-    -1e-4 for identical sets) is returned as 0.
+    pytorch-fid's definition, without scipy's Schur sqrtm. With fewer samples than features
+    (S = A^T A, A the centred rows / sqrt(n - 1)): Tr sqrt(S_a S_b) = sum of the singular values of
+    A_a A_b^T, since S_a S_b and (A_a A_b^T)(A_a A_b^T)^T share their non-zero eigenvalues: an
+    n_a x n_b problem instead of d x d. Otherwise sum sqrt(eig(L^T S_b L)) with S_a = L L^T (Cholesky,
+    or L = S_a^1/2 by eigh when S_a is singular). Both are equal to scipy's within 1e-7 relative
+    (tested) and run on the GPU when one is there. The result is a squared distance: a value within the
+    float64 rounding of its terms (`RESOLUTION` of Tr S_a + Tr S_b; about 1e-13 for a set against itself or a
+    reordering of it) is returned as 0.
     """
     import torch
 
-    mu_a, mu_b = a.mean(axis=0, dtype=np.float64), b.mean(axis=0, dtype=np.float64)
-    s_a = torch.from_numpy(np.cov(a, rowvar=False)).to(device)
-    s_b = torch.from_numpy(np.cov(b, rowvar=False)).to(device)
-    left, info = torch.linalg.cholesky_ex(s_a)
-    if int(info) != 0:
-        w, v = torch.linalg.eigh(s_a)
-        left = v * w.clamp(min=0).sqrt()
-    tr_covmean = torch.linalg.eigvalsh(left.T @ s_b @ left).clamp(min=0).sqrt().sum().item()
+    x_a = torch.from_numpy(np.asarray(a, dtype=np.float64)).to(device)
+    x_b = torch.from_numpy(np.asarray(b, dtype=np.float64)).to(device)
+    mu_a, mu_b = x_a.mean(0), x_b.mean(0)
+    c_a = (x_a - mu_a) / (len(x_a) - 1) ** 0.5
+    c_b = (x_b - mu_b) / (len(x_b) - 1) ** 0.5
+    tr_a, tr_b = (c_a * c_a).sum().item(), (c_b * c_b).sum().item()
+    if min(len(x_a), len(x_b)) < x_a.shape[1]:
+        tr_covmean = torch.linalg.svdvals(c_a @ c_b.T).sum().item()
+    else:
+        s_a, s_b = c_a.T @ c_a, c_b.T @ c_b
+        left, info = torch.linalg.cholesky_ex(s_a)
+        if int(info) != 0:
+            w, v = torch.linalg.eigh(s_a)
+            left = v * w.clamp(min=0).sqrt()
+        tr_covmean = torch.linalg.eigvalsh(left.T @ s_b @ left).clamp(min=0).sqrt().sum().item()
     diff = mu_a - mu_b
-    return max(0.0, float(diff @ diff + torch.trace(s_a).item() + torch.trace(s_b).item() - 2.0 * tr_covmean))
+    value = float((diff @ diff).item() + tr_a + tr_b - 2.0 * tr_covmean)
+    return value if value > RESOLUTION * (tr_a + tr_b) else 0.0
 
 
 @METRICS.register("fid")
@@ -108,12 +138,20 @@ class FID(PooledFeatures):
     def update_pair(self, pair: EvalPair) -> None:
         """The ground truth's features come from the cache; a method that returns them unchanged reuses them."""
         gt = self._gt_features(pair)
-        self.add(gt if pair.pred_is_gt else inception_features(self.model(), pair.pred_crops, self.device), gt)
+        if pair.pred_is_gt:
+            self.add(gt, gt)
+        else:
+            on_device, known = pair.crops_on(self.device)[0], (pair.gt_crops, gt)
+            self.add(inception_features(self.model(), pair.pred_crops, self.device, on_device=on_device, known=known), gt)
 
     def _gt_features(self, pair: EvalPair) -> np.ndarray:
         """Ground-truth features, cached by clip content + protocol + weights."""
         self.model()
-        return self.cached_ground_truth(pair, "fid-gt", lambda: inception_features(self.model(), pair.gt_crops, self.device))
+
+        def compute() -> np.ndarray:
+            return inception_features(self.model(), pair.gt_crops, self.device, on_device=pair.crops_on(self.device)[1])
+
+        return self.cached_ground_truth(pair, "fid-gt", compute)
 
     def compute(self) -> float:
         if self.count < 2:

@@ -108,6 +108,9 @@ def test_fid_metric_pooled_state_and_batch_invariance(fid_weights, tmp_path):
         parts.merge(s)
     assert parts.count == whole.count == 12
     assert parts.compute() == pytest.approx(whole.compute(), rel=1e-9)
+    moved = build_metric("fid", TAG, device="cpu:0", weights={"fid": str(fid_weights)})  # the device route (crops moved once)
+    moved.update(pred, gt)
+    assert moved.compute() == pytest.approx(whole.compute(), rel=1e-9)
     same = build_metric("fid", TAG, weights={"fid": str(fid_weights)})
     same.update(gt, gt)
     assert abs(same.compute()) < 1e-3
@@ -225,7 +228,7 @@ def test_ground_truth_method_reuses_the_ground_truth_features(monkeypatch, tmp_p
     import metrics.fid as fid
 
     calls = []
-    monkeypatch.setattr(fid, "inception_features", lambda model, frames, device: calls.append(len(frames)) or np.ones((len(frames), 4)))
+    monkeypatch.setattr(fid, "inception_features", lambda model, frames, device, **_: calls.append(len(frames)) or np.ones((len(frames), 4)))
     metric = build_metric("fid", TAG, weights={"fid": str(tmp_path / "unused.pth")})
     monkeypatch.setattr(metric, "model", lambda: None)
     crops = np.zeros((5, 8, 8, 3), np.uint8)
@@ -233,3 +236,28 @@ def test_ground_truth_method_reuses_the_ground_truth_features(monkeypatch, tmp_p
     assert calls == [5], "one pass for the ground truth, reused for the generated side"
     metric.update(crops, crops.copy())
     assert calls == [5, 5, 5]
+
+
+def test_frames_equal_to_ground_truth_frames_take_their_features():
+    """A shifted output (`shift`) holds the ground truth's frames: only the frames not among them go through the
+    network, and the features equal a full pass."""
+    import torch
+
+    from metrics.fid import inception_features
+
+    seen = []
+
+    def model(x):
+        seen.append(len(x))
+        return [x.mean(dim=(2, 3), keepdim=True).repeat(1, 683, 1, 1)[:, :2048]]
+
+    rng = np.random.default_rng(5)
+    gt = rng.integers(0, 256, (9, 6, 6, 3), dtype=np.uint8)
+    shifted = np.concatenate([rng.integers(0, 256, (2, 6, 6, 3), dtype=np.uint8), gt[:-2]])
+    gt_features = inception_features(model, gt, "cpu", batch_size=4)
+    seen.clear()
+    reused = inception_features(model, shifted, "cpu", batch_size=4, known=(gt, gt_features))
+    assert sum(seen) == 2, "only the two new frames are computed"
+    np.testing.assert_array_equal(reused, inception_features(model, shifted, "cpu", batch_size=4))
+    moved = inception_features(model, shifted, "cpu", batch_size=4, on_device=torch.from_numpy(shifted), known=(gt, gt_features))
+    np.testing.assert_array_equal(moved, reused)
