@@ -249,23 +249,30 @@ class Metric:
         shas = [w.sha256 for w in self._lazy.values() if w.sha256]
         return ",".join(shas) if shas else None
 
-    def cached_ground_truth(self, pair: EvalPair, kind: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        """`compute()` of the ground-truth side, cached on disk by clip content + protocol + weights
-        (`<cache>/features/`, atomic); computed each time without a cache folder or a clip hash."""
-        if self.cache_dir is None or not pair.clip_sha256:
-            return compute()
-        import io
-
+    def cached_ground_truth(self, pair: EvalPair, kind: str, compute: Callable[[], np.ndarray] | None) -> np.ndarray | None:
+        """`compute()` of the ground-truth side, kept for the clip's other pairs (`pair.gt_memo`) and cached on disk
+        by clip content + protocol + weights (`<cache>/features/`, atomic; not without a cache folder or a clip
+        hash). With `compute=None`: what is already there, else None."""
         from stsa_bench.core.paths import atomic_write_bytes, cache_key, entry_dir
 
         key = cache_key(kind, content=[pair.clip_sha256, self.weights_sha256 or ""], params=self.protocol())
-        path = entry_dir(Path(self.cache_dir), "features", key).with_suffix(".npy")
-        if path.is_file():
-            return np.load(path)
-        value = compute()
-        buf = io.BytesIO()
-        np.save(buf, value)
-        atomic_write_bytes(path, buf.getvalue())
+        if key in pair.gt_memo:
+            return pair.gt_memo[key]
+        path = None
+        if self.cache_dir is not None and pair.clip_sha256:
+            path = entry_dir(Path(self.cache_dir), "features", key).with_suffix(".npy")
+            if path.is_file():
+                pair.gt_memo[key] = np.load(path)
+                return pair.gt_memo[key]
+        if compute is None:
+            return None
+        value = pair.gt_memo[key] = compute()
+        if path is not None:
+            import io
+
+            buf = io.BytesIO()
+            np.save(buf, value)
+            atomic_write_bytes(path, buf.getvalue())
         return value
 
     def frames_tag(self) -> str:

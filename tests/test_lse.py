@@ -17,6 +17,7 @@ from metrics.lse import LSEC, bgr224, evaluate, mfcc, offset_distances, pcm16
 from metrics.syncnet import SYNCNET_WEIGHTS, FastSyncNet, SyncNetS, load_syncnet
 from stsa_bench.core.config import PreprocessConfig
 from stsa_bench.core.errors import ClipError, ConfigError
+from stsa_bench.core.frames import as_frames
 from stsa_bench.core.paths import shared_root
 from stsa_bench.core.weights import WeightsMissing
 
@@ -286,6 +287,30 @@ def test_option_batch_size_and_sharing(short_clip, golden_path, monkeypatch):
     assert values[:2] != values[2:]
     assert lse_c.id == "lse_c[whole224@25fps/ffmpeg_cfr/16kHz,bgr,syncnet_v2,vshift15,png]" and lse_d.id.startswith("lse_d[whole224@25fps/ffmpeg_cfr")
     assert lse_c.weights_sha256 == lse_d.weights_sha256 and len(lse_c.weights_sha256) == 64
+
+
+@pytest.mark.slow
+def test_windows_equal_to_ground_truth_windows_take_their_embeddings(short_clip, golden_path, golden_model, monkeypatch):
+    """The `gt` row embeds the ground truth's 36 windows once for the clip; a video shifted by 3 frames then embeds only
+    the 3 windows that cross its wrap, a frozen frame one window, and both score as computed from scratch (1e-6)."""
+    path, frames, audio = short_clip
+    windows = []
+    real = FastSyncNet.lip_windows
+    monkeypatch.setattr(FastSyncNet, "lip_windows", lambda self, x: windows.append(len(x) - 4) or real(self, x))
+    gt_memo: dict = {}
+    shifted, frozen = np.roll(frames, 3, axis=0), np.repeat(frames[:1], len(frames), axis=0)
+    for video, method, computed in ((frames, "gt", 36), (shifted, "shifted", 3), (frozen, "frozen", 1)):
+        pair = eval_pair(path, frames, audio, len(audio), method)
+        if method != "gt":
+            pair.pred_frames, pair.pred_crops = as_frames(video), pair.gt_crops.copy()
+        pair.gt_memo = gt_memo
+        lse_c, lse_d = lse_metrics(golden_path)
+        windows.clear()
+        lse_d.update_pair(pair)
+        lse_c.update_pair(pair)
+        assert sum(windows) == computed, method
+        want = evaluate(FastSyncNet(golden_model), bgr224(video), audio)
+        assert lse_d.compute() == pytest.approx(want.lse_d, rel=1e-6) and lse_c.compute() == pytest.approx(want.lse_c, rel=1e-5)
 
 
 @pytest.mark.slow
