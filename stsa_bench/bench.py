@@ -196,6 +196,28 @@ def bench_metric(plan: Plan, name: str) -> dict:
         audio = np.random.default_rng(0).uniform(-0.3, 0.3, n * 640).astype(np.float32)
         fn = lambda: evaluate(net, bgr224(pred), audio, 15, batch, dev)  # noqa: E731
         extra = {"note": f"frames resized to 224, MFCC, 31 offsets; {n - T} window(s)"}
+    elif name == "fvd":
+        from metrics.fvd import WINDOW, FVDOptions, run_i3d, window_logits
+        from metrics.i3d import InceptionI3d
+        model = InceptionI3d(400, in_channels=3).eval().to(dev, memory_format=torch.channels_last_3d)
+        frames = moving_frames(max(WINDOW, n - n % WINDOW), 128)
+        n, batch = len(frames), FVDOptions().batch_windows
+        fn = lambda: window_logits(frames, lambda w: run_i3d(model, w), 64, batch, dev)  # noqa: E731
+        extra = {"note": f"I3D logits of {n // WINDOW} 16-frame window(s) of face crops, random weights"}
+    elif name == "csim":
+        from metrics.arcface import IResNet100
+        from metrics.csim import CSIMOptions, cosine, fullframe_crops
+        model, batch = IResNet100().eval().to(dev, memory_format=torch.channels_last), CSIMOptions().batch_size
+
+        def embed(frames: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(fullframe_crops(frames)).to(dev).permute(0, 3, 1, 2).float().div_(255).sub_(0.5).div_(0.5)
+            with torch.inference_mode():
+                return np.concatenate([model(x[i : i + batch].contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
+                                       for i in range(0, len(x), batch)])  # fmt: skip
+
+        target = embed(gt)
+        fn = lambda: cosine(embed(pred), target)  # noqa: E731
+        extra = {"note": "ArcFace iresnet100 on full-frame 112 crops, random weights; ground-truth embeddings cached"}
     elif name == "dme_dis":
         import cv2
 
@@ -347,7 +369,7 @@ def components(plan: Plan, cache: dict) -> list:
     """(name, thunk) in run order."""
     paper_gpu = plan.device.startswith("cuda") and not plan.quick
     out = [("decode", lambda: bench_decode(plan)), ("facemesh", lambda: bench_facemesh(plan))]
-    out += [(f"metric.{m}", lambda m=m: bench_metric(plan, m)) for m in ("psnr", "ssim", "lpips", "fid", "lse", "dme_dis", "dme")]
+    out += [(f"metric.{m}", lambda m=m: bench_metric(plan, m)) for m in ("psnr", "ssim", "lpips", "fid", "lse", "dme_dis", "dme", "fvd", "csim")]
     out += [("wav2lip", lambda: bench_wav2lip(plan))]
     out += [(f"stsa.networks.{p}", lambda p=p: bench_stsa_networks(plan, cache, p)) for p in ("fp32", "bf16", "fp16")]
     out += [("stsa.one_frame_loop", lambda: bench_stsa_networks(plan, cache, "loop")), ("stsa.method.fp32", lambda: bench_method(plan, cache))]

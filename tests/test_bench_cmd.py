@@ -36,7 +36,7 @@ def test_every_component_has_a_speed_or_a_reason(quick):
     report, _, _ = quick
     comps = report["components"]
     expected = {"decode", "facemesh", "wav2lip", "paper_metrics", "stsa.one_frame_loop", "stsa.method.fp32"}
-    expected |= {f"metric.{m}" for m in ("psnr", "ssim", "lpips", "fid", "lse", "dme_dis", "dme")}
+    expected |= {f"metric.{m}" for m in ("psnr", "ssim", "lpips", "fid", "lse", "dme_dis", "dme", "fvd", "csim")}
     expected |= {f"stsa.networks.{p}" for p in ("fp32", "bf16", "fp16")}
     expected |= {f"train.{s}" for s in ("guidance", "synthesis", "finetune", "syncnet")}
     assert expected <= comps.keys()
