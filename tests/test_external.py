@@ -267,7 +267,9 @@ def test_musetalk_runs_every_clip_in_one_process_and_falls_back_per_clip(tmp_pat
     assert main([*common, "--out", str(tmp_path / "single"), "musetalk.batch=false"]) == 0
     assert len(calls(repo)) == 3
     single = {(r.clip, r.method): r.value for r in read_rows(tmp_path / "single" / "results.jsonl")}
-    assert single == {key: r.value for key, r in rows.items()}
+    assert single.keys() == rows.keys()
+    for key, value in single.items():  # the stand-in's H.264 output is not bit-reproducible (PSNR moves by ~5e-5)
+        assert value == pytest.approx(rows[key].value, rel=2e-4), key
 
 
 @pytest.mark.slow
