@@ -419,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if on_main:
             signal.signal(signal.SIGTERM, previous)
+        from .core.ranks import release
+
+        release()
 
 
 class Terminated(KeyboardInterrupt):

@@ -72,6 +72,18 @@ def current_rank() -> Rank:
     return rank
 
 
+def release() -> None:
+    """Leave the process group, if this process joined one. Without it a rank that finished early could
+    abort at exit ("terminate called without an active exception": gloo's threads still joinable when the
+    interpreter tears down) and torchrun would fail the whole job."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def shard(items: Sequence[T], world_size: int, cost: Callable[[T], float], key: Callable[[T], str]) -> list[list[T]]:
     """Deterministic balanced assignment: items by decreasing cost (ties by key) each go to the rank
     with the least total cost so far (ties to the lower rank); each rank's items keep their input order."""
