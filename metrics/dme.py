@@ -149,15 +149,20 @@ class _DME(Metric):
         self.note = f"{self.skipped} of {n} frame pairs without ground-truth motion skipped" if self.skipped else None
 
     def update_pair(self, pair: EvalPair) -> None:
-        """All consecutive pairs of the face crops, `pair.batch_size` pairs per flow batch. The
-        ground-truth flows are computed once per clip and shared by every method."""
+        """All consecutive pairs of the face crops, `pair.batch_size` pairs per flow batch, scored batch by batch
+        (the float64 terms of a batch, not of the clip). The ground-truth flows are computed once per clip and
+        shared by every method."""
         if pair.pred_crops.shape != pair.gt_crops.shape:
             raise ValueError(f"{self.name}: generated crops {pair.pred_crops.shape} vs ground truth {pair.gt_crops.shape}")
         if pair.n_frames < 2:
             return
         f_gt = pair.ground_truth(f"{self.id}/flows", lambda: self.flows(pair.gt_crops, pair.batch_size))
-        f_gen = f_gt if pair.pred_is_gt else self.flows(pair.pred_crops, pair.batch_size)
-        self.add_flows(f_gt, f_gen, pair.gt_crops[:-1], pair.pred_crops[:-1])
+        step = max(1, pair.batch_size)
+        for s in range(0, pair.n_frames - 1, step):
+            e = min(s + step, pair.n_frames - 1)
+            pred = pair.pred_crops[s : e + 1]
+            f_gen = f_gt[s:e] if pair.pred_is_gt else self.flow_run(pred)
+            self.add_flows(f_gt[s:e], f_gen, pair.gt_crops[s:e], pred[:-1])
 
     def compute(self) -> float:
         if self.count == 0:

@@ -14,7 +14,7 @@ LSE-D = min mdist, LSE-C = median mdist - min mdist, AV offset = vshift - argmin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -70,16 +70,122 @@ def bgr224(frames: np.ndarray) -> np.ndarray:
     return out
 
 
+class LipWindows:
+    """`fn(chunk, start)` over a clip's frames in order: the SyncNet lip embeddings of its 5-frame windows
+    v = 0..n-1, computed while the frames stream past, so that memory holds a batch of windows, not the clip.
+
+    `prepare(chunk, start)` turns a chunk into BGR uint8 224x224 frames. A window byte-identical to one of `known` = (window
+    digests, embeddings) (the ground truth's, at any position: a shifted or copied output) takes that embedding;
+    with `dedup`, one identical to an earlier window (a frozen output) takes that one's. The rest go through the
+    network in runs of consecutive windows, `batch_size` from each run's first: the batches of the whole-clip
+    computation, so the values do not depend on the chunk size. Each call returns the part of the clip's result
+    that its chunk completes, `(digests, source, copy, embedded, embeddings)`; `assemble` joins the parts.
+    """
+
+    def __init__(
+        self,
+        net: Callable[[], FastSyncNet],
+        n: int,
+        batch_size: int,
+        device: str = "cpu",
+        prepare: Callable[[np.ndarray, int], np.ndarray] | None = None,
+        known: tuple | None = None,
+        dedup: bool = True,
+    ):
+        self.net, self.n, self.batch_size, self.device = net, max(0, n), max(1, batch_size), device
+        self.prepare, self.known, self.dedup = prepare, known, dedup
+        self.index = {} if known is None else {row.tobytes(): i for i, row in enumerate(known[0])}
+        self.seen = 0
+
+    def _reset(self) -> None:
+        self.seen, self.v, self.base = 0, 0, 0
+        self.frames: list[np.ndarray] = []
+        self.frame_digests: list[bytes] = []
+        self.first: dict[bytes, int] = {}
+        self.pending: list[int] = []
+
+    def __call__(self, chunk: np.ndarray, start: int) -> tuple:
+        if start == 0:
+            self._reset()
+        if start != self.seen:
+            raise RuntimeError(f"chunks out of order: frame {start}, expected {self.seen}")
+        self.seen += len(chunk)
+        frames = chunk if self.prepare is None else self.prepare(chunk, start)
+        digests, source, copy, done, embedded = [], [], [], [], []
+        if self.v >= self.n:
+            return self._part(digests, source, copy, done, embedded)
+        self.frames.extend(frames)
+        self.frame_digests.extend(frame_digest(f) for f in frames)
+        while self.v < self.n and self.v + WINDOW_FRAMES <= self.seen:
+            v = self.v
+            key = b"".join(self.frame_digests[v : v + WINDOW_FRAMES])
+            src, cp = self.index.get(key, -1), -1
+            if src < 0 and self.dedup and key in self.first:
+                cp = self.first[key]
+            if src >= 0 or cp >= 0:
+                self._flush(done, embedded)
+            else:
+                if self.dedup:
+                    self.first[key] = v
+                self.pending.append(v)
+                if len(self.pending) == self.batch_size:
+                    self._flush(done, embedded)
+            digests.append(np.frombuffer(key, np.uint8))
+            source.append(src)
+            copy.append(cp)
+            self.v += 1
+        if self.v >= self.n:
+            self._flush(done, embedded)
+        keep = min(self.pending[0] if self.pending else self.v, self.v)
+        del self.frames[: keep - self.base]
+        self.base = keep
+        return self._part(digests, source, copy, done, embedded)
+
+    def _flush(self, done: list, embedded: list) -> None:
+        """The pending run of windows through the network in one batch."""
+        import torch
+
+        if not self.pending:
+            return
+        a, b = self.pending[0], self.pending[-1]
+        x = np.stack(self.frames[a - self.base : b + WINDOW_FRAMES - self.base])
+        with torch.inference_mode():
+            embedded.append(self.net().lip_windows(torch.from_numpy(x).to(self.device)).float().cpu().numpy())
+        done.extend(self.pending)
+        self.pending = []
+
+    def _part(self, digests: list, source: list, copy: list, done: list, embedded: list) -> tuple:
+        return (
+            np.stack(digests) if digests else np.empty((0, WINDOW_FRAMES * 16), np.uint8),
+            np.asarray(source, np.int64),
+            np.asarray(copy, np.int64),
+            np.asarray(done, np.int64),
+            np.concatenate([e.ravel() for e in embedded]) if embedded else np.empty(0, np.float32),
+        )
+
+    def assemble(self, result: tuple) -> torch.Tensor:
+        """(n, dim) embeddings of windows 0..n-1 from the joined parts."""
+        import torch
+
+        digests, source, copy, done, flat = result
+        dim = len(flat) // len(done) if len(done) else np.asarray(self.known[1]).shape[1]
+        if len(digests) != self.n or len(flat) != len(done) * dim:
+            raise RuntimeError(f"{len(digests)} windows of {self.n} classified, {len(flat) / dim:g} of {len(done)} embedded")
+        out = np.empty((self.n, dim), np.float32)
+        if len(done):
+            out[done] = flat.reshape(len(done), dim)
+        hit = source >= 0
+        if hit.any():
+            out[hit] = np.asarray(self.known[1])[source[hit]]
+        cp = copy >= 0
+        if cp.any():
+            out[cp] = out[copy[cp]]
+        return torch.from_numpy(out)
+
+
 def lip_embeddings(net: FastSyncNet, frames_bgr: np.ndarray, n: int, batch_size: int, device: str) -> torch.Tensor:
     """(n, 1024) embeddings of the windows v = 0..n-1 (frames v..v+4), `batch_size` windows per forward pass."""
-    import torch
-
-    chunks = []
-    for i in range(0, n, batch_size):
-        m = min(batch_size, n - i)
-        x = torch.from_numpy(np.ascontiguousarray(frames_bgr[i : i + m + WINDOW_FRAMES - 1])).to(device)
-        chunks.append(net.lip_windows(x).float().cpu())
-    return torch.cat(chunks)
+    return reusing_lip_embeddings(net, frames_bgr, n, batch_size, device, dedup=False)
 
 
 def window_digests(frames_bgr: np.ndarray) -> np.ndarray:
@@ -90,38 +196,11 @@ def window_digests(frames_bgr: np.ndarray) -> np.ndarray:
 
 
 def reusing_lip_embeddings(
-    net: FastSyncNet, frames_bgr: np.ndarray, n: int, batch_size: int, device: str, known: tuple | None = None
+    net: FastSyncNet, frames_bgr: np.ndarray, n: int, batch_size: int, device: str, known: tuple | None = None, dedup: bool = True
 ) -> torch.Tensor:
-    """`lip_embeddings` of windows 0..n-1, where a window byte-identical to one of `known` = (window digests,
-    embeddings) (the ground truth's, at any position: a shifted or copied output) or to an earlier window (a
-    frozen output) takes that embedding. The rest go through the network in runs of consecutive windows, so a clip
-    with nothing to reuse is computed exactly as by `lip_embeddings`."""
-    import torch
-
-    digests = window_digests(frames_bgr[: n + WINDOW_FRAMES - 1])
-    index = {} if known is None else {row.tobytes(): i for i, row in enumerate(known[0])}
-    source, copy, first = np.full(n, -1), np.full(n, -1), {}
-    for v in range(n):
-        key = digests[v].tobytes()
-        if key in index:
-            source[v] = index[key]
-        elif key in first:
-            copy[v] = first[key]
-        else:
-            first[key] = v
-    todo = np.fromiter(first.values(), np.int64, len(first))
-    runs = np.split(todo, np.flatnonzero(np.diff(todo) != 1) + 1) if len(todo) else []
-    parts = [lip_embeddings(net, frames_bgr[r[0] : r[-1] + WINDOW_FRAMES], len(r), batch_size, device) for r in runs]
-    dim = parts[0].shape[1] if parts else known[1].shape[1]
-    out = torch.empty(n, dim)
-    if parts:
-        out[torch.from_numpy(todo)] = torch.cat(parts)
-    hit = source >= 0
-    if hit.any():
-        out[torch.from_numpy(np.flatnonzero(hit))] = torch.from_numpy(np.asarray(known[1])[source[hit]])
-    if (copy >= 0).any():
-        out[torch.from_numpy(np.flatnonzero(copy >= 0))] = out[torch.from_numpy(copy[copy >= 0])]
-    return out
+    """`LipWindows` over a clip's BGR 224x224 frames held in memory."""
+    stream = LipWindows(lambda: net, n, batch_size, device, known=known, dedup=dedup)
+    return stream.assemble(stream(np.asarray(frames_bgr[: n + WINDOW_FRAMES - 1]), 0))
 
 
 def audio_embeddings(net: FastSyncNet, coeffs: np.ndarray, n: int, batch_size: int, device: str) -> torch.Tensor:
@@ -186,18 +265,27 @@ def evaluate(
     """LSE of BGR 224x224 frames (25 fps) against float 16 kHz mono audio (only real samples, no padding).
 
     `batch_size` lip windows per forward pass; audio windows (small activations) go at least AUDIO_BATCH at a time.
-    `known`: (window digests, embeddings) that identical windows take (`reusing_lip_embeddings`).
+    `known`: (window digests, embeddings) that identical windows take (`LipWindows`).
     """
     import torch
 
     n = num_windows(len(frames_bgr), len(audio))
     if n < 1:
         raise ValueError(f"{len(frames_bgr)} frames and {len(audio)} audio samples: need 6 frames (0.24 s) of both")
+    with torch.inference_mode():
+        video = reusing_lip_embeddings(net, frames_bgr, n, batch_size, device, known)
+    return score_windows(net, video, audio, vshift, batch_size, device)
+
+
+def score_windows(net: FastSyncNet, video: torch.Tensor, audio: np.ndarray, vshift: int, batch_size: int, device: str) -> SyncScores:
+    """LSE of the lip embeddings of windows 0..n-1 against the audio's MFCC windows."""
+    import torch
+
+    n = len(video)
     coeffs = mfcc(pcm16(audio[: (n + WINDOW_FRAMES) * SAMPLES_PER_FRAME]))
     with torch.inference_mode():
-        v = reusing_lip_embeddings(net, frames_bgr, n, batch_size, device, known)
         a = audio_embeddings(net, coeffs, n, max(batch_size, AUDIO_BATCH), device)
-        return sync_scores(offset_distances(v, a, vshift), vshift)
+        return sync_scores(offset_distances(video, a, vshift), vshift)
 
 
 CPU_BATCH = 8
@@ -247,57 +335,80 @@ class _LSE(Metric):
 
         return self.lazy_weights(SYNCNET_WEIGHTS, lambda path: FastSyncNet(load_syncnet(path, self.device)))
 
-    def frame_features(self, pair: EvalPair) -> dict:
-        """BGR 224x224 frames: whole frames resized, or face crops cut at 224 with the ground-truth boxes."""
+    def prepare(self, pair: EvalPair) -> Callable[[np.ndarray, int], np.ndarray]:
+        """RGB chunk -> BGR 224x224 frames: whole frames resized, or face crops cut at 224 with the ground-truth boxes."""
         if self.opts.mode == "whole_frame":
-            return {("lse", "whole224"): lambda chunk, start: bgr224(chunk)}
+            return lambda chunk, start: bgr224(chunk)
         from stsa_bench.core.preprocess import crop_faces
 
         boxes = pair.boxes
-        return {("lse", "face224"): lambda chunk, start: crop_faces(chunk, boxes[start : start + len(chunk)], INPUT_SIZE)[..., ::-1]}
+        return lambda chunk, start: crop_faces(chunk, boxes[start : start + len(chunk)], INPUT_SIZE)[..., ::-1]
 
-    def frames(self, pair: EvalPair) -> np.ndarray:
-        (key, fn), = self.frame_features(pair).items()
-        return pair.pred_feature(key, fn)
+    def windows(self, pair: EvalPair) -> tuple[int, np.ndarray]:
+        """(n windows scored, the driving audio); ClipError when the clip cannot be scored."""
+        if (pair.fps, pair.sample_rate) != (FPS, SAMPLE_RATE):
+            raise ClipError(f"{pair.video}: LSE needs {FPS} fps and {SAMPLE_RATE} Hz, got {pair.fps} fps and {pair.sample_rate} Hz")
+        audio = pair.pred_audio[: pair.audio_valid]
+        n = num_windows(pair.n_frames, len(audio))
+        if n < 1:
+            raise ClipError(
+                f"{pair.video}: {pair.n_frames} frames and {len(audio) / pair.sample_rate:.2f} s of audio at "
+                f"{pair.fps} fps: LSE needs at least {WINDOW_FRAMES + 1} frames (0.24 s) of both"
+            )
+        return n, audio
+
+    def batch(self, pair: EvalPair) -> int:
+        return self.opts.batch_size or (pair.batch_size if self.device.startswith("cuda") else CPU_BATCH)
+
+    def stream(self, pair: EvalPair) -> tuple[tuple, LipWindows]:
+        """This pair's `LipWindows` (one for lse_c and lse_d). The ground truth's own pair embeds all its windows
+        for the clip's other methods, unless they are cached; the others reuse what the ground truth's has."""
+        self.resolve_weights(SYNCNET_WEIGHTS)
+        n, _ = self.windows(pair)
+        known = self.ground_truth_windows(pair)
+        key = ("lse", self.opts.mode, "windows", self.batch(pair))
+        if key not in pair.memo:
+            own = pair.pred_is_gt and known is None
+            windows = pair.n_frames - WINDOW_FRAMES + 1 if own else n
+            pair.memo[key] = LipWindows(self._model, windows, self.batch(pair), self.device, self.prepare(pair), known, dedup=not own)
+        return key, pair.memo[key]
+
+    def frame_features(self, pair: EvalPair) -> dict:
+        """The lip embeddings, computed while the generated frames stream past (any error is raised by update_pair)."""
+        try:
+            key, stream = self.stream(pair)
+        except Exception:  # noqa: BLE001 - update_pair raises it with its reason
+            return {}
+        return {key: stream}
 
     def update_pair(self, pair: EvalPair) -> None:
+        """The pair's lip embeddings (from the frame pass, else streamed now) against its audio. The ground truth's own
+        pair keeps every window for the clip and scores each of its first n windows with the embedding that a later
+        method's identical window would take."""
+        import torch
+
         _, sha = self.resolve_weights(SYNCNET_WEIGHTS)
         key = ("lse", self.opts.mode, self.opts.vshift, sha)
         if key not in pair.memo:
-            if (pair.fps, pair.sample_rate) != (FPS, SAMPLE_RATE):
-                got = f"{pair.fps} fps and {pair.sample_rate} Hz"
-                raise ClipError(f"{pair.video}: LSE needs {FPS} fps and {SAMPLE_RATE} Hz, got {got}")
-            audio = pair.pred_audio[: pair.audio_valid]
-            if num_windows(pair.n_frames, len(audio)) < 1:
-                raise ClipError(
-                    f"{pair.video}: {pair.n_frames} frames and {len(audio) / pair.sample_rate:.2f} s of audio at "
-                    f"{pair.fps} fps: LSE needs at least {WINDOW_FRAMES + 1} frames (0.24 s) of both"
-                )
-            size = self.opts.batch_size or (pair.batch_size if self.device.startswith("cuda") else CPU_BATCH)
-            frames = self.frames(pair)
-            known = self.ground_truth_windows(pair, frames, size)
-            pair.memo[key] = evaluate(self._model(), frames, audio, self.opts.vshift, size, self.device, known)
+            n, audio = self.windows(pair)
+            fkey, stream = self.stream(pair)
+            parts = pair.pred_feature(fkey, stream)
+            video = stream.assemble(parts)
+            if not stream.dedup:
+                digests = self.cached_ground_truth(pair, "lse-gt-digests", lambda: parts[0])
+                embeddings = self.cached_ground_truth(pair, "lse-gt-windows", lambda: video.numpy())
+                index = {row.tobytes(): i for i, row in enumerate(digests)}
+                video = torch.from_numpy(embeddings[[index[row.tobytes()] for row in digests[:n]]])
+            pair.memo[key] = score_windows(self._model(), video, audio, self.opts.vshift, self.batch(pair), self.device)
         self.scores = pair.memo[key]
         self.note = f"offset {self.scores.offset:+d}"
 
-    def ground_truth_windows(self, pair: EvalPair, frames: np.ndarray, size: int) -> tuple | None:
-        """(digests, embeddings) of every 5-frame window of the ground truth: computed on its own pair (the `gt`
-        row), then kept for the clip's other methods and cached on disk; a method scored before it (or without
-        it) finds none and reuses nothing."""
-        if not pair.pred_is_gt:
-            digests = self.cached_ground_truth(pair, "lse-gt-digests", None)
-            embeddings = None if digests is None else self.cached_ground_truth(pair, "lse-gt-windows", None)
-            return None if embeddings is None else (digests, embeddings)
-
-        def embed() -> np.ndarray:
-            import torch
-
-            with torch.inference_mode():
-                return lip_embeddings(self._model(), frames, len(frames) - WINDOW_FRAMES + 1, size, self.device).numpy()
-
-        return self.cached_ground_truth(pair, "lse-gt-digests", lambda: window_digests(frames)), self.cached_ground_truth(
-            pair, "lse-gt-windows", embed
-        )
+    def ground_truth_windows(self, pair: EvalPair) -> tuple | None:
+        """(digests, embeddings) of every 5-frame window of the ground truth, when its own pair (the `gt` row) has
+        computed them for this clip or they are cached on disk; a method scored before it finds none."""
+        digests = self.cached_ground_truth(pair, "lse-gt-digests", None)
+        embeddings = None if digests is None else self.cached_ground_truth(pair, "lse-gt-windows", None)
+        return None if embeddings is None else (digests, embeddings)
 
     def value(self, scores: SyncScores) -> float:
         raise NotImplementedError

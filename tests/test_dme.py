@@ -331,14 +331,14 @@ def test_ground_truth_flows_are_computed_once_per_clip(cache_dir, tmp_path, monk
     from stsa_bench.cli import main
     from stsa_bench.core.results import read_rows
 
-    calls = []
-    original = DMEDIS.flows
-    monkeypatch.setattr(DMEDIS, "flows", lambda self, frames, step: calls.append(len(frames)) or original(self, frames, step))
+    pairs = []
+    original = DMEDIS.flow_run
+    monkeypatch.setattr(DMEDIS, "flow_run", lambda self, frames: pairs.append(len(frames) - 1) or original(self, frames))
     out = tmp_path / "run"
     rc = main(["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}", "--methods", "gt,static,shift",
                "--metrics", "dme_dis", "suite.n_clips=2", "runtime.progress=false"])  # fmt: skip
     assert rc == 0
-    assert len(calls) == 2 * (1 + 1), "per clip: the ground truth's, then static's (gt and shift return the ground-truth frames)"
+    assert sum(pairs) == 2 * (1 + 1) * 59, "per clip: the ground truth's 59 flows, then static's (gt and shift return the ground-truth frames)"
 
     rows = {r.method: r for r in read_rows(out / "results.jsonl")}
     fresh = tmp_path / "fresh"

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from metrics import build_metric
 from metrics.base import EvalPair
-from metrics.lse import LSEC, bgr224, evaluate, mfcc, offset_distances, pcm16
+from metrics.lse import LSEC, LipWindows, SyncScores, bgr224, evaluate, mfcc, offset_distances, pcm16
 from metrics.syncnet import SYNCNET_WEIGHTS, FastSyncNet, SyncNetS, load_syncnet
 from stsa_bench.core.config import PreprocessConfig
 from stsa_bench.core.errors import ClipError, ConfigError
@@ -281,7 +281,7 @@ def test_option_batch_size_and_sharing(short_clip, golden_path, monkeypatch):
             m.reset()
             m.update_pair(pair)
             values.append(m.compute())
-        (scores,) = pair.memo.values()
+        (scores,) = [v for v in pair.memo.values() if isinstance(v, SyncScores)]
         assert values[-2:] == [scores.lse_c, scores.lse_d]
     assert len(loads) == 1 and lse_d._lazy["syncnet"]._model is None
     assert values[:2] != values[2:]
@@ -290,7 +290,8 @@ def test_option_batch_size_and_sharing(short_clip, golden_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_windows_equal_to_ground_truth_windows_take_their_embeddings(short_clip, golden_path, golden_model, monkeypatch):
+@pytest.mark.parametrize("chunk", [64, 7])
+def test_windows_equal_to_ground_truth_windows_take_their_embeddings(short_clip, golden_path, golden_model, monkeypatch, chunk):
     """The `gt` row embeds the ground truth's 36 windows once for the clip; a video shifted by 3 frames then embeds only
     the 3 windows that cross its wrap, a frozen frame one window, and both score as computed from scratch (1e-6)."""
     path, frames, audio = short_clip
@@ -303,7 +304,7 @@ def test_windows_equal_to_ground_truth_windows_take_their_embeddings(short_clip,
         pair = eval_pair(path, frames, audio, len(audio), method)
         if method != "gt":
             pair.pred_frames, pair.pred_crops = as_frames(video), pair.gt_crops.copy()
-        pair.gt_memo = gt_memo
+        pair.gt_memo, pair.chunk_frames = gt_memo, chunk
         lse_c, lse_d = lse_metrics(golden_path)
         windows.clear()
         lse_d.update_pair(pair)
@@ -311,6 +312,55 @@ def test_windows_equal_to_ground_truth_windows_take_their_embeddings(short_clip,
         assert sum(windows) == computed, method
         want = evaluate(FastSyncNet(golden_model), bgr224(video), audio)
         assert lse_d.compute() == pytest.approx(want.lse_d, rel=1e-6) and lse_c.compute() == pytest.approx(want.lse_c, rel=1e-5)
+
+
+class RecordingNet:
+    """A stand-in for FastSyncNet whose embeddings depend on the batch a window went through (like float kernels),
+    and which records every batch."""
+
+    def __init__(self):
+        self.batches: list[bytes] = []
+
+    def lip_windows(self, x):
+        import torch
+
+        self.batches.append(x.numpy().tobytes())
+        m = len(x) - 4
+        means = x.float().flatten(1).mean(1)
+        return torch.stack([means[i : i + 5] for i in range(m)]) + len(x) * 1e-3
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 7, 64])
+def test_lip_windows_streamed_in_chunks_equal_the_whole_clip(chunk):
+    """Windows streamed chunk by chunk go through the network in the very batches of the whole-clip computation
+    (runs of windows that are neither the ground truth's nor repeats, `batch` from each run's first), take the same
+    embeddings, and the stream keeps at most batch + 3 frames between chunks."""
+    from stsa_bench.core.frames import ArrayFrames, map_chunks
+
+    from metrics.lse import reusing_lip_embeddings, window_digests
+
+    rng = np.random.default_rng(3)
+    gt = rng.integers(0, 255, (30, 6, 6, 3), np.uint8)
+    own = rng.integers(0, 255, (12, 6, 6, 3), np.uint8)
+    video = np.concatenate([gt[:9], own[:7], np.repeat(own[7:8], 8, axis=0), gt[15:27], own[8:]])
+    known = (window_digests(gt), rng.normal(size=(26, 5)).astype(np.float32))
+    n = len(video) - 6
+    whole_net, net = RecordingNet(), RecordingNet()
+    want = reusing_lip_embeddings(whole_net, video, n, 4, "cpu", known)
+    stream = LipWindows(lambda: net, n, 4, known=known)
+    kept = []
+
+    def fn(c, s):
+        part = stream(c, s)
+        kept.append(len(stream.frames))
+        return part
+
+    got = stream.assemble(map_chunks(ArrayFrames(video), chunk, fn))
+    assert net.batches == whole_net.batches and len(net.batches) >= 3
+    assert np.array_equal(got.numpy(), want.numpy())
+    assert max(kept) <= 4 + 3
+    hits = [i for i in range(n) if (window_digests(video)[i] == known[0]).all(1).any()]
+    assert len(hits) >= 13 and all(np.array_equal(got[i].numpy(), known[1][(known[0] == window_digests(video)[i]).all(1)][-1]) for i in hits)
 
 
 @pytest.mark.slow
