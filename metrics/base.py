@@ -80,7 +80,8 @@ class EvalPair:
     what a metric needs from the generated ones it asks with `pred_feature` (the runner computes
     every metric's `frame_features` in one pass over them). `memo` lets metrics share work on this pair
     (e.g. lse_c and lse_d share one SyncNet pass); `gt_memo` is shared by the pairs of every method on
-    the clip, for work that depends only on the ground truth (`ground_truth`).
+    the clip, for work that depends only on the ground truth (`ground_truth`). Whole-clip arrays a metric
+    builds come from `empty` (the runner maps long clips' from files: `runtime.frames_in_memory_mb`).
     """
 
     clip_id: str
@@ -106,6 +107,7 @@ class EvalPair:
     memo: dict = field(default_factory=dict)
     gt_memo: dict = field(default_factory=dict)
     features: dict = field(default_factory=dict)
+    spill: Callable[[tuple, Any], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         """Arrays given as frames become `Frames` (the same object for both sides when they were the same array)."""
@@ -137,6 +139,10 @@ class EvalPair:
     def pred_is_gt(self) -> bool:
         """The method returned the ground-truth frames themselves (the `gt` row)."""
         return self.pred_crops is self.gt_crops
+
+    def empty(self, shape: tuple, dtype: Any) -> np.ndarray:
+        """An uninitialised whole-clip array to fill (e.g. the generated crops, the ground truth's flows)."""
+        return np.empty(shape, dtype) if self.spill is None else self.spill(tuple(shape), dtype)
 
     def ground_truth(self, key: str, compute: Callable[[], Any]) -> Any:
         """`compute()` once per clip for every method's pair: `key` must name the metric id and the quantity."""

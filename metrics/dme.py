@@ -11,7 +11,7 @@ ground-truth boxes), not on whole frames. Flow backends: `dme` RAFT (torchvision
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -121,11 +121,13 @@ class _DME(Metric):
         """(N-1, H, W, 2) flows t -> t+1 of one contiguous run of RGB uint8 frames (N, H, W, 3)."""
         raise NotImplementedError
 
-    def flows(self, frames: np.ndarray, step: int) -> np.ndarray:
-        """Flows of all consecutive pairs of a clip, `step` pairs per call to `flow_run`."""
+    def flows(self, frames: np.ndarray, step: int, empty: Callable[[tuple, Any], np.ndarray] = np.empty) -> np.ndarray:
+        """Flows of all consecutive pairs of a clip, `step` pairs per call to `flow_run`, into `empty(shape, dtype)`."""
         step = max(1, step)
-        runs = [self.flow_run(frames[s : s + step + 1]) for s in range(0, len(frames) - 1, step)]
-        return np.concatenate(runs) if runs else np.zeros((0, *frames.shape[1:3], 2), np.float32)
+        out = empty((max(0, len(frames) - 1), *frames.shape[1:3], 2), np.float32)
+        for s in range(0, len(frames) - 1, step):
+            out[s : s + step] = self.flow_run(frames[s : s + step + 1])
+        return out
 
     def add_flows(self, f_gt: np.ndarray, f_gen: np.ndarray, src_gt: np.ndarray, src_gen: np.ndarray) -> None:
         """Add the DME_t of pairs whose flows are given; src_* are the pairs' first frames."""
@@ -156,7 +158,7 @@ class _DME(Metric):
             raise ValueError(f"{self.name}: generated crops {pair.pred_crops.shape} vs ground truth {pair.gt_crops.shape}")
         if pair.n_frames < 2:
             return
-        f_gt = pair.ground_truth(f"{self.id}/flows", lambda: self.flows(pair.gt_crops, pair.batch_size))
+        f_gt = pair.ground_truth(f"{self.id}/flows", lambda: self.flows(pair.gt_crops, pair.batch_size, pair.empty))
         step = max(1, pair.batch_size)
         for s in range(0, pair.n_frames - 1, step):
             e = min(s + step, pair.n_frames - 1)

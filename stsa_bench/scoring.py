@@ -81,6 +81,7 @@ def generate_pair(parts: RunParts, clip: Clip, prepared, sample, name: str, gt_m
         chunk_frames=cfg.runtime.chunk_frames,
         memo={"method_note": gen.note, "clip_note": prepared.note},
         gt_memo={} if gt_memo is None else gt_memo,
+        spill=parts.prep.spill,
     )
     frame_pass(parts, clip, pair, gen.audio, pending)
     with timer.stage("io"):
@@ -109,7 +110,8 @@ def frame_pass(parts: RunParts, clip: Clip, pair, audio, pending: list) -> None:
     is_gt = pair.pred_frames is pair.gt_frames
     if is_gt and not features and not cfg.runtime.save_videos:
         return
-    crops, outs = [], {key: [] for key in features}
+    crops = None if is_gt else pair.empty((pair.n_frames, pp.crop_size, pp.crop_size, 3), np.uint8)
+    outs = {key: [] for key in features}
     writer = None
     if cfg.runtime.save_videos:
         writer = VideoWriter(video_path(cfg.out, pair.method, clip.id), pair.pred_frames.width, pair.pred_frames.height,
@@ -124,7 +126,7 @@ def frame_pass(parts: RunParts, clip: Clip, pair, audio, pending: list) -> None:
             start, chunk = item
             if not is_gt:
                 with timer.stage("crop"):
-                    crops.append(crop_faces(chunk, pair.boxes[start : start + len(chunk)], pp.crop_size))
+                    crops[start : start + len(chunk)] = crop_faces(chunk, pair.boxes[start : start + len(chunk)], pp.crop_size)
             if writer is not None:
                 with timer.stage("io"):
                     writer.write(chunk)
@@ -142,7 +144,7 @@ def frame_pass(parts: RunParts, clip: Clip, pair, audio, pending: list) -> None:
         if writer is not None:
             writer.close()
     if not is_gt:
-        pair.pred_crops = np.concatenate(crops)
+        pair.pred_crops = crops
     for key in features:
         pair.features[key] = concatenate(outs[key])
 

@@ -126,10 +126,15 @@ def _rows(out: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_run_streamed_equals_in_memory(cache_dir, tmp_path):
-    """Every row of a run whose clips are streamed in 5-frame chunks (frames_in_memory_mb=0; videos saved on the way)
-    equals the row of the in-memory run."""
+def test_run_streamed_equals_in_memory(cache_dir, tmp_path, monkeypatch):
+    """Every row of a run whose clips are streamed in 5-frame chunks (frames_in_memory_mb=0: frames decoded per pass,
+    the generated crops and the ground truth's flows mapped from unlinked files, the cached crops mapped; videos
+    saved on the way) equals the row of the in-memory run."""
+    import stsa_bench.core.frames as frames_mod
     from stsa_bench.cli import main
+
+    mapped, real = [], frames_mod.spill_array
+    monkeypatch.setattr(frames_mod, "spill_array", lambda *a: mapped.append(real(*a)) or mapped[-1])
 
     common = ["run", "--suite", "demo", "--methods", "gt,static,mouth_blur", "--metrics", "psnr,ssim,lipmd,dme_dis",
               f"cache_dir={cache_dir}", "runtime.progress=false", "suite.n_clips=2"]  # fmt: skip
@@ -138,9 +143,24 @@ def test_run_streamed_equals_in_memory(cache_dir, tmp_path):
                  "runtime.save_videos=true"]) == 0  # fmt: skip
     mem, stream = _rows(tmp_path / "mem"), _rows(tmp_path / "stream")
     assert mem == stream and all(s == "ok" for s, _ in mem.values())
+    shapes = sorted(x.shape for x in mapped if isinstance(x, np.memmap))
+    assert shapes == [(59, 128, 128, 2)] * 2 + [(60, 128, 128, 3)] * 4, "per clip: gt flows; static's and mouth_blur's crops"
+    assert not any((cache_dir / "tmp").iterdir()), "the mapped files are unlinked"
     assert {(m, x.split("[")[0]) for _, m, x in mem} == {(m, x) for m in ("gt", "static", "mouth_blur") for x in ("psnr", "ssim", "lipmd", "dme_dis")}
     saved, _ = decode_video(next((tmp_path / "stream" / "videos" / "mouth_blur").iterdir()))
     assert saved.shape[0] == 60
+
+
+def test_spill_array_maps_an_unlinked_file_above_the_budget(tmp_path):
+    from stsa_bench.core.frames import spill_array
+
+    small = spill_array((4, 8, 8, 3), np.uint8, 4 * 8 * 8 * 3, tmp_path)
+    big = spill_array((5, 8, 8, 3), np.uint8, 4 * 8 * 8 * 3, tmp_path)
+    assert not isinstance(small, np.memmap) and isinstance(big, np.memmap) and not list(tmp_path.iterdir())
+    big[:] = 7
+    assert big.flags.writeable and int(big.sum()) == 7 * big.size
+    assert not isinstance(spill_array((5, 8), np.float32, 0, None), np.memmap)
+    assert spill_array((0, 8), np.float32, 0, tmp_path).shape == (0, 8)
 
 
 RSS_SCRIPT = """

@@ -156,7 +156,9 @@ class RuntimeConfig:
     """Chunks decoded (and generated) ahead by a background thread while the current one is scored; 0: none."""
     frames_in_memory_mb: float = 256
     """A clip whose decoded frames fit in this many MB is decoded once and kept in memory; a longer one is
-    read again from its file by each pass, a chunk at a time (memory bounded by the chunk, not the clip)."""
+    read again from its file by each pass, a chunk at a time (memory bounded by the chunk, not the clip).
+    A clip's face crops or flows larger than this are mapped from files (the cache's, or unlinked temporary
+    ones under `<cache>/tmp`) instead of being held in memory."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

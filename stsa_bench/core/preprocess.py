@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -389,9 +389,19 @@ class Preprocessor:
             landmarks=np.load(final / "landmarks.npy"),
             has_face=np.load(final / "has_face.npy"),
             boxes=np.load(final / "boxes.npy"),
-            crops=np.load(final / "crops.npy"),
+            crops=self._load_large(final / "crops.npy"),
             meta=meta,
         )
+
+    def _load_large(self, path: Path) -> np.ndarray:
+        """The array in memory when it fits `memory_mb`, else mapped from the cache file (copy-on-write)."""
+        return np.load(path, mmap_mode="c" if path.stat().st_size > self.memory_bytes else None)
+
+    def spill(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An array to fill, held in memory when it fits `memory_mb`, else mapped from a temporary file (`spill_array`)."""
+        from .frames import spill_array
+
+        return spill_array(shape, dtype, self.memory_bytes, self.cache_dir / "tmp")
 
     def frames(self, clip: Clip) -> np.ndarray:
         """The clip's frames at cfg.fps, all in memory (decoded again: cheaper than caching raw frames)."""
