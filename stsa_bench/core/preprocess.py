@@ -247,8 +247,9 @@ class StreamingCropper:
         raw, found = np.concatenate(self.raw)[:known], np.concatenate(self.found)[:known]
         return smooth_boxes(raw, found, self.cfg.smooth_sigma)
 
-    def finish(self, frames: "Frames | None" = None) -> np.ndarray:
-        """Every crop: the waiting frames cut with the final boxes, the let-go ones read again from `frames`."""
+    def finish(self, frames: "Frames | None" = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Every crop: the waiting frames cut with the final boxes, the let-go ones read again from `frames`;
+        moved into `out` (n, size, size, 3) when given (e.g. mapped from the cache file), else stacked."""
         self._cut(upto=self.n, known=self.n)
         if self.dropped:
             boxes, want = self.boxes(), set(self.dropped)
@@ -256,7 +257,11 @@ class StreamingCropper:
                 idx = [start + j for j in range(len(chunk)) if start + j in want]
                 cut = crop_faces(chunk[[i - start for i in idx]], boxes[idx], self.cfg.crop_size)
                 self.crops.update(zip(idx, cut))
-        return np.stack([self.crops[i] for i in range(self.n)])
+        if out is None:
+            return np.stack([self.crops[i] for i in range(self.n)])
+        for i in range(self.n):
+            out[i] = self.crops.pop(i)
+        return out
 
 
 class Preprocessor:
@@ -368,12 +373,15 @@ class Preprocessor:
             )
         with self.timer.stage("crop"):
             boxes = cropper.boxes()
-            crops = cropper.finish(self.source(clip, n, h, w))
+            size = cfg.crop_size
+            crops = np.lib.format.open_memmap(tmp / "crops.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+            cropper.finish(self.source(clip, n, h, w), crops)
+            crops.flush()
+            del crops
         np.save(tmp / "audio.npy", audio)
         np.save(tmp / "landmarks.npy", landmarks)
         np.save(tmp / "has_face.npy", has_face)
         np.save(tmp / "boxes.npy", boxes)
-        np.save(tmp / "crops.npy", crops)
         meta.update(clip=clip.id, sha256=clip.sha256, n_frames=n, n_face=n_face, width=w, height=h, prep=cfg.params())
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         return np.concatenate(kept) if kept else None
