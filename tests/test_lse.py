@@ -357,6 +357,15 @@ def test_lip_windows_streamed_in_chunks_equal_the_whole_clip(chunk):
 
     got = stream.assemble(map_chunks(ArrayFrames(video), chunk, fn))
     assert net.batches == whole_net.batches and len(net.batches) >= 3
+    digests, first, todo = window_digests(video), {}, []
+    for v in range(n):
+        key = digests[v].tobytes()
+        if not (known[0] == digests[v]).all(1).any() and key not in first:
+            first[key] = v
+            todo.append(v)
+    runs = np.split(np.array(todo), np.flatnonzero(np.diff(todo) != 1) + 1)
+    expected = [video[r[i] : r[min(i + 4, len(r)) - 1] + 5].tobytes() for r in runs for i in range(0, len(r), 4)]
+    assert net.batches == expected, "runs of new windows, 4 at a time from each run's first"
     assert np.array_equal(got.numpy(), want.numpy())
     assert max(kept) <= 4 + 3
     hits = [i for i in range(n) if (window_digests(video)[i] == known[0]).all(1).any()]
