@@ -13,7 +13,16 @@ import torch.nn.functional as F
 
 from metrics import build_metric
 from metrics.base import EvalPair
-from metrics.lse import LSEC, LipWindows, SyncScores, bgr224, evaluate, mfcc, offset_distances, pcm16
+from metrics.lse import (
+    LSEC,
+    LipWindows,
+    SyncScores,
+    bgr224,
+    evaluate,
+    mfcc,
+    offset_distances,
+    pcm16,
+)
 from metrics.syncnet import SYNCNET_WEIGHTS, FastSyncNet, SyncNetS, load_syncnet
 from stsa_bench.core.config import PreprocessConfig
 from stsa_bench.core.errors import ClipError, ConfigError
@@ -335,9 +344,8 @@ def test_lip_windows_streamed_in_chunks_equal_the_whole_clip(chunk):
     """Windows streamed chunk by chunk go through the network in the very batches of the whole-clip computation
     (runs of windows that are neither the ground truth's nor repeats, `batch` from each run's first), take the same
     embeddings, and the stream keeps at most batch + 3 frames between chunks."""
-    from stsa_bench.core.frames import ArrayFrames, map_chunks
-
     from metrics.lse import reusing_lip_embeddings, window_digests
+    from stsa_bench.core.frames import ArrayFrames, map_chunks
 
     rng = np.random.default_rng(3)
     gt = rng.integers(0, 255, (30, 6, 6, 3), np.uint8)

@@ -91,6 +91,27 @@ def test_streaming_cropper_equals_whole_clip(max_pending):
     assert np.array_equal(cropper.finish(ArrayFrames(frames)), want)
 
 
+@pytest.mark.parametrize("max_pending", [1000, 5])
+def test_streaming_cropper_writes_the_cache_file_row_by_row(max_pending, tmp_path):
+    """With a sink the crops go to the .npy file as they are cut (none kept in memory), and the file is
+    byte-identical to np.save of the whole-clip crops."""
+    from stsa_bench.core.arrays import NpyRows
+
+    rng = np.random.default_rng(2)
+    n, h, w = 47, 48, 64
+    frames = rng.integers(0, 255, (n, h, w, 3), dtype=np.uint8)
+    lms, found = _landmarks(n, [range(0, 3), range(12, 30), range(44, 47)], rng)
+    cfg = PreprocessConfig(crop_size=16, smooth_sigma=2.0)
+    want = crop_faces(frames, face_boxes(lms, found, w, h, cfg.box_scale, cfg.smooth_sigma), cfg.crop_size)
+    cropper = StreamingCropper(cfg, w, h, max_pending, NpyRows(tmp_path / "crops.npy", (16, 16, 3), np.uint8))
+    for s in range(0, n, 6):
+        cropper.push(frames[s : s + 6], lms[s : s + 6], found[s : s + 6])
+        assert not cropper.crops
+    assert cropper.finish(ArrayFrames(frames)) is None
+    np.save(tmp_path / "want.npy", want)
+    assert (tmp_path / "crops.npy").read_bytes() == (tmp_path / "want.npy").read_bytes()
+
+
 @pytest.fixture(scope="module")
 def demo_video(tmp_path_factory):
     d = tmp_path_factory.mktemp("clip")
@@ -130,11 +151,11 @@ def test_run_streamed_equals_in_memory(cache_dir, tmp_path, monkeypatch):
     """Every row of a run whose clips are streamed in 5-frame chunks (frames_in_memory_mb=0: frames decoded per pass,
     the generated crops and the ground truth's flows mapped from unlinked files, the cached crops mapped; videos
     saved on the way) equals the row of the in-memory run."""
-    import stsa_bench.core.frames as frames_mod
+    import stsa_bench.core.arrays as arrays_mod
     from stsa_bench.cli import main
 
-    mapped, real = [], frames_mod.spill_array
-    monkeypatch.setattr(frames_mod, "spill_array", lambda *a: mapped.append(real(*a)) or mapped[-1])
+    mapped, real = [], arrays_mod.spill_array
+    monkeypatch.setattr(arrays_mod, "spill_array", lambda *a: mapped.append(real(*a)) or mapped[-1])
 
     common = ["run", "--suite", "demo", "--methods", "gt,static,mouth_blur", "--metrics", "psnr,ssim,lipmd,dme_dis",
               f"cache_dir={cache_dir}", "runtime.progress=false", "suite.n_clips=2"]  # fmt: skip
@@ -152,7 +173,7 @@ def test_run_streamed_equals_in_memory(cache_dir, tmp_path, monkeypatch):
 
 
 def test_spill_array_maps_an_unlinked_file_above_the_budget(tmp_path):
-    from stsa_bench.core.frames import spill_array
+    from stsa_bench.core.arrays import spill_array
 
     small = spill_array((4, 8, 8, 3), np.uint8, 4 * 8 * 8 * 3, tmp_path)
     big = spill_array((5, 8, 8, 3), np.uint8, 4 * 8 * 8 * 3, tmp_path)

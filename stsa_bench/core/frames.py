@@ -183,28 +183,6 @@ def map_chunks(frames: Frames, size: int, fn: Callable[[np.ndarray, int], Any]) 
     return concatenate([fn(chunk, i) for i, chunk in frames.chunks(size)])
 
 
-def spill_array(shape: tuple[int, ...], dtype: Any, budget_bytes: float, folder: Path | None) -> np.ndarray:
-    """An uninitialised array to fill in place: in memory when it takes at most `budget_bytes` (or without a
-    `folder`), else mapped from a temporary file in `folder`, unlinked at once (nothing is left behind, even by
-    a killed run). The mapped pages belong to the page cache: clean ones are dropped under memory pressure,
-    so a long clip's crops or flows do not have to fit in RAM."""
-    import os
-    import tempfile
-
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if folder is None or nbytes == 0 or nbytes <= budget_bytes:
-        return np.empty(shape, dtype)
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".spill.", suffix=".tmp")
-    try:
-        os.ftruncate(fd, nbytes)
-        return np.memmap(name, dtype=dtype, mode="r+", shape=tuple(shape))
-    finally:
-        os.close(fd)
-        os.unlink(name)
-
-
 _MALLOC_SET = False
 
 

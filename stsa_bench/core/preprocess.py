@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .arrays import NpyRows
 from .config import PREP_VERSION, PreprocessConfig
 from .errors import ClipError
 from .paths import build_dir_atomically, cache_key, entry_dir
@@ -205,9 +206,10 @@ class StreamingCropper:
     known up to the last frame with a face (gaps are interpolated to the next face), so frame t is cut
     once a face is found at t + r or later; until then its pixels wait here. Past `max_pending` waiting
     frames (a long stretch without a face) the oldest are let go and cut by `finish` from a second read.
+    Cut crops go to `sink` (the cache file) when given, else they are kept until `finish` stacks them.
     """
 
-    def __init__(self, cfg: PreprocessConfig, width: int, height: int, max_pending: int):
+    def __init__(self, cfg: PreprocessConfig, width: int, height: int, max_pending: int, sink: NpyRows | None = None):
         self.cfg, self.width, self.height = cfg, width, height
         self.radius = smoothing_radius(cfg.smooth_sigma)
         self.max_pending = max(max_pending, 1)
@@ -217,6 +219,7 @@ class StreamingCropper:
         self.last_face = -1
         self.pending: list[tuple[int, np.ndarray]] = []
         self.crops: dict[int, np.ndarray] = {}
+        self.sink = sink
         self.dropped: list[int] = []
         self.n = 0
 
@@ -239,29 +242,33 @@ class StreamingCropper:
             return
         boxes = self.boxes(known)
         idx = [i for i, _ in ready]
-        self.crops.update(zip(idx, crop_faces(np.stack([f for _, f in ready]), boxes[idx], self.cfg.crop_size)))
+        self._keep(idx, crop_faces(np.stack([f for _, f in ready]), boxes[idx], self.cfg.crop_size))
         self.pending = [(i, f) for i, f in self.pending if i > upto]
+
+    def _keep(self, idx: list[int], crops: np.ndarray) -> None:
+        if self.sink is not None:
+            self.sink.write(idx, crops)
+        else:
+            self.crops.update(zip(idx, crops))
 
     def boxes(self, known: int | None = None) -> np.ndarray:
         """The smoothed boxes of frames 0..known, from the raw boxes kept per chunk (the landmarks are not re-read)."""
         raw, found = np.concatenate(self.raw)[:known], np.concatenate(self.found)[:known]
         return smooth_boxes(raw, found, self.cfg.smooth_sigma)
 
-    def finish(self, frames: "Frames | None" = None, out: np.ndarray | None = None) -> np.ndarray:
+    def finish(self, frames: "Frames | None" = None) -> np.ndarray | None:
         """Every crop: the waiting frames cut with the final boxes, the let-go ones read again from `frames`;
-        moved into `out` (n, size, size, 3) when given (e.g. mapped from the cache file), else stacked."""
+        stacked, or (with a sink) written and the sink closed."""
         self._cut(upto=self.n, known=self.n)
         if self.dropped:
             boxes, want = self.boxes(), set(self.dropped)
             for start, chunk in frames.chunks(64, min(want), max(want) + 1):
                 idx = [start + j for j in range(len(chunk)) if start + j in want]
-                cut = crop_faces(chunk[[i - start for i in idx]], boxes[idx], self.cfg.crop_size)
-                self.crops.update(zip(idx, cut))
-        if out is None:
-            return np.stack([self.crops[i] for i in range(self.n)])
-        for i in range(self.n):
-            out[i] = self.crops.pop(i)
-        return out
+                self._keep(idx, crop_faces(chunk[[i - start for i in idx]], boxes[idx], self.cfg.crop_size))
+        if self.sink is not None:
+            self.sink.close(self.n)
+            return None
+        return np.stack([self.crops[i] for i in range(self.n)])
 
 
 class Preprocessor:
@@ -348,7 +355,8 @@ class Preprocessor:
                 break
             if cropper is None:
                 h, w = chunk.shape[1:3]
-                cropper = StreamingCropper(cfg, w, h, max_pending=max(4 * self.chunk_frames, self.memory_bytes // chunk[0].nbytes))
+                sink = NpyRows(tmp / "crops.npy", (cfg.crop_size, cfg.crop_size, 3), np.uint8)
+                cropper = StreamingCropper(cfg, w, h, max(4 * self.chunk_frames, self.memory_bytes // chunk[0].nbytes), sink)
                 if kept is not None and probe_frames(clip.video, cfg.fps) * chunk[0].nbytes > self.memory_bytes:
                     kept = None
             with self.timer.stage("landmarks"):
@@ -373,11 +381,7 @@ class Preprocessor:
             )
         with self.timer.stage("crop"):
             boxes = cropper.boxes()
-            size = cfg.crop_size
-            crops = np.lib.format.open_memmap(tmp / "crops.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
-            cropper.finish(self.source(clip, n, h, w), crops)
-            crops.flush()
-            del crops
+            cropper.finish(self.source(clip, n, h, w))
         np.save(tmp / "audio.npy", audio)
         np.save(tmp / "landmarks.npy", landmarks)
         np.save(tmp / "has_face.npy", has_face)
@@ -407,7 +411,7 @@ class Preprocessor:
 
     def spill(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """An array to fill, held in memory when it fits `memory_mb`, else mapped from a temporary file (`spill_array`)."""
-        from .frames import spill_array
+        from .arrays import spill_array
 
         return spill_array(shape, dtype, self.memory_bytes, self.cache_dir / "tmp")
 
