@@ -45,6 +45,22 @@ def test_rank_device_and_single_process_defaults(monkeypatch):
     assert Rank(1, 2, 1).device("cpu") == "cpu"
 
 
+def test_every_command_leaves_the_process_group(monkeypatch, tmp_path):
+    """The CLI leaves torch.distributed's group on every exit path (a rank that returned early and never left it
+    aborted at interpreter exit, which failed the torchrun job), and release() is a no-op outside torchrun."""
+    import stsa_bench.core.ranks as ranks
+    from stsa_bench.cli import main
+
+    calls = []
+    monkeypatch.setattr(ranks, "release", lambda: calls.append(1))
+    assert main(["ls", "metrics"]) == 0
+    assert main(["run", "--suite", "no_such_suite", "--out", str(tmp_path)]) == 2
+    assert len(calls) == 2
+    monkeypatch.undo()
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ranks.release()
+
+
 @pytest.mark.slow
 def test_two_ranks_give_the_rows_of_one_process(shared, golden_path, cache_dir, tmp_path):
     """The demo suite's talking clips (2 x 30 frames: on 2 CPU cores two LipNet clips made this test take
