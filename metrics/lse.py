@@ -70,6 +70,11 @@ def bgr224(frames: np.ndarray) -> np.ndarray:
     return out
 
 
+def digest_index(digests: np.ndarray) -> dict[bytes, int]:
+    """Window digest -> the index of its last occurrence in `digests` (rows of 5 frame digests)."""
+    return {row.tobytes(): i for i, row in enumerate(digests)}
+
+
 class LipWindows:
     """`fn(chunk, start)` over a clip's frames in order: the SyncNet lip embeddings of its 5-frame windows
     v = 0..n-1, computed while the frames stream past, so that memory holds a batch of windows, not the clip.
@@ -94,7 +99,7 @@ class LipWindows:
     ):
         self.net, self.n, self.batch_size, self.device = net, max(0, n), max(1, batch_size), device
         self.prepare, self.known, self.dedup = prepare, known, dedup
-        self.index = {} if known is None else {row.tobytes(): i for i, row in enumerate(known[0])}
+        self.index = {} if known is None else digest_index(known[0])
         self.seen = 0
 
     def _reset(self) -> None:
@@ -136,7 +141,7 @@ class LipWindows:
             self.v += 1
         if self.v >= self.n:
             self._flush(done, embedded)
-        keep = min(self.pending[0] if self.pending else self.v, self.v)
+        keep = self.pending[0] if self.pending else self.v
         del self.frames[: keep - self.base]
         self.base = keep
         return self._part(digests, source, copy, done, embedded)
@@ -181,18 +186,6 @@ class LipWindows:
         if cp.any():
             out[cp] = out[copy[cp]]
         return torch.from_numpy(out)
-
-
-def lip_embeddings(net: FastSyncNet, frames_bgr: np.ndarray, n: int, batch_size: int, device: str) -> torch.Tensor:
-    """(n, 1024) embeddings of the windows v = 0..n-1 (frames v..v+4), `batch_size` windows per forward pass."""
-    return reusing_lip_embeddings(net, frames_bgr, n, batch_size, device, dedup=False)
-
-
-def window_digests(frames_bgr: np.ndarray) -> np.ndarray:
-    """(T - 4, 80) uint8: the digests of frames v..v+4 side by side, one row per window v."""
-    d = np.stack([np.frombuffer(frame_digest(f), np.uint8) for f in frames_bgr])
-    n = len(d) - WINDOW_FRAMES + 1
-    return np.concatenate([d[t : t + n] for t in range(WINDOW_FRAMES)], axis=1)
 
 
 def reusing_lip_embeddings(
@@ -364,10 +357,10 @@ class _LSE(Metric):
         """This pair's `LipWindows` (one for lse_c and lse_d). The ground truth's own pair embeds all its windows
         for the clip's other methods, unless they are cached; the others reuse what the ground truth's has."""
         self.resolve_weights(SYNCNET_WEIGHTS)
-        n, _ = self.windows(pair)
-        known = self.ground_truth_windows(pair)
         key = ("lse", self.opts.mode, "windows", self.batch(pair))
         if key not in pair.memo:
+            n, _ = self.windows(pair)
+            known = self.ground_truth_windows(pair)
             own = pair.pred_is_gt and known is None
             windows = pair.n_frames - WINDOW_FRAMES + 1 if own else n
             pair.memo[key] = LipWindows(self._model, windows, self.batch(pair), self.device, self.prepare(pair), known, dedup=not own)
@@ -397,7 +390,7 @@ class _LSE(Metric):
             if not stream.dedup:
                 digests = self.cached_ground_truth(pair, "lse-gt-digests", lambda: parts[0])
                 embeddings = self.cached_ground_truth(pair, "lse-gt-windows", lambda: video.numpy())
-                index = {row.tobytes(): i for i, row in enumerate(digests)}
+                index = digest_index(digests)
                 video = torch.from_numpy(embeddings[[index[row.tobytes()] for row in digests[:n]]])
             pair.memo[key] = score_windows(self._model(), video, audio, self.opts.vshift, self.batch(pair), self.device)
         self.scores = pair.memo[key]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics import build_metric
-from metrics.base import EvalPair
+from metrics.base import EvalPair, frame_digest
 from metrics.lse import (
     LSEC,
     LipWindows,
@@ -323,6 +323,14 @@ def test_windows_equal_to_ground_truth_windows_take_their_embeddings(short_clip,
         assert lse_d.compute() == pytest.approx(want.lse_d, rel=1e-6) and lse_c.compute() == pytest.approx(want.lse_c, rel=1e-5)
 
 
+def window_digests(frames_bgr: np.ndarray) -> np.ndarray:
+    """(T - 4, 80) uint8: the digests of frames v..v+4 side by side, one row per window v (written out here, apart
+    from LipWindows, as the test's reference)."""
+    d = np.stack([np.frombuffer(frame_digest(f), np.uint8) for f in frames_bgr])
+    n = len(d) - 4
+    return np.concatenate([d[t : t + n] for t in range(5)], axis=1)
+
+
 class RecordingNet:
     """A stand-in for FastSyncNet whose embeddings depend on the batch a window went through (like float kernels),
     and which records every batch."""
@@ -344,7 +352,7 @@ def test_lip_windows_streamed_in_chunks_equal_the_whole_clip(chunk):
     """Windows streamed chunk by chunk go through the network in the very batches of the whole-clip computation
     (runs of windows that are neither the ground truth's nor repeats, `batch` from each run's first), take the same
     embeddings, and the stream keeps at most batch + 3 frames between chunks."""
-    from metrics.lse import reusing_lip_embeddings, window_digests
+    from metrics.lse import reusing_lip_embeddings
     from stsa_bench.core.frames import ArrayFrames, map_chunks
 
     rng = np.random.default_rng(3)
