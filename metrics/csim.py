@@ -84,6 +84,22 @@ def build_arcface(path, device: str = "cpu"):
     return model.eval().to(device, memory_format=torch.channels_last)
 
 
+def arcface_embeddings(model, crops: np.ndarray, batch_size: int, device: str = "cpu") -> np.ndarray:
+    """(N, 512) float32 ArcFace embeddings of uint8 112x112 crops ((x / 255 - 0.5) / 0.5, channels-last), distinct
+    crops once, `batch_size` at a time."""
+    import torch
+
+    first, inverse = distinct_frames(crops)
+    out = np.empty((len(first), 512), np.float32)
+    step = max(1, batch_size)
+    with torch.inference_mode():
+        for i in range(0, len(first), step):
+            x = torch.from_numpy(crops[first[i : i + step]]).to(device).permute(0, 3, 1, 2).float()
+            x = x.div_(255).sub_(0.5).div_(0.5).contiguous(memory_format=torch.channels_last)
+            out[i : i + len(x)] = model(x).float().cpu().numpy()
+    return out[inverse]
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise float32 `F.cosine_similarity(a, b, dim=1, eps=1e-8)`."""
     import torch
@@ -116,18 +132,8 @@ class _CSIM(Metric):
         return self.lazy_weights(catalogue.ARCFACE, lambda path: build_arcface(path, self.device))
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        """(N, 512) float32 embeddings of uint8 crops, distinct crops once, `batch_size` at a time."""
-        import torch
-
-        first, inverse = distinct_frames(crops)
-        out = np.empty((len(first), 512), np.float32)
-        step = max(1, self.opts.batch_size)
-        with torch.inference_mode():
-            for i in range(0, len(first), step):
-                x = torch.from_numpy(crops[first[i : i + step]]).to(self.device).permute(0, 3, 1, 2).float()
-                x = x.div_(255).sub_(0.5).div_(0.5).contiguous(memory_format=torch.channels_last)
-                out[i : i + len(x)] = self.model()(x).float().cpu().numpy()
-        return out[inverse]
+        """(N, 512) float32 embeddings of uint8 crops (`arcface_embeddings`)."""
+        return arcface_embeddings(self.model(), crops, self.opts.batch_size, self.device)
 
     def embeddings(self, frames: Frames, landmarks: np.ndarray | None, chunk: int) -> np.ndarray:
         """(N, 512) embeddings of a clip's frames, NaN rows where the aligned crop has no face."""

@@ -118,14 +118,11 @@ def bench_metric(plan: Plan, name: str) -> dict:
         extra = {"note": f"I3D logits of {n // WINDOW} 16-frame window(s) of face crops, random weights"}
     elif name == "csim":
         from metrics.arcface import IResNet100
-        from metrics.csim import CSIMOptions, cosine, fullframe_crops
+        from metrics.csim import CSIMOptions, arcface_embeddings, cosine, fullframe_crops
         model, batch = IResNet100().eval().to(dev, memory_format=torch.channels_last), CSIMOptions().batch_size
 
         def embed(frames: np.ndarray) -> np.ndarray:
-            x = torch.from_numpy(fullframe_crops(frames)).to(dev).permute(0, 3, 1, 2).float().div_(255).sub_(0.5).div_(0.5)
-            with torch.inference_mode():
-                return np.concatenate([model(x[i : i + batch].contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
-                                       for i in range(0, len(x), batch)])  # fmt: skip
+            return arcface_embeddings(model, fullframe_crops(frames), batch, dev)
 
         target = embed(gt)
         fn = lambda: cosine(embed(pred), target)  # noqa: E731
