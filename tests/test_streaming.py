@@ -71,30 +71,12 @@ def _landmarks(n: int, faceless: list[range], rng) -> tuple[np.ndarray, np.ndarr
     return lms, found
 
 
+@pytest.mark.parametrize("to_file", [False, True])
 @pytest.mark.parametrize("max_pending", [1000, 5])
-def test_streaming_cropper_equals_whole_clip(max_pending):
+def test_streaming_cropper_equals_whole_clip(max_pending, to_file, tmp_path):
     """Crops cut chunk by chunk (a frame waits until the box smoothing and gap interpolation around it are final;
-    past `max_pending` it is read again at the end) equal crop_faces(face_boxes(...)) over the whole clip, bit for bit."""
-    rng = np.random.default_rng(2)
-    n, h, w = 47, 48, 64
-    frames = rng.integers(0, 255, (n, h, w, 3), dtype=np.uint8)
-    lms, found = _landmarks(n, [range(0, 3), range(12, 30), range(44, 47)], rng)
-    cfg = PreprocessConfig(crop_size=16, smooth_sigma=2.0)
-    boxes = face_boxes(lms, found, w, h, cfg.box_scale, cfg.smooth_sigma)
-    want = crop_faces(frames, boxes, cfg.crop_size)
-    cropper = StreamingCropper(cfg, w, h, max_pending)
-    for s in range(0, n, 6):
-        cropper.push(frames[s : s + 6], lms[s : s + 6], found[s : s + 6])
-        assert len(cropper.pending) <= max(max_pending, 6 + 2 * 8 + 18)
-    assert bool(cropper.dropped) == (max_pending == 5)
-    assert np.array_equal(cropper.boxes(), boxes)
-    assert np.array_equal(cropper.finish(ArrayFrames(frames)), want)
-
-
-@pytest.mark.parametrize("max_pending", [1000, 5])
-def test_streaming_cropper_writes_the_cache_file_row_by_row(max_pending, tmp_path):
-    """With a sink the crops go to the .npy file as they are cut (none kept in memory), and the file is
-    byte-identical to np.save of the whole-clip crops."""
+    past `max_pending` it is read again at the end) equal crop_faces(face_boxes(...)) over the whole clip, bit for bit.
+    With a sink they go to the .npy file as they are cut (none kept in memory), byte-identical to np.save."""
     from stsa_bench.core.arrays import NpyRows
 
     rng = np.random.default_rng(2)
@@ -102,11 +84,19 @@ def test_streaming_cropper_writes_the_cache_file_row_by_row(max_pending, tmp_pat
     frames = rng.integers(0, 255, (n, h, w, 3), dtype=np.uint8)
     lms, found = _landmarks(n, [range(0, 3), range(12, 30), range(44, 47)], rng)
     cfg = PreprocessConfig(crop_size=16, smooth_sigma=2.0)
-    want = crop_faces(frames, face_boxes(lms, found, w, h, cfg.box_scale, cfg.smooth_sigma), cfg.crop_size)
-    cropper = StreamingCropper(cfg, w, h, max_pending, NpyRows(tmp_path / "crops.npy", (16, 16, 3), np.uint8))
+    boxes = face_boxes(lms, found, w, h, cfg.box_scale, cfg.smooth_sigma)
+    want = crop_faces(frames, boxes, cfg.crop_size)
+    sink = NpyRows(tmp_path / "crops.npy", (16, 16, 3), np.uint8) if to_file else None
+    cropper = StreamingCropper(cfg, w, h, max_pending, sink)
     for s in range(0, n, 6):
         cropper.push(frames[s : s + 6], lms[s : s + 6], found[s : s + 6])
-        assert not cropper.crops
+        assert len(cropper.pending) <= max(max_pending, 6 + 2 * 8 + 18)
+        assert not (to_file and cropper.crops)
+    assert bool(cropper.dropped) == (max_pending == 5)
+    assert np.array_equal(cropper.boxes(), boxes)
+    if not to_file:
+        assert np.array_equal(cropper.finish(ArrayFrames(frames)), want)
+        return
     assert cropper.finish(ArrayFrames(frames)) is None
     np.save(tmp_path / "want.npy", want)
     assert (tmp_path / "crops.npy").read_bytes() == (tmp_path / "want.npy").read_bytes()

@@ -40,27 +40,28 @@ class NpyRows:
         self.path, self.row_shape, self.dtype = Path(path), tuple(row_shape), np.dtype(dtype)
         self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
         self.offset = len(self._header(10**12))
-        self.file = open(self.path, "w+b")
+        self.path.write_bytes(b"")
 
     def _header(self, n: int) -> bytes:
         import io
 
         buf = io.BytesIO()
-        np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (n, *self.row_shape)})
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (n, *self.row_shape)}
+        np.lib.format.write_array_header_1_0(buf, header)
         return buf.getvalue()
 
     def write(self, index: Any, rows: np.ndarray) -> None:
-        import os
-
-        for i, row in zip(index, rows):
-            os.pwrite(self.file.fileno(), np.ascontiguousarray(row, dtype=self.dtype).tobytes(), self.offset + int(i) * self.row_bytes)
+        """Rows at their indices (no file stays open between calls: a clip that fails leaves nothing open)."""
+        with open(self.path, "r+b") as f:
+            for i, row in zip(index, rows):
+                f.seek(self.offset + int(i) * self.row_bytes)
+                f.write(np.ascontiguousarray(row, dtype=self.dtype).tobytes())
 
     def close(self, n: int) -> None:
         """Rows 0..n-1 are the array: its header is written and the file ends after row n - 1."""
         header = self._header(n)
         if len(header) != self.offset:
             raise RuntimeError(f"{self.path}: .npy header of {len(header)} bytes, {self.offset} reserved")
-        self.file.truncate(self.offset + n * self.row_bytes)
-        self.file.seek(0)
-        self.file.write(header)
-        self.file.close()
+        with open(self.path, "r+b") as f:
+            f.truncate(self.offset + n * self.row_bytes)
+            f.write(header)
