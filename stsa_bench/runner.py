@@ -203,7 +203,8 @@ def log_reuse(parts: RunParts, clips: list[Clip], done: set[tuple], log: Log) ->
 
 def generate_ahead(parts: RunParts, clips: list[Clip], done: set[tuple]) -> None:
     """Methods that generate many clips in one call (`batched`: one model load per run) get every clip they
-    still have to score first; a clip that cannot be prepared is left to the per-clip loop, which reports it."""
+    still have to score first; a clip that cannot be prepared is left to the per-clip loop, which reports it.
+    The samples' frames are decoded only when read: not at all for a clip whose output the method already has."""
     from .scoring import make_sample
 
     for name, method in parts.methods.items():
@@ -214,7 +215,7 @@ def generate_ahead(parts: RunParts, clips: list[Clip], done: set[tuple]) -> None
         def samples():
             for clip in todo:
                 try:
-                    prepared, frames = parts.prep.prepare_with_frames(clip)
+                    prepared, frames = parts.prep.prepare_with_frames(clip, lazy=True)
                 except Exception:  # noqa: BLE001 - the per-clip loop turns it into rows
                     continue
                 yield make_sample(parts.cfg, clip, prepared, frames)

@@ -286,3 +286,28 @@ def test_pcavs_batch_is_one_meta_file_with_a_line_per_clip(tmp_path, cache_dir):
     assert meta.endswith("meta.csv") and "/batch-" in meta
     assert [r.status for r in read_rows(out / "results.jsonl")] == ["ok"] * 3
     assert not any((repo / "results").iterdir()), "the results folders PC-AVS writes in its checkout are removed"
+
+
+@pytest.mark.slow
+def test_a_batched_method_decodes_a_clip_only_for_what_it_still_has_to_generate(tmp_path, monkeypatch):
+    """Batch staging reads the frames of a cold cache's preparation (each clip decoded once for it and once for
+    scoring); a metric added to the run later decodes each clip only for scoring, and starts no process."""
+    from stsa_bench.core import media
+
+    opened = []
+    frames = media.VideoChunks._frames
+    record = lambda path: None if (tmp_path / "out") in Path(path).parents else opened.append(Path(path).name)  # noqa: E731
+    monkeypatch.setattr(media.VideoChunks, "_frames", lambda self: (record(self.path), frames(self))[1])
+    repo = make_checkout(tmp_path / "src", "musetalk")
+    common = ["run", "--suite", "demo", f"cache_dir={tmp_path / 'cache'}", "suite.n_clips=2", "runtime.progress=false",
+              "--methods", "musetalk", "--out", str(tmp_path / "out"), f"musetalk.repo={repo}", f"musetalk.python={sys.executable}"]  # fmt: skip
+    assert main([*common, "--metrics", "psnr"]) == 0
+    assert len(calls(repo)) == 1
+    clips = sorted(set(opened))
+    assert len(clips) == 2 and sorted(opened) == sorted(clips * 2), opened
+    opened.clear()
+    assert main([*common, "--metrics", "psnr,ssim"]) == 0
+    assert len(calls(repo)) == 1, "the kept outputs are scored: no new process"
+    assert sorted(opened) == clips, "one decode per clip, for scoring"
+    rows = read_rows(tmp_path / "out" / "results.jsonl")
+    assert sorted((r.metric.split("[")[0], r.status) for r in rows) == [("psnr", "ok")] * 2 + [("ssim", "ok")] * 2

@@ -312,9 +312,10 @@ class Preprocessor:
         """Load from cache, or compute and store atomically. Raises ClipError for bad input."""
         return self.prepare_with_frames(clip, keep_frames=False)[0]
 
-    def prepare_with_frames(self, clip: Clip, keep_frames: bool = True) -> tuple[Prepared, "Frames | None"]:
+    def prepare_with_frames(self, clip: Clip, keep_frames: bool = True, lazy: bool = False) -> tuple[Prepared, "Frames | None"]:
         """`prepare` and the clip's frames at cfg.fps: in memory when they fit `memory_mb` (a cold cache then
-        decodes the clip once for both), else a source that decodes them chunk by chunk."""
+        decodes the clip once for both), else a source that decodes them chunk by chunk. `lazy`: a source
+        unless the preparation has just decoded them, so nothing is decoded until they are read."""
         from .frames import ArrayFrames
 
         if clip.error:
@@ -328,7 +329,7 @@ class Preprocessor:
         if kept and kept[0] is not None:
             return prepared, ArrayFrames(kept[0])
         source = self.source(clip, prepared.n_frames, prepared.height, prepared.width)
-        if source.nbytes <= self.memory_bytes:
+        if not lazy and source.nbytes <= self.memory_bytes:
             with self.timer.stage("decode"):
                 return prepared, ArrayFrames(source.read())
         return prepared, source
