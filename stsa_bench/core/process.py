@@ -1,4 +1,4 @@
-"""What the command line sets for its whole process before any work: the terminal's encoding and PyTorch's CPU allocator."""
+"""What the command line sets for its whole process before any work: the terminal's encoding, PyTorch's CPU allocator, OpenMP's waiting."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ sooner when they wait (the run decodes the next chunk in a thread beside torch's
 def setup_process() -> None:
     """Clip ids from file names that are not UTF-8 print with backslash escapes; `ALLOCATOR_ENV` is set before
     torch is imported. Measured on 2 CPU cores, LSE-C of a 64 s 720p clip: 68 s and 5.2 M page faults, with huge
-    pages 55 s and 0.62 M, with both 50 s, at the same peak memory (docs/performance.md, "Per-frame state")."""
+    pages 55 s and 0.62 M, with both 47.6 s, at the same peak memory (docs/performance.md, "Per-frame state")."""
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
