@@ -28,6 +28,8 @@ def environment() -> list[tuple[str, str]]:
     import av
     import torch
 
+    from .core.process import ALLOCATOR_ENV, huge_page_mode
+
     cuda = f"{torch.version.cuda} with {torch.cuda.device_count()} device(s): " + ", ".join(
         torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
     ) if torch.cuda.is_available() else "not available (runs on the CPU)"  # fmt: skip
@@ -35,6 +37,7 @@ def environment() -> list[tuple[str, str]]:
     return [
         ("python", f"{platform.python_version()} ({sys.executable})"),
         ("torch", f"{torch.__version__}, {torch.get_num_threads()} CPU threads"),
+        ("CPU memory", f"huge pages {huge_page_mode()}; " + ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in ALLOCATOR_ENV)),
         ("cuda", cuda),
         ("PyAV / FFmpeg", f"{av.__version__} / libavcodec {ffmpeg}"),
         ("mediapipe", _version("mediapipe")),

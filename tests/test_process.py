@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from stsa_bench.core.process import ALLOCATOR_ENV, setup_process
+from stsa_bench.core.process import ALLOCATOR_ENV, huge_page_mode, setup_process
 
 FAULTS = """
 import resource, torch
@@ -28,13 +27,7 @@ def test_defaults_are_set_and_a_users_value_is_kept(monkeypatch):
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1" and os.environ["GOMP_SPINCOUNT"] == "infinite"
 
 
-def thp_mode() -> str:
-    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    text = path.read_text() if path.is_file() else ""
-    return text.split("[")[1].split("]")[0] if "[" in text else "absent"
-
-
-@pytest.mark.skipif(thp_mode() != "madvise", reason=f"transparent huge pages are '{thp_mode()}' here, not 'madvise' (where only the variable turns them on)")
+@pytest.mark.skipif(huge_page_mode() != "madvise", reason=f"transparent huge pages are '{huge_page_mode()}' here, not 'madvise' (where only the variable turns them on)")
 def test_torch_reads_the_huge_page_variable():
     """The variable's name is the one this torch reads: 64 MB tensors, made 20 times, fault far fewer pages with it."""
     faults = {}

@@ -12,6 +12,7 @@ import pytest
 
 from stsa_bench.cli import main
 from stsa_bench.core import weights_store as store
+from stsa_bench.core.process import huge_page_mode
 from stsa_bench.core.weights import WeightsMissing, WeightsSpec
 
 BLOB = bytes(range(256)) * 4096  # 1 MiB
@@ -176,6 +177,7 @@ def test_doctor_says_whether_a_run_can_go(folder, tmp_path, cache_dir, monkeypat
     assert main([*base, "--metrics", "psnr,ssim"]) == 0
     out = capsys.readouterr().out
     assert "the run can go." in out and "torch " in out and "3 of 3 clips readable" in out and "GB free" in out
+    assert f"huge pages {huge_page_mode()}; THP_MEM_ALLOC_ENABLE=" in out and "GOMP_SPINCOUNT=" in out
     assert main([*base, "--metrics", "psnr,fid,lse_c"]) == 1
     out = capsys.readouterr().out
     assert "the run cannot go yet (2 missing)" in out

@@ -313,11 +313,11 @@ def write_video(
     crf: int = 18,
 ) -> None:
     """Write RGB uint8 frames (an (N, H, W, 3) array or `Frames`, streamed) and mono float audio to `path` (see VideoWriter)."""
-    from .frames import as_frames
+    from .frames import STREAM_CHUNK, as_frames
 
     frames = as_frames(frames)
     with VideoWriter(path, frames.width, frames.height, fps, lossless, crf, sample_rate if audio is not None else None) as writer:
-        for _, chunk in frames.chunks(64):
+        for _, chunk in frames.chunks(STREAM_CHUNK):
             writer.write(chunk)
         writer.finish(audio)
 

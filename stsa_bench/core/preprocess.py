@@ -17,6 +17,7 @@ import numpy as np
 from .arrays import NpyRows
 from .config import PREP_VERSION, PreprocessConfig
 from .errors import ClipError
+from .frames import STREAM_CHUNK
 from .paths import build_dir_atomically, cache_key, entry_dir
 from .suites import Clip
 from .timing import NullTimer, StageTimer
@@ -262,7 +263,7 @@ class StreamingCropper:
         self._cut(upto=self.n, known=self.n)
         if self.dropped:
             boxes, want = self.boxes(), set(self.dropped)
-            for start, chunk in frames.chunks(64, min(want), max(want) + 1):
+            for start, chunk in frames.chunks(STREAM_CHUNK, min(want), max(want) + 1):
                 idx = [start + j for j in range(len(chunk)) if start + j in want]
                 self._keep(idx, crop_faces(chunk[[i - start for i in idx]], boxes[idx], self.cfg.crop_size))
         if self.sink is not None:

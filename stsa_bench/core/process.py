@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 
 ALLOCATOR_ENV = {"THP_MEM_ALLOC_ENABLE": "1", "GOMP_SPINCOUNT": "10000"}
@@ -21,3 +22,14 @@ def setup_process() -> None:
             stream.reconfigure(errors="backslashreplace")
     for key, value in ALLOCATOR_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def huge_page_mode() -> str:
+    """The kernel's transparent huge page mode (`always`, `madvise`: used when asked, as torch does with
+    THP_MEM_ALLOC_ENABLE=1, `never`), or `absent`."""
+    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    try:
+        text = path.read_text()
+    except OSError:
+        return "absent"
+    return text.split("[")[1].split("]")[0] if "[" in text else "absent"
