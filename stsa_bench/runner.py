@@ -126,13 +126,21 @@ class RowFactory:
         """One line naming the file; unexpected errors also leave their traceback in errors.log. A full disk
         (or quota) is no fault of the clip: it is re-raised, so the run stops with one line instead of turning
         every remaining row into a failure (every file written so far is whole: writes are atomic)."""
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if disk_full(exc):
             raise exc
         if isinstance(exc, ClipError):
             return one_line(exc)
-        with file_lock(self.errors_log), open(self.errors_log, "a", encoding="utf-8", errors="backslashreplace") as f:
-            f.write(f"--- {clip.id} ({clip.video})\n{traceback.format_exc()}\n")
+        self.keep_traceback(f"{clip.id} ({clip.video})")
         return f"{clip.video}: {one_line(exc)}"
+
+    def keep_traceback(self, what: str) -> None:
+        """The traceback of the exception being handled, appended to errors.log under `what`."""
+        with file_lock(self.errors_log), open(self.errors_log, "a", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(f"--- {what}\n{traceback.format_exc()}\n")
+
+
+def disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def preprocessor(cfg: RunConfig, timer: StageTimer | None = None):
@@ -201,10 +209,11 @@ def log_reuse(parts: RunParts, clips: list[Clip], done: set[tuple], log: Log) ->
     log(f"{parts.out}: {reused} rows reused; {todo} (clip, method, metric) to compute")
 
 
-def generate_ahead(parts: RunParts, clips: list[Clip], done: set[tuple]) -> None:
+def generate_ahead(parts: RunParts, clips: list[Clip], done: set[tuple], log: Log = _stderr) -> None:
     """Methods that generate many clips in one call (`batched`: one model load per run) get every clip they
-    still have to score first; a clip that cannot be prepared is left to the per-clip loop, which reports it.
-    The samples' frames are decoded only when read: not at all for a clip whose output the method already has."""
+    still have to score first; a clip that cannot be prepared is left to the per-clip loop, which reports it,
+    and so is every clip of a batch that fails. The samples' frames are decoded only when read: not at all
+    for a clip whose output the method already has."""
     from .scoring import make_sample
 
     for name, method in parts.methods.items():
@@ -220,8 +229,15 @@ def generate_ahead(parts: RunParts, clips: list[Clip], done: set[tuple]) -> None
                     continue
                 yield make_sample(parts.cfg, clip, prepared, frames)
 
-        with parts.timer.stage(f"generate/{name}"):
-            method.generate_batch(samples())
+        try:
+            with parts.timer.stage(f"generate/{name}"):
+                method.generate_batch(samples())
+        except Exception as exc:  # noqa: BLE001
+            if disk_full(exc):
+                raise
+            if not isinstance(exc, ClipError):
+                parts.rows.keep_traceback(f"batch of {name}")
+            log(f"{name}: the batch of {len(todo)} clips failed ({one_line(exc)}); each clip is generated alone")
 
 
 def my_clips(clips: list[Clip], rank: Rank, fps: int) -> list[Clip]:
@@ -272,7 +288,7 @@ def _run(cfg: RunConfig, log: Log, rank: Rank, clips: list[Clip]) -> RunOutcome:
     from tqdm import tqdm
 
     mine = my_clips(clips, rank, cfg.preprocess.fps)
-    generate_ahead(parts, mine, done)
+    generate_ahead(parts, mine, done, log)
     n_failed = 0
     show = cfg.runtime.progress and rank.is_main
     bar = tqdm(mine, desc=f"run {cfg.suite}", unit="clip", disable=None if show else True, file=sys.stderr)

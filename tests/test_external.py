@@ -311,3 +311,42 @@ def test_a_batched_method_decodes_a_clip_only_for_what_it_still_has_to_generate(
     assert sorted(opened) == clips, "one decode per clip, for scoring"
     rows = read_rows(tmp_path / "out" / "results.jsonl")
     assert sorted((r.metric.split("[")[0], r.status) for r in rows) == [("psnr", "ok")] * 2 + [("ssim", "ok")] * 2
+
+
+def test_a_clip_whose_frames_do_not_decode_is_left_out_of_the_batch(tmp_path, demo_sample):
+    """Staging reads the frames; one that fails leaves no job folder and no output (the per-clip `generate`
+    reports it), and the other clips still run in one process."""
+    from dataclasses import replace
+
+    from stsa_bench.core.frames import Frames
+
+    class Unreadable(Frames):
+        def chunks(self, size, start=0, stop=None):
+            raise ClipError("bad.mp4: frame 3 does not decode")
+
+    repo = make_checkout(tmp_path / "src", "musetalk")
+    m = build_method("musetalk", options("musetalk", repo), MethodEnv("cpu", {}, tmp_path / "run"))
+    good = [replace(demo_sample, clip_id=f"ok{i}", sha256=f"{i}" * 64) for i in range(2)]
+    bad = replace(demo_sample, clip_id="bad", sha256="b" * 64, frames=Unreadable(*demo_sample.frames.shape[:3]))
+    m.generate_batch([good[0], bad, good[1]])
+    assert len(calls(repo)) == 1
+    assert all(m.kept_path(s).is_file() for s in good) and not m.kept_path(bad).exists() and not m.job_dir(bad).exists()
+
+
+@pytest.mark.slow
+def test_a_failing_batch_leaves_every_clip_to_the_per_clip_loop(tmp_path, cache_dir, monkeypatch, capsys):
+    """An adapter's batch that raises (here a bug in building its arguments) costs the run one line and a traceback
+    in errors.log; every clip is then generated alone and scored."""
+    from baselines.external import musetalk
+
+    def broken(self, folder, jobs):
+        raise KeyError("task_0")
+
+    monkeypatch.setattr(musetalk.MuseTalk, "batch_argv", broken)
+    repo = make_checkout(tmp_path / "src", "musetalk")
+    out = tmp_path / "out"
+    assert main(["run", "--suite", "demo", f"cache_dir={cache_dir}", "suite.n_clips=2", "runtime.progress=false", "--methods",
+                 "musetalk", "--metrics", "psnr", "--out", str(out), f"musetalk.repo={repo}", f"musetalk.python={sys.executable}"]) == 0  # fmt: skip
+    assert "musetalk: the batch of 2 clips failed (KeyError: 'task_0'); each clip is generated alone" in capsys.readouterr().err
+    assert "--- batch of musetalk" in (out / "errors.log").read_text()
+    assert len(calls(repo)) == 2 and [r.status for r in read_rows(out / "results.jsonl")] == ["ok", "ok"]

@@ -234,16 +234,23 @@ class ExternalMethod(Method):
 
     def generate_batch(self, samples: Iterable[Sample]) -> None:
         """One process for every clip not generated yet (the model loads once); timeout `timeout_s` per clip.
-        Outputs are kept as `generate` keeps its own; a clip the batch left without output (or a failed batch)
-        falls back to `generate`, one process per clip, with its own reason."""
+        Outputs are kept as `generate` keeps its own; a clip the batch left without output (a failed batch, or
+        inputs that could not be written: a frame that does not decode) falls back to `generate`, one process per
+        clip, with its own reason."""
         if not self.batched:
             return
         staged: list[tuple[Path, Path, Sample]] = []
         for sample in samples:
             kept = self.kept_path(sample)
-            if not kept.is_file():
-                light = replace(sample, frames=np.zeros((0, 1, 1, 3), np.uint8), audio=np.zeros(0, np.float32))
-                staged.append((self._stage(sample), kept, light))
+            if kept.is_file():
+                continue
+            try:
+                job = self._stage(sample)
+            except Exception:  # noqa: BLE001 - `generate` stages it again alone and reports why it fails
+                shutil.rmtree(self.job_dir(sample), ignore_errors=True)
+                continue
+            light = replace(sample, frames=np.zeros((0, 1, 1, 3), np.uint8), audio=np.zeros(0, np.float32))
+            staged.append((job, kept, light))
         if len(staged) < 2:
             for job, _, _ in staged:
                 shutil.rmtree(job, ignore_errors=True)
