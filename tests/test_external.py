@@ -336,17 +336,27 @@ def test_a_clip_whose_frames_do_not_decode_is_left_out_of_the_batch(tmp_path, de
 @pytest.mark.slow
 def test_a_failing_batch_leaves_every_clip_to_the_per_clip_loop(tmp_path, cache_dir, monkeypatch, capsys):
     """An adapter's batch that raises (here a bug in building its arguments) costs the run one line and a traceback
-    in errors.log; every clip is then generated alone and scored."""
+    in errors.log; every clip is then generated alone and scored. A batch process that exits with an error says
+    so too (no traceback: it is the method's), and the clips' own processes give their failed rows."""
     from baselines.external import musetalk
+
+    repo = make_checkout(tmp_path / "src", "musetalk")
+    args = ["run", "--suite", "demo", f"cache_dir={cache_dir}", "suite.n_clips=2", "runtime.progress=false", "--methods",
+            "musetalk", "--metrics", "psnr", f"musetalk.repo={repo}", f"musetalk.python={sys.executable}"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "exits"), "+musetalk.env.FAKE_MODE=fail"]) == 0
+    err = capsys.readouterr().err
+    assert "musetalk: the batch of 2 clips failed (2 clips in one musetalk process: musetalk exited with 3: RuntimeError: CUDA out of memory" in err
+    assert not (tmp_path / "exits" / "errors.log").exists() and len(calls(repo)) == 3
+    rows = read_rows(tmp_path / "exits" / "results.jsonl")
+    assert [r.status for r in rows] == ["failed"] * 2 and all("musetalk exited with 3" in r.error for r in rows)
 
     def broken(self, folder, jobs):
         raise KeyError("task_0")
 
     monkeypatch.setattr(musetalk.MuseTalk, "batch_argv", broken)
-    repo = make_checkout(tmp_path / "src", "musetalk")
+    (repo / "calls.jsonl").unlink()
     out = tmp_path / "out"
-    assert main(["run", "--suite", "demo", f"cache_dir={cache_dir}", "suite.n_clips=2", "runtime.progress=false", "--methods",
-                 "musetalk", "--metrics", "psnr", "--out", str(out), f"musetalk.repo={repo}", f"musetalk.python={sys.executable}"]) == 0  # fmt: skip
+    assert main([*args, "--out", str(out)]) == 0
     assert "musetalk: the batch of 2 clips failed (KeyError: 'task_0'); each clip is generated alone" in capsys.readouterr().err
     assert "--- batch of musetalk" in (out / "errors.log").read_text()
     assert len(calls(repo)) == 2 and [r.status for r in read_rows(out / "results.jsonl")] == ["ok", "ok"]

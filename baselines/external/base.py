@@ -234,9 +234,9 @@ class ExternalMethod(Method):
 
     def generate_batch(self, samples: Iterable[Sample]) -> None:
         """One process for every clip not generated yet (the model loads once); timeout `timeout_s` per clip.
-        Outputs are kept as `generate` keeps its own; a clip the batch left without output (a failed batch, or
-        inputs that could not be written: a frame that does not decode) falls back to `generate`, one process per
-        clip, with its own reason."""
+        Outputs are kept as `generate` keeps its own, those of a batch that fails too (its ClipError is raised
+        after); a clip left without output (a failed batch, or inputs that could not be written: a frame that
+        does not decode) falls back to `generate`, one process per clip, with its own reason."""
         if not self.batched:
             return
         staged: list[tuple[Path, Path, Sample]] = []
@@ -262,8 +262,6 @@ class ExternalMethod(Method):
         try:
             argv = [self.python, *self.entry, *self.batch_argv(folder, jobs), *self.opts.extra_args]
             self.execute(argv, folder, f"{len(jobs)} clips in one {self.name} process", self.opts.timeout_s * len(jobs))
-        except ClipError:
-            pass
         finally:
             for index, (job, kept, sample) in enumerate(staged):
                 out = self.batch_output(folder, index, job, sample)
