@@ -8,7 +8,6 @@ never stops the run: it becomes `failed` rows with a one-line reason naming the 
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import sys
 import traceback
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .core.config import RunConfig
-from .core.errors import ClipError, one_line
+from .core.errors import ClipError, disk_full, one_line
 from .core.paths import atomic_write_text, file_lock, owner_lock, sweep_stale_temps
 from .core.provenance import git_sha, harness_version
 from .core.ranks import Rank, current_rank, shard
@@ -139,10 +138,6 @@ class RowFactory:
             f.write(f"--- {what}\n{traceback.format_exc()}\n")
 
 
-def disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
 def preprocessor(cfg: RunConfig, timer: StageTimer | None = None):
     """The run's Preprocessor: its protocol, cache, and the runtime's chunk, memory and prefetch settings."""
     from .core.preprocess import Preprocessor
@@ -237,7 +232,7 @@ def generate_ahead(parts: RunParts, clips: list[Clip], done: set[tuple], log: Lo
                 raise
             if not isinstance(exc, ClipError):
                 parts.rows.keep_traceback(f"batch of {name}")
-            log(f"{name}: the batch of {len(todo)} clips failed ({one_line(exc)}); each clip is generated alone")
+            log(f"{name}: its batch failed ({one_line(exc)}); each clip without an output is generated alone")
 
 
 def my_clips(clips: list[Clip], rank: Rank, fps: int) -> list[Clip]:

@@ -345,7 +345,7 @@ def test_a_failing_batch_leaves_every_clip_to_the_per_clip_loop(tmp_path, cache_
             "musetalk", "--metrics", "psnr", f"musetalk.repo={repo}", f"musetalk.python={sys.executable}"]  # fmt: skip
     assert main([*args, "--out", str(tmp_path / "exits"), "+musetalk.env.FAKE_MODE=fail"]) == 0
     err = capsys.readouterr().err
-    assert "musetalk: the batch of 2 clips failed (2 clips in one musetalk process: musetalk exited with 3: RuntimeError: CUDA out of memory" in err
+    assert "musetalk: its batch failed (2 clips in one musetalk process: musetalk exited with 3: RuntimeError: CUDA out of memory" in err
     assert not (tmp_path / "exits" / "errors.log").exists() and len(calls(repo)) == 3
     rows = read_rows(tmp_path / "exits" / "results.jsonl")
     assert [r.status for r in rows] == ["failed"] * 2 and all("musetalk exited with 3" in r.error for r in rows)
@@ -357,6 +357,6 @@ def test_a_failing_batch_leaves_every_clip_to_the_per_clip_loop(tmp_path, cache_
     (repo / "calls.jsonl").unlink()
     out = tmp_path / "out"
     assert main([*args, "--out", str(out)]) == 0
-    assert "musetalk: the batch of 2 clips failed (KeyError: 'task_0'); each clip is generated alone" in capsys.readouterr().err
+    assert "musetalk: its batch failed (KeyError: 'task_0'); each clip without an output is generated alone" in capsys.readouterr().err
     assert "--- batch of musetalk" in (out / "errors.log").read_text()
     assert len(calls(repo)) == 2 and [r.status for r in read_rows(out / "results.jsonl")] == ["ok", "ok"]

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
 
-from stsa_bench.core.errors import ClipError, ConfigError
+from stsa_bench.core.errors import ClipError, ConfigError, disk_full
 from stsa_bench.core.layout import file_stem
 
 from ..base import Generated, Method, MethodEnv, Sample
@@ -246,8 +246,10 @@ class ExternalMethod(Method):
                 continue
             try:
                 job = self._stage(sample)
-            except Exception:  # noqa: BLE001 - `generate` stages it again alone and reports why it fails
+            except Exception as exc:  # noqa: BLE001 - `generate` stages it again alone and reports why it fails
                 shutil.rmtree(self.job_dir(sample), ignore_errors=True)
+                if disk_full(exc):
+                    raise
                 continue
             light = replace(sample, frames=np.zeros((0, 1, 1, 3), np.uint8), audio=np.zeros(0, np.float32))
             staged.append((job, kept, light))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class BenchError(Exception):
     """An error whose message is shown to the user as is (one line, no traceback)."""
@@ -24,3 +26,8 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, BenchError):
         return msg or type(exc).__name__
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def disk_full(exc: BaseException) -> bool:
+    """A full disk or quota: no fault of the clip, so it stops the run instead of failing every row that follows."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
