@@ -6,14 +6,13 @@ from pathlib import Path
 import pytest
 
 from stsa_bench.core.paths import shared_root
-from stsa_bench.core.process import ALLOCATOR_ENV
+from stsa_bench.core.process import allocator_defaults
 
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # xdist workers share the cores: threads = cores / workers
     _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, _threads)
-for _var, _value in ALLOCATOR_ENV.items():  # as the command line sets them, so that tests and benchmarks run as users do
-    os.environ.setdefault(_var, _value)
+allocator_defaults()  # as the command line sets them, so that tests and benchmarks run as users do
 
 LRS2_CLIP = "smeetrs__deep_avsr__00004"
 

@@ -20,6 +20,11 @@ def setup_process() -> None:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    allocator_defaults()
+
+
+def allocator_defaults() -> None:
+    """`ALLOCATOR_ENV` into the environment where it has no value (before torch is imported to take effect)."""
     for key, value in ALLOCATOR_ENV.items():
         os.environ.setdefault(key, value)
 
