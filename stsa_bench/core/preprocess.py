@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .arrays import NpyRows, spill_array
+from .arrays import NpyRows
 from .config import PREP_VERSION, PreprocessConfig
 from .errors import ClipError
 from .frames import STREAM_CHUNK
@@ -413,6 +413,8 @@ class Preprocessor:
 
     def spill(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """An array to fill, held in memory when it fits `memory_mb`, else mapped from a temporary file (`spill_array`)."""
+        from .arrays import spill_array
+
         return spill_array(shape, dtype, self.memory_bytes, self.cache_dir / "tmp")
 
     def frames(self, clip: Clip) -> np.ndarray:
