@@ -146,8 +146,8 @@ def preprocessor(cfg: RunConfig, timer: StageTimer | None = None):
     return Preprocessor(cfg.preprocess, cfg.cache_dir, timer, rt.chunk_frames, rt.frames_in_memory_mb, rt.prefetch_chunks)
 
 
-def build_parts(cfg: RunConfig, rank: Rank = Rank()) -> RunParts:
-    """Methods and metrics built from the config, on this rank's device."""
+def build_parts(cfg: RunConfig, rank: Rank = Rank(), timer: StageTimer | None = None) -> RunParts:
+    """Methods and metrics built from the config, on this rank's device; `timer` (new if None) times the run."""
     from baselines import build_method
     from baselines.base import MethodEnv
     from metrics import build_metric
@@ -162,7 +162,7 @@ def build_parts(cfg: RunConfig, rank: Rank = Rank()) -> RunParts:
         build_metric(n, crop_tag, device, cfg.options_for(options_key(n)), cfg.weights, cfg.cache_dir, decode_tag)
         for n in cfg.metrics
     ]
-    timer = StageTimer()
+    timer = timer or StageTimer()
     prep = preprocessor(cfg, timer)
     return RunParts(cfg, methods, metrics, prep, Partials(cfg.out), RowFactory(cfg, methods), cfg.out / "results.jsonl", timer, rank)
 
@@ -252,27 +252,30 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     the run folder before and writes the pooled rows, summary and timing after the others are done.
     One job at a time writes a run folder: a second `stsa-bench run` into it is refused at once."""
     rank = current_rank()
-    METHODS.check([cfg.method_of(m) for m in cfg.methods])
-    METRICS.check(cfg.metrics)
-    clips = load_suite(suite_context(cfg))
+    timer = StageTimer()
+    with timer.stage("setup"):
+        METHODS.check([cfg.method_of(m) for m in cfg.methods])
+        METRICS.check(cfg.metrics)
+        clips = load_suite(suite_context(cfg))
     if not rank.is_main:
-        return _run(cfg, log, rank, clips)
+        return _run(cfg, log, rank, clips, timer)
     check_out(cfg.out)
     with owner_lock(cfg.out / ".run.lock", f"run folder {cfg.out}"):
         swept = sweep_stale_temps(cfg.cache_dir)
         if swept:
             log(f"{cfg.cache_dir}: removed {swept} temporary files left by killed runs")
-        return _run(cfg, log, rank, clips)
+        return _run(cfg, log, rank, clips, timer)
 
 
-def _run(cfg: RunConfig, log: Log, rank: Rank, clips: list[Clip]) -> RunOutcome:
+def _run(cfg: RunConfig, log: Log, rank: Rank, clips: list[Clip], timer: StageTimer) -> RunOutcome:
     if rank.is_main:
         report_unavailable(cfg.suite, clips, log)
-    parts = build_parts(cfg, rank)
-    init_run_dir(cfg.out, cfg, write=rank.is_main)
-    if rank.is_main:
-        write_manifest(cfg.out, cfg.suite, clips)
-        done = finished_keys(parts, log)
+    with timer.stage("setup"):
+        parts = build_parts(cfg, rank, timer)
+        init_run_dir(cfg.out, cfg, write=rank.is_main)
+        if rank.is_main:
+            write_manifest(cfg.out, cfg.suite, clips)
+            done = finished_keys(parts, log)
     rank.barrier()
     if not rank.is_main:
         done = {r.key for r in read_rows(parts.results)}

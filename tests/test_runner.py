@@ -214,10 +214,11 @@ def test_timing_json_names_the_stages_and_a_cold_cache_decodes_each_clip_once(tm
     assert "time " in capsys.readouterr().out
     cold = json.loads((tmp_path / "cold" / "timing.json").read_text())
     stages = cold["stages"]
-    assert {"decode", "landmarks", "crop", "generate/gt", "generate/static", "metric/psnr", "metric/dme_dis", "pooled/dme_dis", "io"} <= stages.keys()
+    assert {"setup", "decode", "landmarks", "crop", "generate/gt", "generate/static", "metric/psnr", "metric/dme_dis", "pooled/dme_dis", "io"} <= stages.keys()
     assert len(opened) == len(set(opened)) == 2, "a cold cache decodes each clip once"
     assert stages["landmarks"]["calls"] == 2 * 2, "60 frames in chunks of 32"
     assert stages["metric/psnr"]["calls"] == 4 and stages["pooled/dme_dis"]["calls"] == 2
+    assert stages["setup"]["calls"] == 2, "the suite loaded, then methods, metrics and the run folder"
     assert sum(v["s"] for v in stages.values()) <= cold["total_s"] + 1e-3 and cold["world_size"] == 1
     assert main([*args, "--out", str(tmp_path / "warm")]) == 0
     warm = json.loads((tmp_path / "warm" / "timing.json").read_text())["stages"]

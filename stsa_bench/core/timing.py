@@ -1,7 +1,8 @@
 """Wall-clock seconds per stage of a run (`<out>/timing.json` and the summary's one-line breakdown).
 
-Stages are named `decode`, `landmarks`, `crop`, `generate/<method>`, `metric/<name>`, `pooled/<name>`
-and `io` (rows, partials, strips, videos); `total` is the whole run. Stages do not nest, so their sum
+Stages are named `setup` (the suite's clips, methods and metrics built, the run folder read), `decode`,
+`landmarks`, `crop`, `generate/<method>`, `metric/<name>`, `pooled/<name>` and `io` (rows, partials,
+strips, videos); `total` is the whole run. Stages do not nest, so their sum
 is at most `total` and the rest (`other`) is the loop's own overhead.
 """
 
