@@ -108,6 +108,9 @@ class EvalPair:
     gt_memo: dict = field(default_factory=dict)
     features: dict = field(default_factory=dict)
     spill: Callable[[tuple, Any], np.ndarray] | None = None
+    memory_bytes: float = 0.0
+    """Size up to which a whole-clip array stays in memory (`runtime.frames_in_memory_mb`; 0 outside a run):
+    beyond it `empty` maps from a file, and ground-truth work is not kept for the other pairs."""
 
     def __post_init__(self) -> None:
         """Arrays given as frames become `Frames` (the same object for both sides when they were the same array)."""

@@ -14,7 +14,7 @@ from stsa_bench.core import catalogue
 from stsa_bench.core.registry import METRICS
 from stsa_bench.core.weights import WeightsMissing, load_state_dict
 
-from .base import Metric
+from .base import EvalPair, Metric, to_nchw
 
 BACKBONES = {
     "alex": catalogue.LPIPS_ALEX,
@@ -53,6 +53,11 @@ def build_lpips(net: str, backbone_path: Path, device: str = "cpu"):
 
 
 class _LPIPS(Metric):
+    """LPIPS(x, y) = sum_l mean_hw(w_l . (f_l(x) - f_l(y))^2), f_l the unit-normalised backbone activations
+    (Zhang et al., CVPR 2018; the lpips package's forward, v0.1, computed in two halves so that the ground
+    truth's f_l(y) of a clip serve every method's pair: kept in `pair.gt_memo` while they fit
+    `pair.memory_bytes`, computed again per method beyond it; the values are the same either way)."""
+
     higher_is_better = False
     group = "Visual Quality"
     net: ClassVar[str]
@@ -63,12 +68,52 @@ class _LPIPS(Metric):
     def model(self):
         return self.lazy_weights(BACKBONES[self.net], lambda path: build_lpips(self.net, path, self.device))
 
+    def features(self, x) -> list:
+        """Unit-normalised activations of each backbone layer for (N, 3, H, W) images in [0, 1] (lpips' normalize=True)."""
+        import lpips
+
+        model = self.model()
+        return [lpips.normalize_tensor(f) for f in model.net.forward(model.scaling_layer(2 * x - 1))]
+
+    def distance(self, feats0: list, feats1: list):
+        """Per-image LPIPS from both sides' `features`: the lpips package's linear heads and spatial mean."""
+        lins = self.model().lins
+        return sum(lins[k]((a - b) ** 2).mean([2, 3], keepdim=True) for k, (a, b) in enumerate(zip(feats0, feats1))).flatten()
+
     def per_frame(self, pred, target):
-        """LPIPS(x, y) per image, inputs scaled from [0, 1] to [-1, 1] (lpips' normalize=True)."""
         import torch
 
         with torch.inference_mode():
-            return self.model()(pred, target, normalize=True).flatten()
+            return self.distance(self.features(pred), self.features(target))
+
+    def update_pair(self, pair: EvalPair) -> None:
+        """Per frame, `pair.batch_size` at a time; the ground truth's own pair is 0 (the linear heads have no bias),
+        with the weights loaded all the same (a missing file fails it like the others; its sha256 goes into the row)."""
+        import torch
+
+        if pair.pred_is_gt:
+            self.model()
+            self.count += pair.n_frames
+            return
+        key = f"{self.id}/gt-features@{pair.batch_size}"
+        shared, kept, step = pair.gt_memo.get(key), [], max(1, pair.batch_size)
+        pred, gt = pair.crops_on(self.device)
+        with torch.inference_mode():
+            for b, i in enumerate(range(0, pair.n_frames, step)):
+                if shared is not None:
+                    theirs = shared[b]
+                else:
+                    theirs = self.features(to_nchw(gt[i : i + step], self.device))
+                    per_frame = sum(f.numel() * f.element_size() for f in theirs) / len(theirs[0])
+                    if kept is not None and per_frame * pair.n_frames <= pair.memory_bytes:
+                        kept.append(theirs)
+                    else:
+                        kept = None
+                values = self.distance(self.features(to_nchw(pred[i : i + step], self.device)), theirs)
+                self.total += float(values.double().sum())
+                self.count += int(values.numel())
+        if shared is None and kept is not None:
+            pair.gt_memo[key] = kept
 
 
 @METRICS.register("lpips")

@@ -82,6 +82,7 @@ def generate_pair(parts: RunParts, clip: Clip, prepared, sample, name: str, gt_m
         memo={"method_note": gen.note, "clip_note": prepared.note},
         gt_memo={} if gt_memo is None else gt_memo,
         spill=parts.prep.spill,
+        memory_bytes=parts.prep.memory_bytes,
     )
     frame_pass(parts, clip, pair, gen.audio, pending)
     with timer.stage("io"):

@@ -165,8 +165,59 @@ def test_lpips_matches_the_lpips_package(tmp_path, name, net):
     assert values[0] == pytest.approx(float(want.mean()), rel=1e-5)
     assert values[1] == pytest.approx(values[0], rel=1e-6)
     ident = build_metric(name, TAG, weights={key: str(tmp_path / "backbone.pth")})
-    ident.update(gt, gt)
+    ident.update(gt, gt.copy())
     assert ident.compute() == pytest.approx(0.0, abs=1e-6)
+    ident.reset()
+    ident.update(gt, gt)
+    assert ident.compute() == 0.0 and ident.count == len(gt), "the ground truth's own pair"
+
+
+def alexnet_features(path):
+    """Only the `features.*` tensors of a random torchvision AlexNet (all that LPIPS reads), saved at `path`."""
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save({f"features.{k}": v for k, v in torchvision.models.alexnet().features.state_dict().items()}, path)
+    return str(path)
+
+
+def test_lpips_ground_truth_features_serve_every_method_of_a_clip(tmp_path, monkeypatch):
+    """Two methods' pairs on one clip: the ground truth's activations are computed for the first only, and each
+    value equals the lpips package's forward (no sharing) to the last bit; beyond the memory budget nothing is kept."""
+    from metrics.base import EvalPair
+    from metrics.lpips import _LPIPS
+
+    weights = {"lpips_alex": alexnet_features(tmp_path / "alex.pth")}
+    rng = np.random.default_rng(3)
+    gt = rng.integers(0, 256, (7, 64, 64, 3), dtype=np.uint8)
+    outputs = [np.clip(gt.astype(int) + rng.integers(-s, s + 1, gt.shape), 0, 255).astype(np.uint8) for s in (20, 60)]
+    calls = []
+    original = _LPIPS.features
+    monkeypatch.setattr(_LPIPS, "features", lambda self, x: calls.append(len(x)) or original(self, x))
+
+    def scores(memory_bytes):
+        memo, values = {}, []
+        for pred in outputs:
+            m = build_metric("lpips", TAG, weights=weights)
+            m.update_pair(EvalPair.of_crops(pred, gt, batch_size=3, gt_memo=memo, memory_bytes=memory_bytes))
+            values.append(m.compute())
+        return values, memo
+
+    shared, memo = scores(memory_bytes=2**30)
+    assert calls == [3, 3, 3, 3, 1, 1] + [3, 3, 1], "the second method computes its own side only"
+    assert len(memo) == 1
+    calls.clear()
+    alone, memo = scores(memory_bytes=2**19)
+    assert calls == [3, 3, 3, 3, 1, 1] * 2 and not memo, "7 frames of 0.13 MB of activations exceed 0.5 MB: not kept"
+    model = build_metric("lpips", TAG, weights=weights).model()
+    with torch.inference_mode():
+        want = [sum(float(model(to_unit(p[i : i + 3]), to_unit(gt[i : i + 3]), normalize=True).double().sum()) for i in (0, 3, 6)) / 7
+                for p in outputs]  # fmt: skip
+    assert shared == alone == want
+
+
+def to_unit(x):
+    return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
 
 
 def test_lpips_missing_backbone(tmp_path, monkeypatch):
@@ -261,3 +312,25 @@ def test_frames_equal_to_ground_truth_frames_take_their_features():
     np.testing.assert_array_equal(reused, inception_features(model, shifted, "cpu", batch_size=4))
     moved = inception_features(model, shifted, "cpu", batch_size=4, on_device=torch.from_numpy(shifted), known=(gt, gt_features))
     np.testing.assert_array_equal(moved, reused)
+
+
+@pytest.mark.slow
+def test_a_run_computes_the_ground_truth_lpips_side_once_per_clip(cache_dir, tmp_path, monkeypatch):
+    """gt, static and mouth_blur on each demo clip: the ground truth's activations once per clip (the gt row needs
+    none), each method's own once; the rows equal a run that keeps nothing (`runtime.frames_in_memory_mb=0`)."""
+    from metrics.lpips import _LPIPS
+    from stsa_bench.cli import main
+    from stsa_bench.core.results import read_rows
+
+    calls = []
+    original = _LPIPS.features
+    monkeypatch.setattr(_LPIPS, "features", lambda self, x: calls.append(len(x)) or original(self, x))
+    args = ["run", "--suite", "demo", f"cache_dir={cache_dir}", "--methods", "gt,static,mouth_blur", "--metrics", "lpips",
+            "suite.n_clips=2", "runtime.progress=false", f"weights.lpips_alex={alexnet_features(tmp_path / 'alex.pth')}"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "kept")]) == 0
+    assert calls == [60] * 3 * 2, "per clip: the ground truth, static, mouth_blur"
+    calls.clear()
+    assert main([*args, "--out", str(tmp_path / "none"), "runtime.frames_in_memory_mb=0"]) == 0
+    assert calls == [60] * 4 * 2, "nothing kept: mouth_blur computes the ground truth again"
+    kept, none = ({(r.clip, r.method): (r.value, r.status) for r in read_rows(tmp_path / d / "results.jsonl")} for d in ("kept", "none"))
+    assert kept == none and len(kept) == 6 and kept[("demo_00", "gt")] == (0.0, "ok") and kept[("demo_00", "static")][0] > 0
