@@ -25,6 +25,7 @@ from stsa_bench.core.config import PreprocessConfig, typed
 from stsa_bench.core.devices import resolve_device
 from stsa_bench.core.errors import ConfigError
 from stsa_bench.core.frames import Frames, as_frames, map_chunks
+from stsa_bench.core.media import DECODE_VERSION
 from stsa_bench.core.registry import METRICS
 from stsa_bench.core.weights import LazyWeights, WeightsSpec
 
@@ -260,11 +261,12 @@ class Metric:
 
     def cached_ground_truth(self, pair: EvalPair, kind: str, compute: Callable[[], np.ndarray] | None) -> np.ndarray | None:
         """`compute()` of the ground-truth side, kept for the clip's other pairs (`pair.gt_memo`) and cached on disk
-        by clip content + protocol + weights (`<cache>/features/`, atomic; not without a cache folder or a clip
+        by clip content + protocol + weights + decode version (`<cache>/features/`, atomic; not without a cache folder or a clip
         hash). With `compute=None`: what is already there, else None."""
         from stsa_bench.core.paths import atomic_write_bytes, cache_key, entry_dir
 
-        key = cache_key(kind, content=[pair.clip_sha256, self.weights_sha256 or ""], params=self.protocol())
+        params = {"protocol": self.protocol(), "decode": DECODE_VERSION}
+        key = cache_key(kind, content=[pair.clip_sha256, self.weights_sha256 or ""], params=params)
         if key in pair.gt_memo:
             return pair.gt_memo[key]
         path = None

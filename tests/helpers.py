@@ -22,8 +22,11 @@ def demo_media(seed: int = 0, seconds: float = 2.4) -> tuple[np.ndarray, np.ndar
     return make_clip(seed, seconds, 160)
 
 
-def write_vfr_video(path: Path, frames: np.ndarray, times_s: list[float], audio: np.ndarray | None = None) -> None:
-    """Lossless video whose frames carry the given (irregular) presentation times."""
+def write_vfr_video(
+    path: Path, frames: np.ndarray, times_s: list[float], audio: np.ndarray | None = None, display: tuple[int, bool] | None = None
+) -> None:
+    """Lossless video whose frames carry the given (irregular) presentation times; `display`: (degrees counter-clockwise,
+    mirrored left-right afterwards) written as the stream's display matrix."""
     import av
 
     with av.open(str(path), mode="w") as c:
@@ -31,6 +34,8 @@ def write_vfr_video(path: Path, frames: np.ndarray, times_s: list[float], audio:
         v.pix_fmt = "bgr0"
         v.width, v.height = frames.shape[2], frames.shape[1]
         v.time_base = Fraction(1, 1000)
+        if display is not None:
+            v.set_display_rotation(display[0], hflip=display[1])
         a = c.add_stream("pcm_s16le", rate=16000, layout="mono") if audio is not None else None
         for img, t in zip(frames, times_s):
             f = av.VideoFrame.from_ndarray(img, format="rgb24")
@@ -49,6 +54,14 @@ def write_vfr_video(path: Path, frames: np.ndarray, times_s: list[float], audio:
                 c.mux(p)
             for p in a.encode():
                 c.mux(p)
+
+
+def write_sideways(path: Path, upright: np.ndarray, audio: np.ndarray | None, degrees: int, mirrored: bool = False) -> np.ndarray:
+    """A video that stores `upright` turned the other way and a display matrix that turns it back (as phones do);
+    returns the frames as stored."""
+    stored = np.ascontiguousarray(np.rot90(upright[:, :, ::-1] if mirrored else upright, -degrees // 90, axes=(1, 2)))
+    write_vfr_video(path, stored, [i / 25 for i in range(len(stored))], audio, display=(degrees, mirrored))
+    return stored
 
 
 def bad_inputs(folder: Path) -> dict[str, tuple[str, str]]:

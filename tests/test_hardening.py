@@ -20,7 +20,7 @@ from stsa_bench.cli import main
 from stsa_bench.core.errors import ClipError
 from stsa_bench.core.results import read_rows, scan_rows
 
-from .helpers import bad_inputs, make_config
+from .helpers import bad_inputs, demo_media, make_config, write_sideways, write_vfr_video
 
 RUN = ["runtime.progress=false", "--methods", "gt", "--metrics", "psnr"]
 BAD_NAME = os.fsdecode(b"bad\xff\xfename.mkv")
@@ -108,6 +108,26 @@ def test_a_folder_of_hostile_files_is_scored_clip_by_clip(shared, tmp_path, cach
     assert main(["report", str(out), "--format", "md,html"]) == 0
     md = (out / "report" / "table.md").read_text(encoding="utf-8")
     assert "bad\\udcff\\udcfename" in md and f"Methods compared on the {len(expected) - n_failed} clips of {len(expected)}" in md
+
+
+def test_a_phone_video_stored_sideways_is_scored_upright(tmp_path, cache_dir):
+    """The same clip stored upright and stored sideways with a display matrix (as phones record portrait video):
+    the same crops and rows, and the sideways one's rows say that its frames were turned."""
+    frames, audio = demo_media(2, seconds=1.2)
+    frames = np.pad(frames, ((0, 0), (0, 0), (32, 32), (0, 0)))
+    data = tmp_path / "data"
+    data.mkdir()
+    write_vfr_video(data / "upright.mkv", frames, [i / 25 for i in range(len(frames))], audio)
+    write_sideways(data / "sideways.mkv", frames, audio, degrees=-90)
+    out = tmp_path / "out"
+    args = ["run", "--suite", "folder", "--out", str(out), f"data.root={data}", f"cache_dir={cache_dir}", "runtime.progress=false",
+            "--methods", "static", "--metrics", "psnr,ssim"]  # fmt: skip
+    assert main(args) == 0
+    rows = {(r.clip, r.metric.split("[")[0]): r for r in read_rows(out / "results.jsonl")}
+    for metric in ("psnr", "ssim"):
+        up, side = rows[("upright", metric)], rows[("sideways", metric)]
+        assert up.status == side.status == "ok" and up.value == side.value
+        assert "rotated 90° clockwise" in side.note and "rotated" not in (up.note or "")
 
 
 def test_report_refuses_a_corrupted_line_or_skips_it_on_request(tmp_path, capsys):

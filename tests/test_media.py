@@ -6,7 +6,7 @@ import pytest
 from stsa_bench.core.errors import ClipError
 from stsa_bench.core.media import decode_audio, decode_video, write_video, write_wav
 
-from .helpers import write_vfr_video
+from .helpers import write_sideways, write_vfr_video
 
 
 def numbered_frames(n: int, h: int = 32, w: int = 48) -> np.ndarray:
@@ -27,6 +27,21 @@ def test_lossless_roundtrip(tmp_path):
     assert np.array_equal(got, frames)
     assert info.src_frames == 8 and not info.variable_rate
     assert np.abs(decode_audio(tmp_path / "a.mkv") - audio).max() < 1e-4
+
+
+@pytest.mark.parametrize("degrees", [0, 90, 180, -90])
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_frames_are_turned_upright_by_the_display_matrix(tmp_path, degrees, mirrored):
+    """A video that stores its frames turned (phones store them sideways) decodes to the frames it displays, in every
+    one of the eight orientations a display matrix of quarter turns and a mirror can give; the info says what was done."""
+    rng = np.random.default_rng(1)
+    upright = rng.integers(0, 256, (3, 20, 36, 3), dtype=np.uint8)
+    stored = write_sideways(tmp_path / "v.mkv", upright, None, degrees, mirrored)
+    got, info = decode_video(tmp_path / "v.mkv")
+    assert np.array_equal(got, upright) and (info.width, info.height) == (36, 20)
+    assert (info.upright == "") == (degrees == 0 and not mirrored)
+    if degrees % 180:
+        assert stored.shape[1:3] == (36, 20), "stored sideways"
 
 
 def test_30fps_nearest_timestamp(tmp_path):

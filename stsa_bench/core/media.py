@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import orientation
 from .errors import ClipError
 
 
@@ -26,6 +27,8 @@ class VideoInfo:
     variable_rate: bool
     declared_frames: int = 0
     """Frames the video stream declares (its frame count, else its duration x rate); 0 when it declares none."""
+    upright: str = ""
+    """How the stored frames were turned for display (`upright`), e.g. "rotated 90° clockwise"; "" when not."""
 
 
 MISSING_FRAMES_TOLERANCE = (2, 0.02)
@@ -65,6 +68,11 @@ def _open(path: Path):
         return av.open(str(path))
     except Exception as exc:  # PyAV raises several FFmpeg error types
         raise ClipError(f"{path}: cannot be opened as media ({_reason(exc, path)})") from exc
+
+
+DECODE_VERSION = 2
+"""Goes into the cache keys of everything computed from decoded frames. 2: frames turned upright by the stream's
+display matrix (`orientation.upright`)."""
 
 
 def probe_frames(path: Path, fps: int = 25) -> int:
@@ -223,9 +231,16 @@ class VideoChunks:
                 if not times:
                     t0 = min(t, start) if start is not None else t
                 duration = frame.duration * float(frame.time_base) if getattr(frame, "duration", None) else None
+                if not times:
+                    try:
+                        turn, turned = orientation.upright(frame)
+                    except ClipError as exc:
+                        raise ClipError(f"{path}: {exc}") from None
                 if self.matrix == "bt601":
                     frame = frame.reformat(format="rgb24", src_colorspace="ITU601")
                 last = frame.to_ndarray(format="rgb24")
+                if turn is not None:
+                    last = turn(last)
                 times.append(t)
                 yield from sampler.push(last, t - t0, duration)
         if last is None:
@@ -244,6 +259,7 @@ class VideoChunks:
             duration_s=duration,
             variable_rate=len(intervals) > 1 and float(np.ptp(intervals)) > 0.25 / max(rate, 1.0),
             declared_frames=declared,
+            upright=turned,
         )
 
 

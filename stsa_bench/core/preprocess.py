@@ -48,13 +48,16 @@ class Prepared:
     @property
     def note(self) -> str | None:
         """What the rows of this clip should say about its input: frames without a face (box
-        interpolated), declared frames the decoder did not get, an audio stream chosen among several."""
+        interpolated), declared frames the decoder did not get, frames turned upright, an audio stream chosen
+        among several."""
         notes = []
         if self.n_face < self.n_frames:
             notes.append(f"no face in {self.n_frames - self.n_face} of {self.n_frames} frames (box interpolated)")
         declared, got = self.meta.get("declared_frames") or 0, self.meta.get("src_frames") or 0
         if declared > got:
             notes.append(f"{declared - got} of the {declared} frames the container declares are missing")
+        if self.meta.get("upright"):
+            notes.append(f"frames {self.meta['upright']} for display, as the video's display matrix says")
         if (self.meta.get("audio_streams") or 1) > 1:
             notes.append(f"audio from the first of {self.meta['audio_streams']} audio streams")
         short = (self.meta.get("video_s") or 0.0) - (self.meta.get("audio_s") or 0.0)
@@ -67,8 +70,9 @@ def prep_key(clip: Clip, cfg: PreprocessConfig) -> str:
     import av
 
     from .faces import backend_version
+    from .media import DECODE_VERSION
 
-    params = {"pp": cfg.params(), "backend": backend_version(), "av": av.__version__}
+    params = {"pp": cfg.params(), "backend": backend_version(), "av": av.__version__, "decode": DECODE_VERSION}
     return cache_key("prep", content=[clip.sha256], params=params, version=PREP_VERSION)
 
 
@@ -111,6 +115,7 @@ def load_audio(clip: Clip, cfg: PreprocessConfig, n: int, info) -> tuple[np.ndar
         "declared_frames": info.declared_frames,
         "audio_streams": audio_streams(audio_path),
         "variable_rate": info.variable_rate,
+        "upright": info.upright,
         "video_s": video_s,
         "audio_s": audio_s,
     }
