@@ -84,10 +84,17 @@ def diagnose(cfg, log=print) -> int:
     from .runner import suite_context
     from .weights_cmd import needed
 
+    from .core.devices import resolve_device
+
     missing: list[str] = []
     log("environment:")
     for what, state in environment():
         log(f"  {what:15} {state}")
+    try:
+        log(f"  {'run device':15} {resolve_device(cfg.runtime.device)} (runtime.device={cfg.runtime.device})")
+    except ConfigError as exc:
+        log(f"  {'run device':15} {exc}")
+        missing.append(f"runtime.device={cfg.runtime.device}: {exc}")
     log(f"data ({cfg.suite}):")
     try:
         clips = load_suite(suite_context(cfg))

@@ -254,6 +254,7 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     rank = current_rank()
     timer = StageTimer()
     with timer.stage("setup"):
+        rank.device(cfg.runtime.device)  # a device this machine lacks is refused before the run folder is made
         METHODS.check([cfg.method_of(m) for m in cfg.methods])
         METRICS.check(cfg.metrics)
         clips = load_suite(suite_context(cfg))

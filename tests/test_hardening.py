@@ -186,6 +186,41 @@ def test_batch_size_below_one_is_refused(size):
         make_config(f"runtime.batch_size={size}")
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("preprocess.fps=0", "preprocess.fps must be at least 1, got 0"),
+        ("preprocess.sample_rate=7", "preprocess.sample_rate must be at least 1000 and a multiple of fps, got 7"),
+        ("preprocess.sample_rate=16001", "a multiple of fps, got 16001"),
+        ("preprocess.crop_size=-5", "preprocess.crop_size must be at least 16, got -5"),
+        ("preprocess.box_scale=0", "preprocess.box_scale must be above 0, got 0.0"),
+        ("preprocess.min_face_ratio=1.5", "preprocess.min_face_ratio must be from 0 to 1, got 1.5"),
+        ("suite.n_clips=0", "suite.n_clips must be at least 1, got 0"),
+        ("runtime.device=gpu", "device 'gpu' is not a torch device (auto, cpu, cuda or cuda:N)"),
+    ],
+)
+def test_settings_that_cannot_make_a_table_are_refused_before_the_run(tmp_path, capsys, override, message):
+    """Each of these used to run and fail every row (or, for box_scale=0 and n_clips=0, to give a table of nothing)."""
+    out = tmp_path / "out"
+    assert main(["run", "--suite", "demo", "--out", str(out), *RUN, override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_cuda_device_on_a_machine_without_one_is_refused(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal is for machines without it")
+    out = tmp_path / "out"
+    assert main(["run", "--suite", "demo", "--out", str(out), *RUN, "runtime.device=cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "device 'cuda': this machine has no CUDA device" in err and "use cpu or auto" in err and not out.exists()
+    assert main(["doctor", "--suite", "demo", "--methods", "gt", "--metrics", "psnr", "runtime.device=cuda:1"]) == 1
+    assert "runtime.device=cuda:1: device 'cuda:1': this machine has no CUDA device" in capsys.readouterr().out
+
+
 def test_a_second_run_into_a_busy_folder_is_refused(tmp_path, capsys):
     from stsa_bench.core.paths import owner_lock
 

@@ -113,6 +113,19 @@ class PreprocessConfig:
 
         if self.fps_mode not in FPS_MODES:
             raise ConfigError(f"preprocess.fps_mode={self.fps_mode!r}{did_you_mean(self.fps_mode, list(FPS_MODES))}")
+        for key, ok, want in (
+            ("fps", self.fps >= 1, "at least 1"),
+            ("sample_rate", self.sample_rate >= 1000 and self.sample_rate % max(1, self.fps) == 0, "at least 1000 and a multiple of fps"),
+            ("crop_size", self.crop_size >= 16, "at least 16"),
+            ("box_scale", self.box_scale > 0, "above 0"),
+            ("smooth_sigma", self.smooth_sigma >= 0, "at least 0"),
+            ("min_frames", self.min_frames >= 1, "at least 1"),
+            ("min_face_ratio", 0 <= self.min_face_ratio <= 1, "from 0 to 1"),
+            ("max_av_mismatch_s", self.max_av_mismatch_s >= 0, "at least 0"),
+            ("min_detection_confidence", 0 <= self.min_detection_confidence <= 1, "from 0 to 1"),
+        ):
+            if not ok:
+                raise ConfigError(f"preprocess.{key} must be {want}, got {getattr(self, key)}")
 
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from .errors import ConfigError
+
 
 def resolve_device(device: str) -> str:
-    """`auto` -> `cuda` when CUDA is available, else `cpu`; anything else is returned as given."""
-    if device != "auto":
-        return device
+    """`auto` -> `cuda` when CUDA is available, else `cpu`. A named device is returned as given once this machine is
+    known to have it: a CUDA device without CUDA, a CUDA index beyond the devices, or a name torch does not know is
+    a ConfigError (one line), not a failure of every row."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"device {device!r} is not a torch device (auto, cpu, cuda or cuda:N)") from None
+    if parsed.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            build = "built without CUDA" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, no usable GPU or driver"
+            raise ConfigError(f"device {device!r}: this machine has no CUDA device (torch {torch.__version__}, {build}); use cpu or auto")
+        if parsed.index is not None and parsed.index >= n:
+            raise ConfigError(f"device {device!r}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    return device

@@ -218,6 +218,12 @@ class DemoOptions:
     seed: int = 0
     description: str = ""
 
+    def __post_init__(self) -> None:
+        for key, ok, want in (("n_clips", self.n_clips >= 1, "at least 1"), ("seconds", self.seconds >= 0.4, "at least 0.4"),
+                              ("size", self.size >= 64, "at least 64")):  # fmt: skip
+            if not ok:
+                raise ConfigError(f"suite.{key} must be {want}, got {getattr(self, key)}")
+
 
 @SUITES.register("demo")
 class DemoSuite(Suite):
@@ -241,6 +247,9 @@ def load_suite(ctx: SuiteContext) -> list[Clip]:
     options = dict(ctx.options)
     cls = SUITES.get(options.pop("kind", ctx.name))
     try:
-        return cls(replace(ctx, options=options)).clips()
+        clips = cls(replace(ctx, options=options)).clips()
     except ClipError as exc:
         raise ConfigError(str(exc)) from exc
+    if not clips:
+        raise ConfigError(f"suite {ctx.name!r} has no clips (check its options, e.g. suite.n_clips or suite.ids)")
+    return clips
