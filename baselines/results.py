@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stsa_bench.core.errors import ClipError
+from stsa_bench.core.errors import ClipError, ConfigError
 from stsa_bench.core.registry import METHODS
 
 from .base import Generated, Method, Sample
@@ -55,9 +55,14 @@ class FolderResults(Method):
 
     Options = ResultsOptions
 
-    def path_for(self, clip_id: str) -> Path:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         if not self.opts.dir:
-            raise ClipError(f"method {self.name} needs {self.name}.dir=DIR (a folder of generated videos)")
+            raise ConfigError(f"method {self.name} needs {self.name}.dir=DIR (a folder of generated videos)")
+        if not Path(self.opts.dir).expanduser().is_dir():
+            raise ConfigError(f"{self.name}.dir={self.opts.dir}: not a folder")
+
+    def path_for(self, clip_id: str) -> Path:
         name = self.opts.pattern.format(clip=clip_id, clip_flat=clip_id.replace("/", "__"))
         return Path(self.opts.dir).expanduser() / name
 

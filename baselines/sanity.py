@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stsa_bench.core.errors import ConfigError
 from stsa_bench.core.faces import LIP_POINTS
 from stsa_bench.core.frames import RepeatFrames
 from stsa_bench.core.registry import METHODS
@@ -70,7 +71,13 @@ class ShiftedAudio(Method):
 @dataclass(frozen=True)
 class MouthBlurOptions:
     margin: float = 0.3
+    """Grows the lip landmarks' extent by this fraction on each side."""
     sigma_frac: float = 0.15
+    """Gaussian sigma as a fraction of the mouth box's width (at least 1 pixel)."""
+
+    def __post_init__(self) -> None:
+        if self.margin < 0 or self.sigma_frac <= 0:
+            raise ConfigError(f"mouth_blur: margin must be at least 0 and sigma_frac above 0, got margin={self.margin}, sigma_frac={self.sigma_frac}")
 
 
 def mouth_boxes(landmarks: np.ndarray, width: int, height: int, margin: float) -> np.ndarray:

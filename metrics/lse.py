@@ -309,7 +309,7 @@ class _LSE(Metric):
         if self.opts.mode not in MODES:
             raise ConfigError(f"lse.mode={self.opts.mode!r} is not one of {', '.join(MODES)}")
         if self.opts.vshift < 1 or (self.opts.batch_size is not None and self.opts.batch_size < 1):
-            raise ConfigError(f"lse.vshift and lse.batch_size must be positive, got {self.opts}")
+            raise ConfigError(f"lse.vshift and lse.batch_size must be at least 1, got vshift={self.opts.vshift}, batch_size={self.opts.batch_size}")
 
     def frames_tag(self) -> str:
         """Whole frames at the decode settings, or the face crops' boxes at 224."""

@@ -39,9 +39,13 @@ def parse_tolerances(specs: list[str]) -> dict[str, Tolerance]:
     out = {}
     for spec in specs:
         name, _, value = spec.partition("=")
-        if not value:
-            raise ValueError(f"tolerance {spec!r} is not metric=value or metric=value%")
-        out[name] = Tolerance(abs=0.0, rel=float(value[:-1]) / 100) if value.endswith("%") else Tolerance(abs=float(value), rel=0.0)
+        try:
+            number = float(value[:-1] if value.endswith("%") else value)
+        except ValueError:
+            raise ValueError(f"--tolerance {spec!r} is not metric=value or metric=value% (e.g. psnr=0.01, fid=1%)") from None
+        if not name or not number >= 0:
+            raise ValueError(f"--tolerance {spec!r} is not metric=value or metric=value% with a value of at least 0")
+        out[name] = Tolerance(abs=0.0, rel=number / 100) if value.endswith("%") else Tolerance(abs=number, rel=0.0)
     return out
 
 

@@ -254,25 +254,25 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     rank = current_rank()
     timer = StageTimer()
     with timer.stage("setup"):
-        rank.device(cfg.runtime.device)  # a device this machine lacks is refused before the run folder is made
         METHODS.check([cfg.method_of(m) for m in cfg.methods])
         METRICS.check(cfg.metrics)
+        parts = build_parts(cfg, rank, timer)
         clips = load_suite(suite_context(cfg))
     if not rank.is_main:
-        return _run(cfg, log, rank, clips, timer)
+        return _run(parts, log, clips)
     check_out(cfg.out)
     with owner_lock(cfg.out / ".run.lock", f"run folder {cfg.out}"):
         swept = sweep_stale_temps(cfg.cache_dir)
         if swept:
             log(f"{cfg.cache_dir}: removed {swept} temporary files left by killed runs")
-        return _run(cfg, log, rank, clips, timer)
+        return _run(parts, log, clips)
 
 
-def _run(cfg: RunConfig, log: Log, rank: Rank, clips: list[Clip], timer: StageTimer) -> RunOutcome:
+def _run(parts: RunParts, log: Log, clips: list[Clip]) -> RunOutcome:
+    cfg, rank, timer = parts.cfg, parts.rank, parts.timer
     if rank.is_main:
         report_unavailable(cfg.suite, clips, log)
     with timer.stage("setup"):
-        parts = build_parts(cfg, rank, timer)
         init_run_dir(cfg.out, cfg, write=rank.is_main)
         if rank.is_main:
             write_manifest(cfg.out, cfg.suite, clips)

@@ -169,6 +169,19 @@ def test_check_with_a_broken_golden_file_is_a_usage_error(tmp_path, capsys, cont
     assert f"{golden}: " in err and fragment in err and "Traceback" not in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("spec", ["psnr=abc", "psnr=nan", "psnr=-1", "=0.1", "psnr"])
+def test_check_with_a_tolerance_that_is_not_one_is_a_usage_error(tmp_path, capsys, spec):
+    from .test_plots_html import synthetic_rows
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.jsonl").write_text("".join(r.to_json() + "\n" for r in synthetic_rows()[:3]))
+    assert main(["check", str(out), "--golden", str(tmp_path / "g.json"), "--update"]) == 0
+    assert main(["check", str(out), "--golden", str(tmp_path / "g.json"), "--tolerance", spec]) == 2
+    err = capsys.readouterr().err
+    assert f"--tolerance {spec!r} is not metric=value or metric=value%" in err and err.count("\n") == 1
+
+
 def test_out_that_cannot_be_a_folder_is_a_usage_error(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -197,12 +210,17 @@ def test_batch_size_below_one_is_refused(size):
         ("preprocess.min_face_ratio=1.5", "preprocess.min_face_ratio must be from 0 to 1, got 1.5"),
         ("suite.n_clips=0", "suite.n_clips must be at least 1, got 0"),
         ("runtime.device=gpu", "device 'gpu' is not a torch device (auto, cpu, cuda or cuda:N)"),
+        ("--methods=results", "method results needs results.dir=DIR"),
+        ("--methods=mine:results mine.dir=/nonexistent", "mine.dir=/nonexistent: not a folder"),
+        ("--methods=mouth_blur mouth_blur.sigma_frac=-1", "mouth_blur: margin must be at least 0 and sigma_frac above 0"),
+        ("--metrics=lse_c lse.vshift=0", "lse.vshift and lse.batch_size must be at least 1, got vshift=0"),
     ],
 )
 def test_settings_that_cannot_make_a_table_are_refused_before_the_run(tmp_path, capsys, override, message):
-    """Each of these used to run and fail every row (or, for box_scale=0 and n_clips=0, to give a table of nothing)."""
+    """Each of these used to run and fail every row (or to give a table of nothing, or the ground truth for mouth_blur),
+    and leave a run folder behind."""
     out = tmp_path / "out"
-    assert main(["run", "--suite", "demo", "--out", str(out), *RUN, override]) == 2
+    assert main(["run", "--suite", "demo", "--out", str(out), *RUN, *override.split()]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()

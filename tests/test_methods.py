@@ -8,7 +8,7 @@ import pytest
 from baselines.base import Sample
 from baselines.normalize import MAX_FRAME_SLACK, normalize_output
 from stsa_bench.cli import main
-from stsa_bench.core.errors import ClipError
+from stsa_bench.core.errors import ClipError, ConfigError
 from stsa_bench.core.media import write_video
 from stsa_bench.core.results import read_rows
 
@@ -117,8 +117,13 @@ def test_difftalk_reads_frame_folders(tmp_path):
     (folder / "0000_0005.png").write_bytes(b"not an image")
     with pytest.raises(ClipError, match="0000_0005.png: not a readable image"):
         build_method("difftalk", {"dir": str(tmp_path / "difftalk")}).generate(s)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ClipError, match="no generated video for clip c"):
-        build_method("difftalk", {"dir": str(tmp_path / "elsewhere")}).generate(s)
+        build_method("difftalk", {"dir": str(tmp_path / "empty")}).generate(s)
+    with pytest.raises(ConfigError, match="difftalk.dir=.*elsewhere: not a folder"):
+        build_method("difftalk", {"dir": str(tmp_path / "elsewhere")})
+    with pytest.raises(ConfigError, match="method difftalk needs difftalk.dir=DIR"):
+        build_method("difftalk", {})
 
 
 @pytest.mark.slow
