@@ -107,6 +107,22 @@ def test_typed_rejects_unknown_and_mistyped_keys():
     assert typed(PreprocessConfig, {"box_scale": 1}, "preprocess").box_scale == 1.0
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "stage=guidanse"], "stage='guidanse' is not one of finetune, guidance, syncnet, synthesis; did you mean 'guidance'?"),
+        (["train", "size=huge"], "size='huge' is not one of paper, tiny"),
+        (["run", "--suite", "demo", "preprocess=foo"], "preprocess='foo' is not one of paper"),
+    ],
+)
+def test_a_config_group_option_that_does_not_exist_is_named_with_the_options(argv, message, capsys, tmp_path):
+    """It used to read `unknown setting 'stage'; did you mean 'stage' ...`."""
+    from stsa_bench.cli import main
+
+    assert main([*argv, f"out={tmp_path}", "--print-config"]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_config_hash_ignores_out_and_runtime_but_not_protocol():
     a = make_config("out=/tmp/a", "runtime.progress=false")
     b = make_config("out=/tmp/b")
