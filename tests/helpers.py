@@ -56,6 +56,29 @@ def write_vfr_video(
                 c.mux(p)
 
 
+def write_late_audio(path: Path, frames: np.ndarray, audio: np.ndarray, late_s: float) -> None:
+    """Lossless video from 0 s and an audio stream whose first sample is at `late_s` (holding audio[late_s:])."""
+    import av
+
+    skip = int(round(late_s * 16000))
+    with av.open(str(path), mode="w") as c:
+        v = c.add_stream("ffv1", rate=25)
+        v.pix_fmt, v.width, v.height = "bgr0", frames.shape[2], frames.shape[1]
+        a = c.add_stream("pcm_s16le", rate=16000, layout="mono")
+        for img in frames:
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        pcm = (np.clip(audio[skip:], -1, 1) * 32767).astype(np.int16).reshape(1, -1)
+        af = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        af.sample_rate, af.pts, af.time_base = 16000, skip, Fraction(1, 16000)
+        for p in a.encode(af):
+            c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+
+
 def write_sideways(path: Path, upright: np.ndarray, audio: np.ndarray | None, degrees: int, mirrored: bool = False) -> np.ndarray:
     """A video that stores `upright` turned the other way and a display matrix that turns it back (as phones do);
     returns the frames as stored."""

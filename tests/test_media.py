@@ -6,7 +6,7 @@ import pytest
 from stsa_bench.core.errors import ClipError
 from stsa_bench.core.media import decode_audio, decode_video, write_video, write_wav
 
-from .helpers import write_sideways, write_vfr_video
+from .helpers import write_late_audio, write_sideways, write_vfr_video
 
 
 def numbered_frames(n: int, h: int = 32, w: int = 48) -> np.ndarray:
@@ -42,6 +42,31 @@ def test_frames_are_turned_upright_by_the_display_matrix(tmp_path, degrees, mirr
     assert (info.upright == "") == (degrees == 0 and not mirrored)
     if degrees % 180:
         assert stored.shape[1:3] == (36, 20), "stored sideways"
+
+
+def test_audio_that_starts_after_the_video_is_aligned_with_silence(tmp_path):
+    """An audio stream whose first sample is at 0.4 s (screen recordings, some muxers): the samples land at their
+    time on the video's timeline (as the official pipeline's `ffmpeg -async 1`), and the clip's note says so;
+    before, the audio was shifted 10 frames early and the clip passed every check."""
+    from stsa_bench.core.config import PreprocessConfig
+    from stsa_bench.core.media import read_audio
+    from stsa_bench.core.preprocess import Prepared, load_audio
+    from stsa_bench.core.suites import Clip
+
+    frames = numbered_frames(50)
+    audio = np.zeros(50 * 640, np.float32)
+    audio[16000:16160] = 0.5
+    write_late_audio(tmp_path / "late.mkv", frames, audio, late_s=0.4)
+    got, lead = read_audio(tmp_path / "late.mkv")
+    assert lead == 0.4 and len(got) == len(audio) and np.argmax(got) == 16000
+    assert np.abs(got - audio).max() < 1e-4
+    _, info = decode_video(tmp_path / "late.mkv")
+    padded, meta = load_audio(Clip("late", tmp_path / "late.mkv"), PreprocessConfig(), 50, info)
+    assert np.array_equal(padded, got)
+    note = Prepared(Clip("late", tmp_path / "late.mkv"), 50, 32, 32, padded, *(np.zeros(0),) * 4, meta).note
+    assert "audio starts 0.40 s after the video (silence before it)" in note
+    write_vfr_video(tmp_path / "aligned.mkv", frames, [i / 25 for i in range(50)], audio)
+    assert read_audio(tmp_path / "aligned.mkv")[1] == 0.0
 
 
 def test_30fps_nearest_timestamp(tmp_path):

@@ -71,8 +71,8 @@ def _open(path: Path):
 
 
 DECODE_VERSION = 2
-"""Goes into the cache keys of everything computed from decoded frames. 2: frames turned upright by the stream's
-display matrix (`orientation.upright`)."""
+"""Goes into the cache keys of everything computed from decoded media. 2: frames turned upright by the stream's
+display matrix (`orientation.upright`), and audio that starts after the container preceded by silence (`read_audio`)."""
 
 
 def probe_frames(path: Path, fps: int = 25) -> int:
@@ -278,11 +278,19 @@ def audio_streams(path: Path) -> int:
 
 
 def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
-    """Mono float32 samples = 16-bit PCM / 32768 at `sample_rate` from the first audio stream of `path`.
+    """Mono float32 samples at `sample_rate` from the first audio stream of `path` (see `read_audio`)."""
+    return read_audio(path, sample_rate)[0]
+
+
+def read_audio(path: Path, sample_rate: int = 16000) -> tuple[np.ndarray, float]:
+    """(mono float32 samples = 16-bit PCM / 32768 at `sample_rate`, seconds of silence put before them).
 
     The PCM is what `ffmpeg -i IN -ac 1 -ar RATE -acodec pcm_s16le` writes (the official LSE route;
     checked bit for bit against its WAV files): stereo is downmixed to (L + R) / 2, as FFmpeg's
-    normalised matrix does for integer output, and the working format follows FFmpeg 5.1.
+    normalised matrix does for integer output, and the working format follows FFmpeg 5.1. An audio stream
+    that starts after the container (its first sample later than the video's timeline origin) is preceded by
+    that much silence, as the official pipeline's `ffmpeg -async 1` (aresample first_pts=0) does, so audio
+    and video stay aligned.
     """
     import av
 
@@ -291,14 +299,16 @@ def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
         if not container.streams.audio:
             raise ClipError(f"{path}: no audio stream")
         stream = container.streams.audio[0]
+        origin = container.start_time / 1e6 if container.start_time is not None else 0.0
         declared_s = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
-        resampler = None
+        resampler, lead = None, 0
         chunks: list[np.ndarray] = []
         try:
             for frame in container.decode(stream):
                 if resampler is None:
                     options = {"internal_sample_fmt": _internal_format(frame.format)}
                     resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate, options=options)
+                    lead = max(0, int(round(((frame.time if frame.time is not None else origin) - origin) * sample_rate)))
                 for res in resampler.resample(frame):
                     chunks.append(res.to_ndarray().reshape(-1))
             for res in resampler.resample(None) if resampler is not None else []:
@@ -311,7 +321,8 @@ def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
     got_s = len(samples) / sample_rate
     if declared_s and declared_s - got_s > max(MISSING_AUDIO_S, 0.02 * declared_s):
         raise ClipError(f"{path}: truncated: decoded {got_s:.2f} s of the {declared_s:.2f} s of audio the container declares")
-    return samples.astype(np.float32) / np.float32(32768.0)
+    samples = np.concatenate([np.zeros(lead, samples.dtype), samples]) if lead else samples
+    return samples.astype(np.float32) / np.float32(32768.0), lead / sample_rate
 
 
 def to_pcm16(audio: np.ndarray) -> np.ndarray:

@@ -48,8 +48,8 @@ class Prepared:
     @property
     def note(self) -> str | None:
         """What the rows of this clip should say about its input: frames without a face (box
-        interpolated), declared frames the decoder did not get, frames turned upright, an audio stream chosen
-        among several."""
+        interpolated), declared frames the decoder did not get, frames turned upright, audio that starts late, an
+        audio stream chosen among several."""
         notes = []
         if self.n_face < self.n_frames:
             notes.append(f"no face in {self.n_frames - self.n_face} of {self.n_frames} frames (box interpolated)")
@@ -58,6 +58,8 @@ class Prepared:
             notes.append(f"{declared - got} of the {declared} frames the container declares are missing")
         if self.meta.get("upright"):
             notes.append(f"frames {self.meta['upright']} for display, as the video's display matrix says")
+        if self.meta.get("audio_lead_s"):
+            notes.append(f"audio starts {self.meta['audio_lead_s']:.2f} s after the video (silence before it)")
         if (self.meta.get("audio_streams") or 1) > 1:
             notes.append(f"audio from the first of {self.meta['audio_streams']} audio streams")
         short = (self.meta.get("video_s") or 0.0) - (self.meta.get("audio_s") or 0.0)
@@ -97,10 +99,10 @@ def load_audio(clip: Clip, cfg: PreprocessConfig, n: int, info) -> tuple[np.ndar
     Audio and video may differ in length by at most cfg.max_av_mismatch_s; beyond that the
     clip fails with both lengths in the reason.
     """
-    from .media import audio_streams, decode_audio
+    from .media import audio_streams, read_audio
 
     audio_path = clip.audio or clip.video
-    audio = decode_audio(audio_path, cfg.sample_rate)
+    audio, lead_s = read_audio(audio_path, cfg.sample_rate)
     video_s, audio_s = n / cfg.fps, len(audio) / cfg.sample_rate
     if abs(audio_s - video_s) > cfg.max_av_mismatch_s:
         raise ClipError(
@@ -118,6 +120,7 @@ def load_audio(clip: Clip, cfg: PreprocessConfig, n: int, info) -> tuple[np.ndar
         "upright": info.upright,
         "video_s": video_s,
         "audio_s": audio_s,
+        "audio_lead_s": lead_s,
     }
     return audio, meta
 
