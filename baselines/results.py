@@ -60,7 +60,10 @@ class FolderResults(Method):
         if not self.opts.dir:
             raise ConfigError(f"method {self.name} needs {self.name}.dir=DIR (a folder of generated videos)")
         if not Path(self.opts.dir).expanduser().is_dir():
-            raise ConfigError(f"{self.name}.dir={self.opts.dir}: not a folder")
+            raise ConfigError(
+                f"{self.name}.dir={self.opts.dir}: not a folder (a method whose rows are all in the run folder can be left "
+                f"out of --methods: reports read every row of the folder)"
+            )
 
     def path_for(self, clip_id: str) -> Path:
         name = self.opts.pattern.format(clip=clip_id, clip_flat=clip_id.replace("/", "__"))

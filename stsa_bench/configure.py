@@ -153,12 +153,12 @@ def compose(overrides: list[str], config_name: str = RUN_CONFIG) -> dict:
         return _hydra(config_name, overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         msg = " ".join(str(exc).split())
-        group = re.search(r"Could not find '(\w+)/([^']*)'", msg)
-        if group:
-            from configs import CONFIG_DIR
+        from configs import CONFIG_DIR
 
+        group = re.search(r"Could not find '(\w+)/([^'/]*)'", msg)
+        options = sorted(p.stem for p in (CONFIG_DIR / group.group(1)).glob("*.yaml")) if group else []
+        if options:
             name, value = group.groups()
-            options = sorted(p.stem for p in (CONFIG_DIR / name).glob("*.yaml"))
             raise ConfigError(f"{name}={value!r} is not one of {', '.join(options)}{did_you_mean(value, options).split(' (known')[0]}") from None
         keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
         bad = [k for k in keys if f"'{k}'" in msg or f"'{k.rsplit('.', 1)[-1]}'" in msg]

@@ -11,6 +11,7 @@ from pathlib import Path
 from .core.config import RunConfig, differing_keys, hashed_part
 from .core.errors import ConfigError
 from .core.layout import strip_path
+from .core.media import DECODE_VERSION
 from .core.paths import atomic_write_bytes, atomic_write_text
 from .core.provenance import git_sha, harness_version
 from .core.ranks import Rank
@@ -27,6 +28,7 @@ def init_run_dir(out: Path, cfg: RunConfig, write: bool = True) -> None:
     prev = json.loads(run_json.read_text()) if run_json.is_file() else None
     if prev is not None:
         _check_same_run(out, prev, cfg)
+        _check_same_decode(out, prev)
         _check_same_methods(out, prev, cfg)
     if not write:
         return
@@ -49,6 +51,7 @@ def init_run_dir(out: Path, cfg: RunConfig, write: bool = True) -> None:
             "config_hash": cfg.config_hash,
             "git_sha": git_sha(),
             "harness_version": harness_version(),
+            "decode_version": DECODE_VERSION,
             "created": invocation["time"],
             "config": dict(cfg.resolved),
             "methods": methods,
@@ -87,6 +90,18 @@ def _check_same_run(out: Path, prev: dict, cfg: RunConfig) -> None:
         f"{out} holds a run made with another config (hash {prev['config_hash']}, now {cfg.config_hash}; {why}); "
         f"methods and metrics may be added to a run folder, nothing else changed: use another --out"
     )
+
+
+def _check_same_decode(out: Path, prev: dict) -> None:
+    """The folder's rows were decoded the way this harness decodes (`media.DECODE_VERSION`; folders made before
+    it was recorded are version 1), or a ConfigError: an extended folder would mix both."""
+    before = prev.get("decode_version", 1)
+    if before != DECODE_VERSION:
+        raise ConfigError(
+            f"{out} holds rows decoded by decode version {before}, this harness decodes by version {DECODE_VERSION} "
+            f"(2: phone videos stored sideways turned upright, audio that starts late aligned); rows of such clips would "
+            f"differ: use another --out"
+        )
 
 
 def _check_same_methods(out: Path, prev: dict, cfg: RunConfig) -> None:

@@ -67,6 +67,14 @@ def test_audio_that_starts_after_the_video_is_aligned_with_silence(tmp_path):
     assert "audio starts 0.40 s after the video (silence before it)" in note
     write_vfr_video(tmp_path / "aligned.mkv", frames, [i / 25 for i in range(50)], audio)
     assert read_audio(tmp_path / "aligned.mkv")[1] == 0.0
+    long = np.zeros(5 * 16000, np.float32)
+    write_late_audio(tmp_path / "broken.mkv", frames, long, late_s=3.0)
+    with pytest.raises(ClipError, match="broken.mkv: audio starts 3.00 s after the video, more than the clip can be aligned by"):
+        load_audio(Clip("broken", tmp_path / "broken.mkv"), PreprocessConfig(), 50, info)
+    write_late_audio(tmp_path / "primed.mkv", frames, audio, late_s=0.002)
+    _, meta = load_audio(Clip("primed", tmp_path / "primed.mkv"), PreprocessConfig(), 50, info)
+    assert meta["audio_lead_s"] == 0.002 and "audio starts" not in (Prepared(Clip("p", tmp_path), 50, 32, 32, padded,
+                                                                             *(np.ones(50),) * 4, meta).note or "")  # fmt: skip
 
 
 def test_30fps_nearest_timestamp(tmp_path):

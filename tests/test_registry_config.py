@@ -164,6 +164,25 @@ def test_a_run_folder_from_the_older_hash_definition_is_resumed(tmp_path):
         init_run_dir(tmp_path, make_config(f"out={tmp_path}", "methods=[gt]", "metrics=[psnr]", "preprocess.crop_size=96"))
 
 
+def test_a_run_folder_decoded_by_another_decode_version_is_not_extended(tmp_path):
+    """A folder made before frames were turned upright and late audio aligned (no decode_version in run.json) would
+    mix rows of both decodes for such clips: refused, naming the versions."""
+    import json
+
+    from stsa_bench.core.errors import ConfigError
+    from stsa_bench.core.media import DECODE_VERSION
+    from stsa_bench.run_files import init_run_dir
+
+    cfg = make_config(f"out={tmp_path}", "methods=[gt]", "metrics=[psnr]")
+    init_run_dir(tmp_path, cfg)
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["decode_version"] == DECODE_VERSION
+    init_run_dir(tmp_path, make_config(f"out={tmp_path}", "methods=[gt,static]", "metrics=[psnr]"))
+    (tmp_path / "run.json").write_text(json.dumps({k: v for k, v in info.items() if k != "decode_version"}))
+    with pytest.raises(ConfigError, match=f"decode version 1, this harness decodes by version {DECODE_VERSION}"):
+        init_run_dir(tmp_path, make_config(f"out={tmp_path}", "methods=[gt,static]", "metrics=[psnr]"))
+
+
 def test_preprocessing_is_part_of_metric_identity():
     base, other = PreprocessConfig(), PreprocessConfig(box_scale=1.3)
     assert base.crop_tag().startswith("face128@25fps/pp=")

@@ -26,6 +26,18 @@ def cli(*args: str, nproc: int = 1) -> list[str]:
     return [*head, *args]
 
 
+@pytest.mark.parametrize("visible, expected", [(8, ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]), (1, ["cuda:0"] * 4), (2, ["cuda:0", "cuda:1"] * 2)])
+def test_each_rank_takes_a_visible_gpu(monkeypatch, visible, expected):
+    """runtime.device=auto under torchrun: cuda:LOCAL_RANK; a launcher that shows each process only its own GPU
+    (cuda:0) or fewer GPUs than ranks gets them in turn instead of a device index that does not exist."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
+    assert [Rank(r, 4, r).device("auto") for r in range(4)] == expected
+    assert Rank(0, 1, 0).device("auto") == "cuda" and Rank(1, 4, 1).device("cpu") == "cpu"
+
+
 def test_shard_balances_frames_and_is_deterministic():
     frames = {"a": 120, "b": 75, "c": 75, "d": 75, "e": 10, "f": 0}
     parts = shard(list(frames), 2, frames.get, str)

@@ -115,7 +115,7 @@ class PreprocessConfig:
             raise ConfigError(f"preprocess.fps_mode={self.fps_mode!r}{did_you_mean(self.fps_mode, list(FPS_MODES))}")
         for key, ok, want in (
             ("fps", self.fps >= 1, "at least 1"),
-            ("sample_rate", self.sample_rate >= 1000 and self.sample_rate % max(1, self.fps) == 0, "at least 1000 and a multiple of fps"),
+            ("sample_rate", self.sample_rate >= 1000, "at least 1000"),
             ("crop_size", self.crop_size >= 16, "at least 16"),
             ("box_scale", self.box_scale > 0, "above 0"),
             ("smooth_sigma", self.smooth_sigma >= 0, "at least 0"),

@@ -6,9 +6,9 @@ from .errors import ConfigError
 
 
 def resolve_device(device: str) -> str:
-    """`auto` -> `cuda` when CUDA is available, else `cpu`. A named device is returned as given once this machine is
-    known to have it: a CUDA device without CUDA, a CUDA index beyond the devices, or a name torch does not know is
-    a ConfigError (one line), not a failure of every row."""
+    """`auto` -> `cuda` when CUDA is available, else `cpu`. A named device is returned as given after two checks: a
+    name torch does not know, and a CUDA device on a machine without CUDA or an index beyond its GPUs, are a
+    ConfigError (one line) instead of a failure of every row. Other kinds (mps, ...) are not checked here."""
     import torch
 
     if device == "auto":

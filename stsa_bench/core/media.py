@@ -282,7 +282,7 @@ def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
     return read_audio(path, sample_rate)[0]
 
 
-def read_audio(path: Path, sample_rate: int = 16000) -> tuple[np.ndarray, float]:
+def read_audio(path: Path, sample_rate: int = 16000, max_lead_s: float = float("inf")) -> tuple[np.ndarray, float]:
     """(mono float32 samples = 16-bit PCM / 32768 at `sample_rate`, seconds of silence put before them).
 
     The PCM is what `ffmpeg -i IN -ac 1 -ar RATE -acodec pcm_s16le` writes (the official LSE route;
@@ -290,7 +290,7 @@ def read_audio(path: Path, sample_rate: int = 16000) -> tuple[np.ndarray, float]
     normalised matrix does for integer output, and the working format follows FFmpeg 5.1. An audio stream
     that starts after the container (its first sample later than the video's timeline origin) is preceded by
     that much silence, as the official pipeline's `ffmpeg -async 1` (aresample first_pts=0) does, so audio
-    and video stay aligned.
+    and video stay aligned; a start later than `max_lead_s` fails the clip before any silence is made.
     """
     import av
 
@@ -308,11 +308,16 @@ def read_audio(path: Path, sample_rate: int = 16000) -> tuple[np.ndarray, float]
                 if resampler is None:
                     options = {"internal_sample_fmt": _internal_format(frame.format)}
                     resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate, options=options)
-                    lead = max(0, int(round(((frame.time if frame.time is not None else origin) - origin) * sample_rate)))
+                    lead_s = max(0.0, (frame.time if frame.time is not None else origin) - origin)
+                    if lead_s > max_lead_s:
+                        raise ClipError(f"{path}: audio starts {lead_s:.2f} s after the video, more than the clip can be aligned by")
+                    lead = int(round(lead_s * sample_rate))
                 for res in resampler.resample(frame):
                     chunks.append(res.to_ndarray().reshape(-1))
             for res in resampler.resample(None) if resampler is not None else []:
                 chunks.append(res.to_ndarray().reshape(-1))
+        except ClipError:
+            raise
         except Exception as exc:
             raise ClipError(f"{path}: audio cannot be decoded ({_reason(exc, path)})") from exc
     if not chunks:

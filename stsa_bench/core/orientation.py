@@ -12,13 +12,16 @@ from .errors import ClipError
 def upright(frame) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str]:
     """(function that turns a decoded (H, W, 3) array upright, what it does; None and "" when nothing is to be done)
     from a frame's display matrix (phones store portrait video sideways, with the rotation that shows it). The
-    choice is ffmpeg's autorotate (fftools): theta = -av_display_rotation_get(matrix) clockwise, and the matrix's
-    signs tell a flip. A rotation that is not a multiple of 90° fails the clip."""
+    choice is ffmpeg's autorotate (fftools): theta = -round(av_display_rotation_get(matrix)) clockwise, and the
+    matrix's signs tell a flip. A rotation that is not a multiple of 90° fails the clip."""
     matrix = next((bytes(d) for d in frame.side_data if str(d.type).endswith("DISPLAYMATRIX")), None)
     if matrix is None:
         return None, ""
     m = np.frombuffer(matrix[:36], dtype=np.int32)
-    theta = -float(frame.rotation)
+    scale = np.hypot(m[1], m[4]), np.hypot(m[0], m[3])
+    if not (scale[0] and scale[1]):
+        raise ClipError("its display matrix is singular")
+    theta = float(np.round(np.degrees(np.arctan2(m[1] / scale[0], m[0] / scale[1]))))
     theta -= 360 * np.floor(theta / 360 + 0.9 / 360)
     quarter = int(round(theta / 90)) % 4
     if abs(theta - 90 * round(theta / 90)) >= 1.0:

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from .frames import Frames
 
 
+AUDIO_LEAD_NOTE_S = 0.005
+"""Silence put before a late audio stream is noted in the rows from this many seconds on."""
+
+
 @dataclass
 class Prepared:
     """A clip after preprocessing. `boxes` rows are (cx, cy, side) in pixels."""
@@ -58,7 +62,7 @@ class Prepared:
             notes.append(f"{declared - got} of the {declared} frames the container declares are missing")
         if self.meta.get("upright"):
             notes.append(f"frames {self.meta['upright']} for display, as the video's display matrix says")
-        if self.meta.get("audio_lead_s"):
+        if (self.meta.get("audio_lead_s") or 0.0) >= AUDIO_LEAD_NOTE_S:
             notes.append(f"audio starts {self.meta['audio_lead_s']:.2f} s after the video (silence before it)")
         if (self.meta.get("audio_streams") or 1) > 1:
             notes.append(f"audio from the first of {self.meta['audio_streams']} audio streams")
@@ -102,7 +106,7 @@ def load_audio(clip: Clip, cfg: PreprocessConfig, n: int, info) -> tuple[np.ndar
     from .media import audio_streams, read_audio
 
     audio_path = clip.audio or clip.video
-    audio, lead_s = read_audio(audio_path, cfg.sample_rate)
+    audio, lead_s = read_audio(audio_path, cfg.sample_rate, max_lead_s=n / cfg.fps + cfg.max_av_mismatch_s)
     video_s, audio_s = n / cfg.fps, len(audio) / cfg.sample_rate
     if abs(audio_s - video_s) > cfg.max_av_mismatch_s:
         raise ClipError(

@@ -34,12 +34,16 @@ class Rank:
         return self.world_size > 1
 
     def device(self, configured: str) -> str:
-        """`auto` -> `cuda:LOCAL_RANK` when CUDA is there and the run is sharded (else as resolve_device)."""
+        """`auto` -> `cuda:LOCAL_RANK` when CUDA is there and the run is sharded (else as resolve_device). With fewer
+        visible GPUs than local ranks (a launcher that gives each process its own GPU shows it as cuda:0), the
+        ranks take them in turn: cuda:(LOCAL_RANK mod the number visible)."""
         from .devices import resolve_device
 
         device = resolve_device(configured)
         if self.sharded and configured == "auto" and device == "cuda":
-            return f"cuda:{self.local_rank}"
+            import torch
+
+            return f"cuda:{self.local_rank % max(1, torch.cuda.device_count())}"
         return device
 
     def barrier(self) -> None:
