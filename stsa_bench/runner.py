@@ -7,6 +7,7 @@ never stops the run: it becomes `failed` rows with a one-line reason naming the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import sys
 import traceback
@@ -18,7 +19,7 @@ from .core.config import RunConfig
 from .core.errors import ClipError, disk_full, one_line
 from .core.paths import atomic_write_text, file_lock, owner_lock, sweep_stale_temps
 from .core.provenance import git_sha, harness_version
-from .core.ranks import Rank, current_rank, shard
+from .core.ranks import Rank, agree, current_rank, shard
 from .core.registry import METHODS, METRICS
 from .core.results import POOLED_CLIP, ResultRow, append_rows, read_rows, rewrite_rows, scan_rows
 from .core.suites import Clip, SuiteContext, load_suite
@@ -253,18 +254,24 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     One job at a time writes a run folder: a second `stsa-bench run` into it is refused at once."""
     rank = current_rank()
     timer = StageTimer()
-    with timer.stage("setup"):
-        METHODS.check([cfg.method_of(m) for m in cfg.methods])
-        METRICS.check(cfg.metrics)
-        parts = build_parts(cfg, rank, timer)
-        clips = load_suite(suite_context(cfg))
-    if not rank.is_main:
-        return _run(parts, log, clips)
-    check_out(cfg.out)
-    with owner_lock(cfg.out / ".run.lock", f"run folder {cfg.out}"):
-        swept = sweep_stale_temps(cfg.cache_dir)
-        if swept:
-            log(f"{cfg.cache_dir}: removed {swept} temporary files left by killed runs")
+    with contextlib.ExitStack() as held:
+        error = None
+        try:
+            with timer.stage("setup"):
+                METHODS.check([cfg.method_of(m) for m in cfg.methods])
+                METRICS.check(cfg.metrics)
+                parts = build_parts(cfg, rank, timer)
+                clips = load_suite(suite_context(cfg))
+                if rank.is_main:
+                    check_out(cfg.out)
+                    held.enter_context(owner_lock(cfg.out / ".run.lock", f"run folder {cfg.out}"))
+        except Exception as exc:  # noqa: BLE001 - every rank learns of it (agree), then it is raised
+            error = exc
+        agree(rank, error)
+        if rank.is_main:
+            swept = sweep_stale_temps(cfg.cache_dir)
+            if swept:
+                log(f"{cfg.cache_dir}: removed {swept} temporary files left by killed runs")
         return _run(parts, log, clips)
 
 
@@ -272,12 +279,16 @@ def _run(parts: RunParts, log: Log, clips: list[Clip]) -> RunOutcome:
     cfg, rank, timer = parts.cfg, parts.rank, parts.timer
     if rank.is_main:
         report_unavailable(cfg.suite, clips, log)
-    with timer.stage("setup"):
-        init_run_dir(cfg.out, cfg, write=rank.is_main)
-        if rank.is_main:
-            write_manifest(cfg.out, cfg.suite, clips)
-            done = finished_keys(parts, log)
-    rank.barrier()
+    error = None
+    try:
+        with timer.stage("setup"):
+            init_run_dir(cfg.out, cfg, write=rank.is_main)
+            if rank.is_main:
+                write_manifest(cfg.out, cfg.suite, clips)
+                done = finished_keys(parts, log)
+    except Exception as exc:  # noqa: BLE001 - as in run()
+        error = exc
+    agree(rank, error)
     if not rank.is_main:
         done = {r.key for r in read_rows(parts.results)}
     n_before = len(done)

@@ -38,6 +38,40 @@ def test_each_rank_takes_a_visible_gpu(monkeypatch, visible, expected):
     assert Rank(0, 1, 0).device("auto") == "cuda" and Rank(1, 4, 1).device("cpu") == "cpu"
 
 
+def test_a_rank_that_cannot_start_stops_every_rank(monkeypatch):
+    """agree(): the failed rank raises its own error, the others one naming it (not a wait at the next barrier)."""
+    from stsa_bench.core.errors import ConfigError
+    from stsa_bench.core.ranks import agree
+
+    monkeypatch.setattr(Rank, "gather", lambda self, obj: [None, "run folder x is in use"] if obj is None else [None, obj])
+    with pytest.raises(ConfigError, match="rank 1 could not start: run folder x is in use"):
+        agree(Rank(0, 2, 0), None)
+    with pytest.raises(ValueError, match="own"):
+        agree(Rank(1, 2, 1), ValueError("own"))
+    monkeypatch.setattr(Rank, "gather", lambda self, obj: [None, None])
+    agree(Rank(0, 2, 0), None)
+    agree(Rank(), None)
+
+
+@pytest.mark.slow
+def test_a_busy_run_folder_stops_both_ranks_at_once(tmp_path):
+    """Rank 0 finds the run folder held by another process: both ranks exit (2) at once with one line each,
+    instead of rank 1 waiting at the first barrier (72 h)."""
+    from stsa_bench.core.paths import owner_lock
+
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with owner_lock(out / ".run.lock", f"run folder {out}"):
+        t0 = time.monotonic()
+        proc = subprocess.run(cli("run", "--suite", "demo", "--out", str(out), "suite.n_clips=2", "runtime.progress=false",
+                                  "--methods", "gt", "--metrics", "psnr", nproc=2),
+                              capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert proc.returncode != 0 and time.monotonic() - t0 < 120
+    assert f"run folder {out} is in use by another stsa-bench process" in proc.stderr
+    assert "rank 0 could not start: run folder" in proc.stderr
+    assert "stsa_bench/" not in proc.stderr, "one line per rank; the only traceback is torchrun's own failure report"
+
+
 def test_shard_balances_frames_and_is_deterministic():
     frames = {"a": 120, "b": 75, "c": 75, "d": 75, "e": 10, "f": 0}
     parts = shard(list(frames), 2, frames.get, str)

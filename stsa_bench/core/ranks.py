@@ -63,6 +63,20 @@ class Rank:
         return out
 
 
+def agree(rank: Rank, error: BaseException | None) -> None:
+    """After a setup step that may fail on some ranks only (a busy run folder, a device one node lacks): raise on
+    every rank when one failed, instead of leaving the others at the next barrier until its timeout. The failed
+    rank raises its own error; the others a ConfigError naming it."""
+    reasons = rank.gather(None if error is None else str(error)) if rank.sharded else [None]
+    if error is not None:
+        raise error
+    failed = next(((r, why) for r, why in enumerate(reasons) if why), None)
+    if failed:
+        from .errors import ConfigError
+
+        raise ConfigError(f"rank {failed[0]} could not start: {failed[1]}")
+
+
 def current_rank() -> Rank:
     """This process's rank from torchrun's environment; the gloo group is joined on first call."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
