@@ -88,31 +88,6 @@ def test_ssim_cpu_and_torch_paths_agree(pairs):
     np.testing.assert_allclose(ssim_numpy(noisy, big), ssim(nchw(noisy), nchw(big)).numpy(), atol=1e-12)
 
 
-def test_crops_cross_to_the_device_once():
-    """Off the CPU ("cpu:0" takes the same path as "cuda") the ground-truth crops are moved once per clip for every
-    method and metric, the generated ones once per pair; the values equal the CPU route's."""
-    from metrics.base import EvalPair
-
-    rng = np.random.default_rng(3)
-    gt = rng.integers(0, 256, (7, 40, 40, 3), dtype=np.uint8)
-    preds = [degraded_pairs(rng, gt.astype(np.float64))[0] for _ in range(2)]
-    clip_memo: dict = {}
-    pairs = [EvalPair.of_crops(p, gt, gt_memo=clip_memo, batch_size=3) for p in preds]
-    for name, rel in (("psnr", 1e-12), ("ssim", 1e-8)):  # ssim: float32 torch route vs cv2 float64
-        for pair in pairs:
-            on_device, on_cpu = build_metric(name, TAG, device="cpu:0"), build_metric(name, TAG)
-            on_device.update_pair(pair)
-            on_cpu.update_pair(pair)
-            assert on_device.compute() == pytest.approx(on_cpu.compute(), rel=rel), name
-    assert list(clip_memo) == ["crops@cpu:0"] and all(list(p.memo) == ["crops@cpu:0"] for p in pairs)
-    moved = [p.crops_on("cpu:0") for p in pairs]
-    assert moved[0][1] is moved[1][1] and moved[0][0] is not moved[1][0]
-    assert isinstance(moved[0][0], torch.Tensor) and moved[0][0].dtype == torch.uint8 and np.array_equal(moved[0][0].numpy(), preds[0])
-    assert pairs[0].crops_on("cpu") == (pairs[0].pred_crops, pairs[0].gt_crops)
-    same = EvalPair.of_crops(gt, gt, gt_memo=clip_memo)
-    assert same.crops_on("cpu:0")[0] is same.crops_on("cpu:0")[1] is moved[0][1] and not same.memo
-
-
 @pytest.mark.parametrize("name", ["psnr", "ssim", "ssim_skimage"])
 def test_batch_size_invariance(name):
     rng = np.random.default_rng(2)
