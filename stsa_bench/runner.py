@@ -19,7 +19,7 @@ from .core.config import RunConfig
 from .core.errors import ClipError, disk_full, one_line
 from .core.paths import atomic_write_text, file_lock, owner_lock, sweep_stale_temps
 from .core.provenance import git_sha, harness_version
-from .core.ranks import Rank, agree, current_rank, shard
+from .core.ranks import Rank, current_rank, shard, together
 from .core.registry import METHODS, METRICS
 from .core.results import POOLED_CLIP, ResultRow, append_rows, read_rows, rewrite_rows, scan_rows
 from .core.suites import Clip, SuiteContext, load_suite
@@ -255,19 +255,14 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
     rank = current_rank()
     timer = StageTimer()
     with contextlib.ExitStack() as held:
-        error = None
-        try:
-            with timer.stage("setup"):
-                METHODS.check([cfg.method_of(m) for m in cfg.methods])
-                METRICS.check(cfg.metrics)
-                parts = build_parts(cfg, rank, timer)
-                clips = load_suite(suite_context(cfg))
-                if rank.is_main:
-                    check_out(cfg.out)
-                    held.enter_context(owner_lock(cfg.out / ".run.lock", f"run folder {cfg.out}"))
-        except Exception as exc:  # noqa: BLE001 - every rank learns of it (agree), then it is raised
-            error = exc
-        agree(rank, error)
+        with together(rank), timer.stage("setup"):
+            METHODS.check([cfg.method_of(m) for m in cfg.methods])
+            METRICS.check(cfg.metrics)
+            parts = build_parts(cfg, rank, timer)
+            clips = load_suite(suite_context(cfg))
+            if rank.is_main:
+                check_out(cfg.out)
+                held.enter_context(owner_lock(cfg.out / ".run.lock", f"run folder {cfg.out}"))
         if rank.is_main:
             swept = sweep_stale_temps(cfg.cache_dir)
             if swept:
@@ -279,16 +274,11 @@ def _run(parts: RunParts, log: Log, clips: list[Clip]) -> RunOutcome:
     cfg, rank, timer = parts.cfg, parts.rank, parts.timer
     if rank.is_main:
         report_unavailable(cfg.suite, clips, log)
-    error = None
-    try:
-        with timer.stage("setup"):
-            init_run_dir(cfg.out, cfg, write=rank.is_main)
-            if rank.is_main:
-                write_manifest(cfg.out, cfg.suite, clips)
-                done = finished_keys(parts, log)
-    except Exception as exc:  # noqa: BLE001 - as in run()
-        error = exc
-    agree(rank, error)
+    with together(rank), timer.stage("setup"):
+        init_run_dir(cfg.out, cfg, write=rank.is_main)
+        if rank.is_main:
+            write_manifest(cfg.out, cfg.suite, clips)
+            done = finished_keys(parts, log)
     if not rank.is_main:
         done = {r.key for r in read_rows(parts.results)}
     n_before = len(done)

@@ -7,11 +7,12 @@ ranks exchange no tensors: each writes its own rows and partials, rank 0 merges 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import heapq
 import os
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -75,6 +76,18 @@ def agree(rank: Rank, error: BaseException | None) -> None:
         from .errors import ConfigError
 
         raise ConfigError(f"rank {failed[0]} could not start: {failed[1]}")
+
+
+@contextlib.contextmanager
+def together(rank: Rank) -> Iterator[None]:
+    """A setup block that every rank passes or fails together: an exception inside it is gathered (`agree`), then
+    raised on every rank."""
+    error = None
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - every rank learns of it, then it is raised by agree
+        error = exc
+    agree(rank, error)
 
 
 def current_rank() -> Rank:
