@@ -74,6 +74,14 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def require(section: str, options: Any, checks: tuple[tuple[str, bool, str], ...]) -> None:
+    """The first (key, holds, what is wanted) that does not hold is a ConfigError: `<section>.<key> must be <what
+    is wanted>, got <value>`."""
+    for key, holds, want in checks:
+        if not holds:
+            raise ConfigError(f"{section}.{key} must be {want}, got {getattr(options, key)}")
+
+
 def typed(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
     """Build dataclass `cls` from a plain mapping; unknown keys and wrong types are ConfigErrors."""
     data = dict(data or {})
@@ -113,7 +121,7 @@ class PreprocessConfig:
 
         if self.fps_mode not in FPS_MODES:
             raise ConfigError(f"preprocess.fps_mode={self.fps_mode!r}{did_you_mean(self.fps_mode, list(FPS_MODES))}")
-        for key, ok, want in (
+        require("preprocess", self, (
             ("fps", self.fps >= 1, "at least 1"),
             ("sample_rate", self.sample_rate >= 1000, "at least 1000"),
             ("crop_size", self.crop_size >= 16, "at least 16"),
@@ -123,9 +131,7 @@ class PreprocessConfig:
             ("min_face_ratio", 0 <= self.min_face_ratio <= 1, "from 0 to 1"),
             ("max_av_mismatch_s", self.max_av_mismatch_s >= 0, "at least 0"),
             ("min_detection_confidence", 0 <= self.min_detection_confidence <= 1, "from 0 to 1"),
-        ):
-            if not ok:
-                raise ConfigError(f"preprocess.{key} must be {want}, got {getattr(self, key)}")
+        ))  # fmt: skip
 
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -174,14 +180,12 @@ class RuntimeConfig:
     ones under `<cache>/tmp`) instead of being held in memory."""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"runtime.batch_size must be at least 1, got {self.batch_size}")
-        if self.chunk_frames < 1:
-            raise ConfigError(f"runtime.chunk_frames must be at least 1, got {self.chunk_frames}")
-        if self.prefetch_chunks < 0:
-            raise ConfigError(f"runtime.prefetch_chunks must be at least 0, got {self.prefetch_chunks}")
-        if self.frames_in_memory_mb < 0:
-            raise ConfigError(f"runtime.frames_in_memory_mb must be at least 0, got {self.frames_in_memory_mb}")
+        require("runtime", self, (
+            ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("chunk_frames", self.chunk_frames >= 1, "at least 1"),
+            ("prefetch_chunks", self.prefetch_chunks >= 0, "at least 0"),
+            ("frames_in_memory_mb", self.frames_in_memory_mb >= 0, "at least 0"),
+        ))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import DataConfig, typed
+from .config import DataConfig, require, typed
 from .errors import ClipError, ConfigError
 from .paths import atomic_write_text, cache_key, entry_dir, file_lock, sha256_bytes, sha256_file
 from .registry import SUITES
@@ -219,10 +219,11 @@ class DemoOptions:
     description: str = ""
 
     def __post_init__(self) -> None:
-        for key, ok, want in (("n_clips", self.n_clips >= 1, "at least 1"), ("seconds", self.seconds >= 0.4, "at least 0.4"),
-                              ("size", self.size >= 64, "at least 64")):  # fmt: skip
-            if not ok:
-                raise ConfigError(f"suite.{key} must be {want}, got {getattr(self, key)}")
+        require("suite", self, (
+            ("n_clips", self.n_clips >= 1, "at least 1"),
+            ("seconds", self.seconds >= 0.4, "at least 0.4"),
+            ("size", self.size >= 64, "at least 64"),
+        ))  # fmt: skip
 
 
 @SUITES.register("demo")
