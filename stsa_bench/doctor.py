@@ -77,14 +77,13 @@ def cache_state(cache: Path) -> tuple[str, str | None]:
 
 def diagnose(cfg, log=print) -> int:
     """Print the report for the run `cfg`; return 0 when it can go, 1 otherwise."""
+    from .core.devices import resolve_device
     from .core.errors import ConfigError
     from .core.registry import METHODS
     from .core.suites import load_suite
     from .core.weights_store import status
     from .runner import suite_context
     from .weights_cmd import needed
-
-    from .core.devices import resolve_device
 
     missing: list[str] = []
     log("environment:")
