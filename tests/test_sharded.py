@@ -61,12 +61,11 @@ def test_a_busy_run_folder_stops_both_ranks_at_once(tmp_path):
 
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with owner_lock(out / ".run.lock", f"run folder {out}"):
-        t0 = time.monotonic()
+    with owner_lock(out / ".run.lock", f"run folder {out}"):  # a hang (rank 1 at a barrier) fails by the timeout
         proc = subprocess.run(cli("run", "--suite", "demo", "--out", str(out), "suite.n_clips=2", "runtime.progress=false",
                                   "--methods", "gt", "--metrics", "psnr", nproc=2),
-                              capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
-    assert proc.returncode != 0 and time.monotonic() - t0 < 120
+                              capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert proc.returncode != 0
     assert f"run folder {out} is in use by another stsa-bench process" in proc.stderr
     assert "rank 0 could not start: run folder" in proc.stderr
     assert "stsa_bench/" not in proc.stderr, "one line per rank; the only traceback is torchrun's own failure report"
