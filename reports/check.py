@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from stsa_bench.core.environment import differences, recorded
 from stsa_bench.core.results import ResultRow
 
 from .tables import metric_name
@@ -49,10 +50,11 @@ def parse_tolerances(specs: list[str]) -> dict[str, Tolerance]:
     return out
 
 
-def write_golden(path: Path, rows: list[ResultRow], git_sha: str) -> None:
-    """The golden file: the rows' identities, values and statuses, and the git sha that produced them."""
+def write_golden(path: Path, rows: list[ResultRow], git_sha: str, environment: dict | None = None) -> None:
+    """The golden file: the rows' identities, values and statuses, the git sha and the environment that produced them."""
     doc = {
         "git_sha": git_sha,
+        "environment": environment,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "rows": sorted(({k: getattr(r, k) for k in GOLDEN_FIELDS} for r in rows), key=lambda d: (d["method"], d["metric"], d["clip"])),
     }
@@ -133,3 +135,24 @@ def diff_table(problems: list[dict]) -> str:
             f"| {p['metric']} | {p['method']} | {p['clip']} | {num(p['golden'])} | {num(p['now'])} | {num(p['delta'])} | {p['tolerance']} | {p['problem']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def environment_note(golden: dict, now: dict | None) -> str:
+    """What changed in the environment between the golden rows and this run (every recorded entry), for a drift's
+    reader to see at once whether a changed value came with a changed FFmpeg, torch or machine."""
+    before = golden.get("environment")
+    if not before:
+        return "environment of the golden rows: unknown (written before environments were recorded)"
+    if not now:
+        return "environment of this run: unknown (its folder was made before environments were recorded)"
+    changes = differences(before, now)
+    return f"environment changes since the golden rows: {'; '.join(changes)}" if changes else "environment: the same as the golden rows'"
+
+
+def run_environment(folder: Path) -> dict | None:
+    """The environment a run folder's rows were made in (its run.json; stsa_bench.core.environment.recorded), None
+    when the folder does not record one or its run.json cannot be read."""
+    try:
+        return next(iter(recorded(json.loads((Path(folder) / "run.json").read_text()))), None)
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
+from stsa_bench.core.environment import recorded
 from stsa_bench.core.errors import ConfigError
 from stsa_bench.core.results import POOLED_CLIP as POOLED
 from stsa_bench.core.results import (
@@ -59,6 +60,8 @@ class Run:
     pooled: PooledSource | None = None
     skipped: list[str] = field(default_factory=list)
     """Lines of results.jsonl that are not rows, skipped on request (`file: line N: why`)."""
+    infos: list[dict] = field(default_factory=list)
+    """Each merged folder's run.json (`info` is the first's)."""
 
     @classmethod
     def load(cls, path: Path | Sequence[Path], pooled: PooledSource | None = None, skip_bad_rows: bool = False) -> Run:
@@ -80,7 +83,8 @@ class Run:
                 else:
                     rows[r.key] = (run.path, r)
         skipped = [line for run in loaded for line in run.skipped]
-        return cls(first.path, [r for _, r in rows.values()], first.info, first.manifest, paths, pooled, skipped)
+        return cls(first.path, [r for _, r in rows.values()], first.info, first.manifest, paths, pooled, skipped,
+                   [run.info for run in loaded])  # fmt: skip
 
     @property
     def methods(self) -> list[str]:
@@ -123,6 +127,14 @@ class Run:
         with_rows = {r.clip for r in self.rows if r.clip != POOLED}
         return [c for c in listed if c in with_rows] + list(dict.fromkeys(extra))
 
+    @property
+    def environments(self) -> list[dict]:
+        """The distinct environments the merged folders record (stsa_bench.core.environment); [] when none does."""
+        envs: list[dict] = []
+        for info in self.infos:
+            envs += [e for e in recorded(info) if e not in envs]
+        return envs
+
     def is_pooled(self, metric: str) -> bool:
         return any(r.clip == POOLED and r.metric == metric for r in self.rows)
 
@@ -137,7 +149,7 @@ def _load_one(path: Path, skip_bad_rows: bool) -> Run:
         raise ConfigError(f"{results}: no result rows")
     info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
     manifest = json.loads((path / "manifest.json").read_text()) if (path / "manifest.json").is_file() else {}
-    return Run(path, rows, info, manifest, [path], skipped=[f"{results}: line {b.number}: {b.reason}" for b in bad])
+    return Run(path, rows, info, manifest, [path], skipped=[f"{results}: line {b.number}: {b.reason}" for b in bad], infos=[info])
 
 
 def _same_manifest(a: Run, b: Run) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from stsa_bench.core.environment import summary
 from stsa_bench.core.results import POOLED_CLIP as POOLED
 from stsa_bench.core.results import metric_name
 
@@ -214,6 +215,7 @@ def latex(table: Table, caption: str = "Quantitative results.", label: str = "ta
             spans.append((group, 1))
     arrows = {True: r"$\uparrow$", False: r"$\downarrow$", None: ""}
     out = [
+        f"% environment: {environment_line(run.environments)}",
         r"\begin{table}[t]",
         r"\centering",
         rf"\caption{{{_tex_escape(caption)}}}",
@@ -364,15 +366,23 @@ def provenance(run: Run) -> dict:
         "weights_sha256": {k: sorted(v) for k, v in sorted(weights.items())},
         "method_weights_sha256": {k: sorted(v) for k, v in sorted(methods.items())},
         "metric_ids": run.metrics,
+        "environment": run.environments,
         "run_created": run.info.get("created"),
         "report_date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 
+def environment_line(envs: list[dict]) -> str:
+    """The environments of a report's rows on one line (each as core.environment.summary), or why there is none."""
+    return " | ".join(summary(e) for e in envs) if envs else summary({})
+
+
 def provenance_markdown(p: dict) -> str:
     lines = ["Provenance:", ""]
     for key, value in p.items():
-        if isinstance(value, dict):
+        if key == "environment":
+            value = environment_line(value)
+        elif isinstance(value, dict):
             value = "; ".join(f"{k}: {', '.join(str(x)[:16] for x in v) if isinstance(v, list) else v}" for k, v in value.items()) or "none"
         elif isinstance(value, list):
             value = ", ".join(f"`{v}`" for v in value)

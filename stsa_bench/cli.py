@@ -236,7 +236,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 1 with a diff table when the run drifted from the golden rows; --update rewrites them."""
-    from reports.check import compare, diff_table, load_golden, parse_tolerances, write_golden
+    from reports.check import compare, diff_table, environment_note, load_golden, parse_tolerances, run_environment, write_golden
 
     from .core.provenance import git_sha
     from .core.results import read_rows
@@ -246,7 +246,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"{Path(args.results) / 'results.jsonl'}: no result rows")
     golden_path = Path(args.golden)
     if args.update:
-        write_golden(golden_path, rows, git_sha())
+        write_golden(golden_path, rows, git_sha(), run_environment(args.results))
         print(f"wrote {len(rows)} golden rows to {golden_path} (git {git_sha()})")
         return 0
     if not golden_path.is_file():
@@ -260,6 +260,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if problems:
         print(f"check FAILED: {len(problems)} differences from {golden_path} (golden from git {golden.get('git_sha')}):\n")
         print(diff_table(problems))
+        print(environment_note(golden, run_environment(args.results)))
         return 1
     print(f"check passed: {len(golden['rows'])} golden rows match (golden from git {golden.get('git_sha')})")
     return 0

@@ -1,12 +1,10 @@
-"""`stsa-bench doctor [RUN-FLAGS]`: can this run go on this machine? Versions, devices, the data, the
-weights the run needs (verified), optional tools, the cache and free disk. Exit 0 when the run can go,
+"""`stsa-bench doctor [RUN-FLAGS]`: can this run go on this machine? Versions (warned when they differ from the
+lock), devices, the data, the weights the run needs (verified), optional tools, the cache and free disk. Exit 0 when the run can go,
 1 with one line per missing piece otherwise."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -16,33 +14,36 @@ MIN_FREE_GB = 5.0
 """Less free disk than this under the cache is a missing piece (a 40-clip suite's cache is a few GB)."""
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def environment() -> list[tuple[str, str]]:
-    """(what, version or state) for the software the harness runs on."""
-    import av
+    """(what, version or state) for the software and machine the harness runs on (core.environment, what run.json records)."""
     import torch
 
+    from .core.environment import FFMPEG_LIBS, capture
     from .core.process import ALLOCATOR_ENV, huge_page_mode
 
-    cuda = f"{torch.version.cuda} with {torch.cuda.device_count()} device(s): " + ", ".join(
-        torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
-    ) if torch.cuda.is_available() else "not available (runs on the CPU)"  # fmt: skip
-    ffmpeg = ".".join(str(x) for x in av.library_versions.get("libavcodec", ())) or "?"
+    env = capture()
+    cuda = f"{env['torch_cuda']}, cuDNN {env['cudnn']}, {torch.cuda.device_count()} device(s): {env['gpu']}" if torch.cuda.is_available() \
+        else f"not available (runs on the CPU; torch built for CUDA {env['torch_cuda']})"  # fmt: skip
     return [
-        ("python", f"{platform.python_version()} ({sys.executable})"),
-        ("torch", f"{torch.__version__}, {torch.get_num_threads()} CPU threads"),
+        ("python", f"{env['python']} ({sys.executable})"),
+        ("CPU", f"{env['cpu']}, {os.cpu_count()} cores"),
+        ("torch", f"{env['torch']}, {torch.get_num_threads()} CPU threads; torchvision {env['torchvision']}"),
         ("CPU memory", f"huge pages {huge_page_mode()}; " + ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in ALLOCATOR_ENV)),
         ("cuda", cuda),
-        ("PyAV / FFmpeg", f"{av.__version__} / libavcodec {ffmpeg}"),
-        ("mediapipe", _version("mediapipe")),
-        ("numpy", _version("numpy")),
+        ("PyAV / FFmpeg", f"{env['av']} / " + ", ".join(f"{lib} {env[lib]}" for lib in FFMPEG_LIBS)),
+        *((k, env[k]) for k in ("mediapipe", "opencv", "numpy", "scipy", "lpips", "pytorch-fid", "transformers")),
     ]
+
+
+def lock_state() -> tuple[str, list[str]]:
+    """(what the installed packages are against the runtime lock CI tested, each difference); a difference is a
+    warning, never a missing piece: values may still differ from CI's in their last digits."""
+    from .core.environment import LOCK, lock_differences, read_lock
+
+    if not LOCK.is_file():
+        return f"no lock beside the package ({LOCK}; installed from a wheel?): versions not compared", []
+    differ = lock_differences(read_lock(LOCK))
+    return (f"{LOCK}: {len(differ)} installed versions differ" if differ else f"{LOCK}: every installed version matches"), differ
 
 
 def optional_tools() -> list[tuple[str, str]]:
@@ -117,6 +118,10 @@ def diagnose(cfg, log=print) -> int:
             missing.append(f"{spec.name} weights at {st.path}: {st.verdict}")
     if not specs:
         log("  none needed")
+    text, differ = lock_state()
+    log(f"lock (the tested set):\n  {text}")
+    for line in differ:
+        log(f"  warning: {line}")
     log("optional tools:")
     for what, state in optional_tools():
         log(f"  {what:15} {state}")

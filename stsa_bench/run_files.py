@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+from .core import environment
 from .core.config import RunConfig, differing_keys, hashed_part
 from .core.errors import ConfigError
 from .core.layout import strip_path
@@ -19,17 +21,21 @@ from .core.suites import Clip, manifest_hash
 from .core.timing import StageTimer, breakdown_line
 
 
-def init_run_dir(out: Path, cfg: RunConfig, write: bool = True) -> None:
-    """Save the resolved config of the first invocation (read-only) and, in run.json, every invocation and
-    the methods the folder holds. A later invocation may add methods and metrics; it is refused when the
-    run-level config (suite, preprocessing, seed) differs, or when a method name already here comes with
-    other options. `write=False` only checks (the ranks other than 0 of a sharded run)."""
+def init_run_dir(out: Path, cfg: RunConfig, write: bool = True, log: Callable[[str], None] = print) -> None:
+    """Save the resolved config of the first invocation (read-only) and, in run.json, the environment, every
+    invocation (with its own environment) and the methods the folder holds. A later invocation may add methods
+    and metrics; it is refused when the run-level config (suite, preprocessing, seed) differs, when a method name
+    already here comes with other options, or when the value-deciding environment differs (unless
+    `runtime.allow_env_change`). `write=False` only checks (the ranks other than 0 of a sharded run)."""
     run_json = out / "run.json"
     prev = json.loads(run_json.read_text()) if run_json.is_file() else None
+    env = environment.capture()
+    changes: list[str] = []
     if prev is not None:
         _check_same_run(out, prev, cfg)
         _check_same_decode(out, prev)
         _check_same_methods(out, prev, cfg)
+        changes = _check_same_environment(out, prev, env, cfg.runtime.allow_env_change, log if write else lambda _: None)
     if not write:
         return
     invocation = {
@@ -38,6 +44,8 @@ def init_run_dir(out: Path, cfg: RunConfig, write: bool = True) -> None:
         "methods": list(cfg.methods),
         "metrics": list(cfg.metrics),
         "config": dict(cfg.resolved),
+        "environment": env,
+        **({"allow_env_change": True, "environment_changes": changes} if changes else {}),
     }
     methods = {name: {**cfg.method_entry(name), "hash": cfg.method_config_hash(name)} for name in cfg.methods}
     if prev is None:
@@ -52,6 +60,7 @@ def init_run_dir(out: Path, cfg: RunConfig, write: bool = True) -> None:
             "git_sha": git_sha(),
             "harness_version": harness_version(),
             "decode_version": DECODE_VERSION,
+            "environment": env,
             "created": invocation["time"],
             "config": dict(cfg.resolved),
             "methods": methods,
@@ -102,6 +111,24 @@ def _check_same_decode(out: Path, prev: dict) -> None:
             f"(2: phone videos stored sideways turned upright, audio that starts late aligned); rows of such clips would "
             f"differ: use another --out"
         )
+
+
+def _check_same_environment(out: Path, prev: dict, env: dict, allowed: bool, log: Callable[[str], None]) -> list[str]:
+    """The value-deciding differences between the folder's environment and this one (environment.VALUE_DECIDING):
+    none, or a ConfigError naming each, or with `allowed` the list (recorded in the invocation) and a note."""
+    before = next(iter(environment.recorded(prev)), None)
+    if before is None:
+        log(f"{out}: made before run folders recorded their environment (environment unknown); extended, and this invocation's environment recorded")
+        return []
+    changes = environment.value_differences(before, env)
+    if changes and not allowed:
+        raise ConfigError(
+            f"{out} was run in another environment ({'; '.join(changes)}); its rows and new ones could differ: use "
+            f"another --out, or runtime.allow_env_change=true to extend it anyway (recorded in run.json)"
+        )
+    if changes:
+        log(f"{out}: extended in another environment ({'; '.join(changes)}) with runtime.allow_env_change=true; recorded in run.json")
+    return changes
 
 
 def _check_same_methods(out: Path, prev: dict, cfg: RunConfig) -> None:

@@ -275,7 +275,7 @@ def _run(parts: RunParts, log: Log, clips: list[Clip]) -> RunOutcome:
     if rank.is_main:
         report_unavailable(cfg.suite, clips, log)
     with together(rank), timer.stage("setup"):
-        init_run_dir(cfg.out, cfg, write=rank.is_main)
+        init_run_dir(cfg.out, cfg, write=rank.is_main, log=log)
         if rank.is_main:
             write_manifest(cfg.out, cfg.suite, clips)
             done = finished_keys(parts, log)

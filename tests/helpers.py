@@ -22,16 +22,26 @@ def demo_media(seed: int = 0, seconds: float = 2.4) -> tuple[np.ndarray, np.ndar
     return make_clip(seed, seconds, 160)
 
 
+LOSSLESS = {"ffv1": ("bgr0", {}), "libx264rgb": ("rgb24", {"qp": "0"})}
+"""Lossless encoders: (pixel format, options). libx264 also writes an SEI entry into each frame's side data."""
+
+
 def write_vfr_video(
-    path: Path, frames: np.ndarray, times_s: list[float], audio: np.ndarray | None = None, display: tuple[int, bool] | None = None
+    path: Path,
+    frames: np.ndarray,
+    times_s: list[float],
+    audio: np.ndarray | None = None,
+    display: tuple[int, bool] | None = None,
+    codec: str = "ffv1",
 ) -> None:
-    """Lossless video whose frames carry the given (irregular) presentation times; `display`: (degrees counter-clockwise,
-    mirrored left-right afterwards) written as the stream's display matrix."""
+    """Lossless video (`codec` one of LOSSLESS) whose frames carry the given (irregular) presentation times; `display`:
+    (degrees counter-clockwise, mirrored left-right afterwards) written as the stream's display matrix."""
     import av
 
+    pix_fmt, options = LOSSLESS[codec]
     with av.open(str(path), mode="w") as c:
-        v = c.add_stream("ffv1", rate=25)
-        v.pix_fmt = "bgr0"
+        v = c.add_stream(codec, rate=25, options=options)
+        v.pix_fmt = pix_fmt
         v.width, v.height = frames.shape[2], frames.shape[1]
         v.time_base = Fraction(1, 1000)
         if display is not None:
@@ -79,11 +89,13 @@ def write_late_audio(path: Path, frames: np.ndarray, audio: np.ndarray, late_s: 
             c.mux(p)
 
 
-def write_sideways(path: Path, upright: np.ndarray, audio: np.ndarray | None, degrees: int, mirrored: bool = False) -> np.ndarray:
+def write_sideways(
+    path: Path, upright: np.ndarray, audio: np.ndarray | None, degrees: int, mirrored: bool = False, codec: str = "ffv1"
+) -> np.ndarray:
     """A video that stores `upright` turned the other way and a display matrix that turns it back (as phones do);
     returns the frames as stored."""
     stored = np.ascontiguousarray(np.rot90(upright[:, :, ::-1] if mirrored else upright, -degrees // 90, axes=(1, 2)))
-    write_vfr_video(path, stored, [i / 25 for i in range(len(stored))], audio, display=(degrees, mirrored))
+    write_vfr_video(path, stored, [i / 25 for i in range(len(stored))], audio, display=(degrees, mirrored), codec=codec)
     return stored
 
 

@@ -29,14 +29,22 @@ def test_lossless_roundtrip(tmp_path):
     assert np.abs(decode_audio(tmp_path / "a.mkv") - audio).max() < 1e-4
 
 
+@pytest.mark.parametrize("codec", ["ffv1", "libx264rgb"])
 @pytest.mark.parametrize("degrees", [0, 90, 180, -90])
 @pytest.mark.parametrize("mirrored", [False, True])
-def test_frames_are_turned_upright_by_the_display_matrix(tmp_path, degrees, mirrored):
+def test_frames_are_turned_upright_by_the_display_matrix(tmp_path, degrees, mirrored, codec):
     """A video that stores its frames turned (phones store them sideways) decodes to the frames it displays, in every
-    one of the eight orientations a display matrix of quarter turns and a mirror can give; the info says what was done."""
+    one of the eight orientations a display matrix of quarter turns and a mirror can give; the info says what was done.
+    libx264's frames carry an SEI entry beside the matrix (av 18.1.1 broke reading such frames: every x264 video failed)."""
     rng = np.random.default_rng(1)
     upright = rng.integers(0, 256, (3, 20, 36, 3), dtype=np.uint8)
-    stored = write_sideways(tmp_path / "v.mkv", upright, None, degrees, mirrored)
+    stored = write_sideways(tmp_path / "v.mkv", upright, None, degrees, mirrored, codec)
+    if codec == "libx264rgb":
+        import av
+        from av.sidedata.sidedata import Type
+
+        with av.open(str(tmp_path / "v.mkv")) as c:
+            assert Type.SEI_UNREGISTERED in next(c.decode(video=0)).side_data, "x264's SEI beside the matrix"
     got, info = decode_video(tmp_path / "v.mkv")
     assert np.array_equal(got, upright) and (info.width, info.height) == (36, 20)
     assert (info.upright == "") == (degrees == 0 and not mirrored)

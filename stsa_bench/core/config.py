@@ -178,6 +178,9 @@ class RuntimeConfig:
     read again from its file by each pass, a chunk at a time (memory bounded by the chunk, not the clip).
     A clip's face crops or flows larger than this are mapped from files (the cache's, or unlinked temporary
     ones under `<cache>/tmp`) instead of being held in memory."""
+    allow_env_change: bool = False
+    """Extend a run folder made in another value-deciding environment (FFmpeg libraries, mediapipe, torch major.minor,
+    numpy major: `core.environment.VALUE_DECIDING`); the invocation records the differences."""
 
     def __post_init__(self) -> None:
         require("runtime", self, (

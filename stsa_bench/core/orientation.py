@@ -13,10 +13,14 @@ def upright(frame) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str]:
     """(function that turns a decoded (H, W, 3) array upright, what it does; None and "" when nothing is to be done)
     from a frame's display matrix (phones store portrait video sideways, with the rotation that shows it). The
     choice is ffmpeg's autorotate (fftools): theta = -round(av_display_rotation_get(matrix)) clockwise, and the
-    matrix's signs tell a flip. A rotation that is not a multiple of 90° fails the clip."""
-    matrix = next((bytes(d) for d in frame.side_data if str(d.type).endswith("DISPLAYMATRIX")), None)
-    if matrix is None:
+    matrix's signs tell a flip. A rotation that is not a multiple of 90° fails the clip. The entry is looked up by
+    its type: iterating `frame.side_data` yields the entries up to av 18.1.0 and their types from 18.1.1 on."""
+    from av.sidedata.sidedata import Type
+
+    entry = frame.side_data.get(Type.DISPLAYMATRIX)
+    if entry is None:
         return None, ""
+    matrix = bytes(entry)
     m = np.frombuffer(matrix[:36], dtype=np.int32)
     scale = np.hypot(m[1], m[4]), np.hypot(m[0], m[3])
     if not (scale[0] and scale[1]):
