@@ -346,6 +346,12 @@ class Metric:
         """Pooled metrics: add a saved partial state."""
         raise NotImplementedError
 
+    def exchange(self, a: list[Mapping[str, np.ndarray]], b: list[Mapping[str, np.ndarray]]):
+        """Pooled metrics: a fast `swapped(mask) -> value(A') - value(B')` for a paired exchange test over the clips of
+        the two methods' partial states (A' takes b's partial where mask is True, B' the other); None: the caller
+        merges states for every draw."""
+        return None
+
 
 class PooledFeatures(Metric):
     """A pooled metric over feature rows of both sides (FID's frames, FVD's windows): the per-clip partial state is

@@ -28,7 +28,7 @@ from stsa_bench.core.registry import METRICS, did_you_mean
 from stsa_bench.core.weights import load_state_dict, load_torchscript_model
 
 from .base import EvalPair, PooledFeatures, distinct_frames
-from .fid import frechet_distance
+from .fid import exchange_engine, frechet_distance
 
 WINDOW = 16
 SIZE = 224
@@ -154,6 +154,9 @@ class _FVD(PooledFeatures):
 
     def distance(self, pred: np.ndarray, target: np.ndarray) -> float:
         return frechet_distance(pred, target, self.device)
+
+    def exchange(self, a, b):
+        return exchange_engine(a, b) if type(self).distance is _FVD.distance else None
 
     def compute(self) -> float:
         pred = np.concatenate(self.pred) if self.pred else np.empty((0, 400))

@@ -1,9 +1,10 @@
-"""From rows to table cells: which clips each method is compared on, mean or pooled value, spread,
-a bootstrap interval, the rank in its column, and (with a baseline) a paired test against it.
+"""From rows to table cells: which clips each method is compared on, mean or pooled value, spread, an interval,
+the rank in its column, and (with a baseline) a paired test against it, Holm-corrected over a stated family.
 
-Fair by default: methods are compared on the clips that every compared method scored (GT aside); the
-clips left out are listed with the reason. Pooled metrics are recomputed on those clips from the run's
-saved per-clip partials (`Run.pooled`).
+Fair by default: methods are compared on the clips that every compared method scored (GT aside); the clips left
+out are listed with the reason. Pooled metrics are recomputed on those clips from the run's saved per-clip
+partials (`Run.pooled`). The statistics are stsa_bench.core.stats; one rule (`min_clips`) says when there are too
+few clips (or clip groups) for an interval or a test, and the cell says so.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from stsa_bench.core.results import ResultRow, metric_name
 from .runs import GT_METHODS, Run
 
 CLIP_MODES = ("common", "own")
+FAMILIES = ("metric", "table")
 
 
 @dataclass(frozen=True)
@@ -31,28 +33,36 @@ class TableOptions:
 
     clips: str = "common"
     """common: every method on the clips all compared methods scored (GT aside) | own: each method's own clips."""
-    resamples: int = 2000
-    """Bootstrap draws for per-clip metrics (intervals and the paired test); 0 = no intervals."""
-    pooled_resamples: int = 25
-    """Bootstrap draws for pooled metrics: each draw recomputes the metric (a 40-clip FID draw takes 2.2 s on the 2-core dev CPU: 25 draws, 55 s)."""
-    seed: int = 0
-    level: float = stats.LEVEL
+    intervals: bool = True
+    """95 % intervals of each cell (per-clip metrics: t; pooled: jackknife, which recomputes the metric n times)."""
     baseline: str | None = None
     """Compare every other method with this one, per metric, on the clips both scored."""
-    test: str = "bootstrap"
-    """bootstrap: shifted paired bootstrap of the mean difference | wilcoxon: signed-rank (per-clip metrics)."""
-    alpha: float = 0.05
-    """Significance level after Holm's correction over all comparisons of the table."""
+    test: str = "permutation"
+    """Per-clip metrics: permutation (sign flips of the differences) | ttest (paired t) | wilcoxon (signed rank)."""
+    resamples: int = 9999
+    """Monte Carlo sign flips of the permutation test beyond stats.EXACT_UP_TO clips (exact enumeration below)."""
+    pooled_resamples: int | None = None
+    """Exchange draws of pooled metrics' tests (each recomputes the metric twice); None: stats.draws_for(the family)."""
+    family: str = "metric"
+    """Holm's family: metric (the comparisons of one metric with the baseline) | table (every comparison of the table)."""
     min_clips: int = 10
-    """No paired test on fewer clips in common (the bootstrap and the signed-rank test say little on a handful)."""
+    """No interval and no test over fewer clips (or clip groups with `group`): the cell says why."""
+    group: bool = False
+    """Resample by the suite's clip groups (speaker or source video, manifest `group`) instead of by clip."""
+    seed: int = 0
+    level: float = stats.LEVEL
+    alpha: float = 0.05
+    """Significance level after Holm's correction."""
 
     def __post_init__(self) -> None:
-        if self.clips not in CLIP_MODES:
-            raise ConfigError(f"--clips {self.clips!r}{did_you_mean(self.clips, list(CLIP_MODES))}")
-        if self.test not in stats.TESTS:
-            raise ConfigError(f"--test {self.test!r}{did_you_mean(self.test, list(stats.TESTS))}")
-        if self.resamples < 0 or self.pooled_resamples < 0:
-            raise ConfigError("resample counts must be >= 0")
+        for flag, value, known in (("--clips", self.clips, CLIP_MODES), ("--test", self.test, stats.TESTS), ("--family", self.family, FAMILIES)):
+            if value not in known:
+                raise ConfigError(f"{flag} {value!r}{did_you_mean(value, list(known))}")
+        if self.resamples < 0 or (self.pooled_resamples is not None and self.pooled_resamples < 1) or self.min_clips < 2:
+            raise ConfigError("--resamples must be >= 0, --pooled-resamples >= 1 and --min-clips >= 2")
+        if self.baseline and self.test == "permutation" and self.resamples < 1:
+            raise ConfigError(f"--test permutation draws --resamples sign flips beyond {stats.EXACT_UP_TO} clips: give --resamples 1 or "
+                              "more (default 9999), or --test ttest or wilcoxon, which draw nothing")  # fmt: skip
 
 
 @dataclass
@@ -71,6 +81,9 @@ class Cell:
     rank: int | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    ci_method: str | None = None
+    ci_reason: str | None = None
+    """Why the cell has no interval (too few clips, a failed recomputation)."""
     clips: str = "own"
     """Which clips the value is over: `common` (the table's common clips) or `own` (this method's)."""
     vs: str | None = None
@@ -80,7 +93,15 @@ class Cell:
     p: float | None = None
     p_holm: float | None = None
     test: str | None = None
+    test_n: int | None = None
+    """Clips (or groups) the test used."""
+    tested_on: list[str] | None = None
+    draws: int | None = None
+    """Monte Carlo draws behind p (0: exact or no resampling)."""
+    test_reason: str | None = None
     significant: bool | None = None
+    direction: str | None = None
+    """better | worse (against the baseline, by the metric's direction) | differs (direction unknown); None: not significant."""
 
 
 @dataclass
@@ -92,6 +113,9 @@ class Table:
     """The common clips (clips=common), else None."""
     left_out: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    families: dict[str, list[str]] = field(default_factory=dict)
+    """Holm's families: name (a metric id, or 'table') -> the methods compared with the baseline in it."""
+    pooled_draws: int | None = None
 
     def get(self, key: tuple[str, str]) -> Cell | None:
         return self.cells.get(key)
@@ -129,6 +153,15 @@ class _Index:
         """(method, metric) with at least one value: a metric that failed on every clip of a method (e.g. its
         weights are missing) says so in its cell and does not shrink the clips the others are compared on."""
         self._partials: dict[tuple[str, str], set[str] | None] = {}
+        self.clips = self._clips()
+        """The run's clips in manifest order: those with per-clip rows and those with pooled partials only."""
+
+    def _clips(self) -> list[str]:
+        have = set(self.run.clips)
+        for method, metric in self.pooled_rows:
+            have |= self.partial_clips(method, metric) or set()
+        listed = list((self.run.manifest.get("clips") or {}).keys())
+        return [c for c in listed if c in have] + [c for c in self.run.clips if c not in listed]
 
     def partial_clips(self, method: str, metric: str) -> set[str] | None:
         key = (method, metric)
@@ -158,7 +191,7 @@ def common_clips(run: Run, index: _Index) -> tuple[list[str], dict[str, str]]:
     """(clips every non-GT method scored on all its metrics, {left-out clip: reasons})."""
     compared = [m for m in run.methods if m not in GT_METHODS] or run.methods
     common, left = [], {}
-    for clip in run.clips:
+    for clip in index.clips:
         reasons = [why for m in compared if (why := index.missing(m, clip))]
         if reasons:
             left[clip] = "; ".join(reasons)
@@ -167,58 +200,102 @@ def common_clips(run: Run, index: _Index) -> tuple[list[str], dict[str, str]]:
     return common, left
 
 
+def clip_groups(run: Run, options: TableOptions) -> dict[str, str] | None:
+    """{clip: group} from the manifest when `group` is asked for (a ConfigError when the suite records none)."""
+    if not options.group:
+        return None
+    groups = {c: e.get("group") for c, e in (run.manifest.get("clips") or {}).items() if e.get("group")}
+    if not groups:
+        raise ConfigError("--group: this run's manifest records no clip groups (the lrs2 and cmlr suites do; runs made before "
+                          "groups were recorded do not)")  # fmt: skip
+    return groups
+
+
+def units(clips: Sequence[str], groups: dict[str, str] | None) -> list[list[int]]:
+    """The resampling units over `clips`: each clip alone, or the clips of one group together (indices)."""
+    if groups is None:
+        return [[i] for i in range(len(clips))]
+    by: dict[str, list[int]] = {}
+    for i, c in enumerate(clips):
+        by.setdefault(groups.get(c, c), []).append(i)
+    return list(by.values())
+
+
 def aggregate(run: Run, options: TableOptions = TableOptions()) -> Table:
     """Every cell of the run's table under `options`, ranked; paired comparisons when a baseline is set."""
     index = _Index(run)
     compared, left = common_clips(run, index) if options.clips == "common" else (None, {})
     table = Table(run, options, {}, compared, left)
+    groups = clip_groups(run, options)
     for method in run.methods:
         for metric in run.metrics:
             if (method, metric) in index.present:
-                table.cells[(method, metric)] = _cell(index, method, metric, compared, options, table.notes)
+                table.cells[(method, metric)] = _cell(index, method, metric, compared, options, table.notes, groups)
     _rank(run, table)
     if options.baseline:
-        compare_with_baseline(table, index, options)
+        from .compare import compare_with_baseline
+
+        compare_with_baseline(table, index, options, groups)
     return table
 
 
-def _cell(index: _Index, method: str, metric: str, compared: list[str] | None, o: TableOptions, notes: list[str]) -> Cell:
-    run = index.run
+def _too_few(n: int, o: TableOptions) -> str | None:
+    unit = "clip groups" if o.group else "clips"
+    return f"{n} {unit} < {o.min_clips}" if n < o.min_clips else None
+
+
+def grouped_mean_interval(values: Sequence[float], parts: list[list[int]], level: float) -> stats.Interval:
+    """The mean over clips with a cluster-robust t interval over groups (Cameron & Miller 2015): se^2 =
+    G / (G - 1) sum_g (T_g - mean n_g)^2 / N^2, T_g a group's sum, t with G - 1 degrees of freedom."""
+    x = np.asarray(values, dtype=np.float64)
+    mean, n, g = float(x.mean()), len(x), len(parts)
+    resid = np.array([x[p].sum() - mean * len(p) for p in parts])
+    se = float(np.sqrt(g / (g - 1) * (resid**2).sum()) / n)
+    half = stats.t_quantile(g, level) * se
+    return stats.Interval(mean, float(x.std(ddof=1)), mean - half, mean + half)
+
+
+def _cell(index: _Index, method: str, metric: str, compared: list[str] | None, o: TableOptions, notes: list[str], groups) -> Cell:
     name = metric_name(metric)
-    rows = [r for c in run.clips if (r := index.by.get((c, method, metric))) is not None]
+    rows = [r for c in index.clips if (r := index.by.get((c, method, metric))) is not None]
     failed = [r for r in rows if r.status == "failed"]
     if metric in index.pooled_metrics:
-        return _pooled_cell(index, method, metric, compared, o, failed, notes)
+        return _pooled_cell(index, method, metric, compared, o, failed, notes, groups)
     keep = set(compared) if compared is not None else None
-    ok = [r.value for r in rows if r.status == "ok" and (keep is None or r.clip in keep)]
+    ok = [r for r in rows if r.status == "ok" and (keep is None or r.clip in keep)]
     cell = Cell(method, metric, name, None, None, len(ok), len(failed), False, clips="own" if keep is None else "common")
     if not ok:
         cell.reason = short_reason([r.error or "failed" for r in failed]) if failed else "no clip in common" if rows else "no rows"
         return cell
-    cell.mean = statistics.fmean(ok)
-    cell.std = statistics.stdev(ok) if len(ok) > 1 else None
-    if o.resamples and len(ok) > 1:
-        iv = stats.mean_interval(ok, o.resamples, o.seed, o.level)
-        cell.ci_low, cell.ci_high = iv.low, iv.high
+    values = [r.value for r in ok]
+    cell.mean = statistics.fmean(values)
+    cell.std = statistics.stdev(values) if len(values) > 1 else None
+    if o.intervals:
+        parts = units([r.clip for r in ok], groups)
+        cell.ci_reason = _too_few(len(parts), o)
+        if cell.ci_reason is None:
+            iv = grouped_mean_interval(values, parts, o.level) if groups else stats.mean_interval(values, o.level)
+            cell.ci_low, cell.ci_high, cell.ci_method = iv.low, iv.high, "t"
     return cell
 
 
-def _pooled_cell(index: _Index, method: str, metric: str, compared, o: TableOptions, failed: list[ResultRow], notes: list[str]) -> Cell:
+def _pooled_cell(index: _Index, method: str, metric: str, compared, o: TableOptions, failed: list[ResultRow], notes: list[str], groups) -> Cell:
     run = index.run
     row = index.pooled_rows[(method, metric)]
     have = index.partial_clips(method, metric)
     name = metric_name(metric)
     cell = Cell(method, metric, name, None, None, 0, len(failed), True, clips="own")
     if have is None:
-        cell.n = len(run.clips) - len(failed)
+        cell.n = len(index.clips) - len(failed)
         if row.status == "ok":
             cell.mean = row.value
+            cell.ci_reason = "the run's partials are not readable" if o.intervals else None
         else:
             cell.reason = short_reason([r.error for r in failed if r.error] or [row.error or "failed"])
         if compared is not None and failed:
             notes.append(f"{method} {name}: pooled over its own clips (the run's partials are not readable)")
         return cell
-    clips = [c for c in run.clips if c in have and (compared is None or c in compared)]
+    clips = [c for c in index.clips if c in have and (compared is None or c in compared)]
     cell.n, cell.clips = len(clips), "own" if compared is None else "common"
     if not clips:
         cell.reason = short_reason([r.error for r in failed if r.error] or ["no clip in common"])
@@ -226,13 +303,26 @@ def _pooled_cell(index: _Index, method: str, metric: str, compared, o: TableOpti
     try:
         same = row.status == "ok" and set(clips) == have
         cell.mean = row.value if same else run.pooled.value(method, metric, clips)
-        if o.pooled_resamples and len(clips) > 1:
-            iv = stats.statistic_interval(
-                cell.mean, lambda idx: run.pooled.value(method, metric, [clips[i] for i in idx]), len(clips), o.pooled_resamples, o.seed, o.level
-            )
-            cell.ci_low, cell.ci_high = iv.low, iv.high
+    except ConfigError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a cell says why instead of ending the report
-        cell.mean, cell.reason = None, short_reason([str(exc)])
+        cell.reason = short_reason([str(exc)])
+        return cell
+    if o.intervals:
+        parts = units(clips, groups)
+        cell.ci_reason = _too_few(len(parts), o)
+        if cell.ci_reason is None:
+            drop = [set(b) for b in stats.blocks(parts)]
+            try:
+                iv = stats.jackknife_interval(
+                    cell.mean, lambda i: run.pooled.value(method, metric, [c for j, c in enumerate(clips) if j not in drop[i]]), len(drop), o.level,
+                    [len(b) for b in drop],
+                )  # fmt: skip
+                cell.ci_low, cell.ci_high, cell.ci_method = iv.low, iv.high, "jackknife"
+            except ConfigError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                cell.ci_reason = short_reason([str(exc)])
     return cell
 
 
@@ -245,67 +335,3 @@ def _rank(run: Run, table: Table) -> None:
         values = sorted({c.mean for c in ranked}, reverse=hib)
         for c in ranked:
             c.rank = values.index(c.mean) + 1
-
-
-def compare_with_baseline(table: Table, index: _Index, o: TableOptions) -> None:
-    """Each non-GT method vs the baseline per metric on the clips both scored; Holm over all comparisons."""
-    run = index.run
-    if o.baseline not in run.methods:
-        raise ConfigError(f"--baseline {o.baseline!r} has no rows{did_you_mean(o.baseline, run.methods)}")
-    done: list[Cell] = []
-    too_few = 0
-    for metric in run.metrics:
-        base = table.get((o.baseline, metric))
-        if base is None or base.mean is None:
-            continue
-        for method in run.methods:
-            cell = table.get((method, metric))
-            if method in GT_METHODS or method == o.baseline or cell is None or cell.mean is None:
-                continue
-            comp = _compare(index, method, o.baseline, metric, table.compared, o)
-            if comp is None:
-                continue
-            if comp.n < o.min_clips:
-                too_few += 1
-                continue
-            cell.vs, cell.diff, cell.diff_low, cell.diff_high, cell.p, cell.test = (
-                o.baseline, comp.diff, comp.low, comp.high, comp.p, comp.test
-            )
-            done.append(cell)
-    if too_few:
-        table.notes.append(f"{too_few} comparisons with {o.baseline} not tested: fewer than {o.min_clips} clips in common.")
-    for cell, adjusted in zip(done, stats.holm([c.p for c in done])):
-        cell.p_holm = adjusted
-        cell.significant = adjusted < o.alpha
-
-
-def _compare(index: _Index, method: str, baseline: str, metric: str, compared: Sequence[str] | None, o: TableOptions):
-    run = index.run
-    keep = set(compared) if compared is not None else set(run.clips)
-    if metric in index.pooled_metrics:
-        a, b = index.partial_clips(method, metric), index.partial_clips(baseline, metric)
-        if a is None or b is None or not o.pooled_resamples:
-            return None
-        clips = [c for c in run.clips if c in a and c in b and c in keep]
-        if len(clips) < 2:
-            return None
-        value = run.pooled.value
-
-        def diff(idx: np.ndarray) -> float:
-            chosen = [clips[i] for i in idx]
-            return value(method, metric, chosen) - value(baseline, metric, chosen)
-
-        observed = value(method, metric, clips) - value(baseline, metric, clips)
-        return stats.paired_statistic_test(observed, diff, len(clips), o.pooled_resamples, o.seed, o.level)
-    pairs = [
-        (ra.value, rb.value)
-        for c in run.clips
-        if c in keep
-        and (ra := index.by.get((c, method, metric))) is not None
-        and (rb := index.by.get((c, baseline, metric))) is not None
-        and ra.status == rb.status == "ok"
-    ]
-    if len(pairs) < 2 or not o.resamples:
-        return None
-    x, y = zip(*pairs)
-    return stats.paired_mean_test(x, y, o.resamples, o.seed, o.test, o.level)

@@ -54,7 +54,7 @@ def write_report(table: tables.Table, out: Path, formats: tuple[str, ...] | list
     out.mkdir(parents=True, exist_ok=True)
     run = table.run
     prov = tables.provenance(run)
-    prov["table"] = asdict(table.options)
+    prov["table"] = {**asdict(table.options), "pooled_draws": table.pooled_draws, "holm_families": table.families}
     md = tables.markdown(table)
     parts = [f"# {spec.title}\n"] + ([spec.preface + "\n"] if spec.preface else []) + [md]
     if spec.per_clip:

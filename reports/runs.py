@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
@@ -40,7 +40,11 @@ class PooledSource(Protocol):
         """Clips with a saved partial, or None when the partials cannot be read."""
 
     def value(self, method: str, metric: str, clips: Sequence[str]) -> float:
-        """The pooled value over these clips (a clip listed twice counts twice: bootstrap draws)."""
+        """The pooled value of one method over these clips."""
+
+    def exchange(self, method: str, baseline: str, metric: str, clips: Sequence[str]):
+        """`swapped(mask) -> value(A') - value(B')`: the two methods' pooled values over `clips` after exchanging their
+        partials of the clips where mask is True (the paired exchange test's statistic)."""
 
 
 def base_name(name: str) -> str:
@@ -64,10 +68,12 @@ class Run:
     """Each merged folder's run.json (`info` is the first's)."""
 
     @classmethod
-    def load(cls, path: Path | Sequence[Path], pooled: PooledSource | None = None, skip_bad_rows: bool = False) -> Run:
-        """One run folder, or several merged: they must share the suite manifest, and a row present in
-        two of them must agree (value and status), else a ConfigError names the folders and the row.
-        A line that is not a row stops the report with its number, unless `skip_bad_rows`."""
+    def load(cls, path: Path | Sequence[Path], pooled: PooledSource | None = None, skip_bad_rows: bool = False, allow_mixed: bool = False) -> Run:
+        """One run folder, or several merged: they must share the suite manifest, the run-level config and the
+        options of every method they share (else a ConfigError names the folders and the keys that differ; with
+        `allow_mixed` the differing methods become separate rows `method@folder`), and a row present in two of
+        them must agree (value and status). A line that is not a row stops the report with its number, unless
+        `skip_bad_rows`."""
         paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
         if not paths:
             raise ConfigError("no run folder given")
@@ -75,6 +81,8 @@ class Run:
         first = loaded[0]
         for other in loaded[1:]:
             _same_manifest(first, other)
+        if len(loaded) > 1:
+            _separate_mixed(loaded, allow_mixed)
         rows: dict[tuple, tuple[Path, ResultRow]] = {}
         for run in loaded:
             for r in run.rows:
@@ -160,6 +168,45 @@ def _same_manifest(a: Run, b: Run) -> None:
             f"{a.path} and {b.path} are not runs of the same suite manifest "
             f"({sa} {str(ha)[:12]} vs {sb} {str(hb)[:12]}); merge only runs of the same clips"
         )
+
+
+MIXED_SEP = "@"
+"""`method@folder`: a method kept apart because its folders ran it with other settings (`--allow-mixed`)."""
+
+
+def folder_labels(paths: Sequence[Path]) -> list[str]:
+    """A label per merged folder: its name, made unique by its position when two share one."""
+    names = [Path(p).name for p in paths]
+    return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
+
+
+def _separate_mixed(loaded: list[Run], allow: bool) -> None:
+    """Refuse folders whose run-level config or a shared method's options differ, naming the keys; with `allow`,
+    rename the rows of each differing method (every method but GT when the run-level config differs) to `method@folder`."""
+    from stsa_bench.core.config import differing_keys, hashed_part
+
+    infos = [run.info for run in loaded]
+    labels = folder_labels([run.path for run in loaded])
+    differ: dict[str, list[str]] = {}
+    if any(i.get("config_hash") != infos[0].get("config_hash") for i in infos):
+        keys = sorted({k for i in infos[1:] for k in differing_keys(hashed_part(infos[0].get("config", {})), hashed_part(i.get("config", {})))})
+        differ.update({r.method: keys or ["config_hash"] for run in loaded for r in run.rows if r.method not in GT_METHODS})
+    options: dict[str, dict] = {}
+    for info in infos:
+        for name, entry in info.get("methods", {}).items():
+            if name in options and options[name].get("hash") != entry.get("hash"):
+                mine = {"method": entry.get("method"), **entry.get("options", {})}
+                theirs = {"method": options[name].get("method"), **options[name].get("options", {})}
+                differ.setdefault(name, differing_keys(theirs, mine) or ["options"])
+            options.setdefault(name, entry)
+    if not differ:
+        return
+    if not allow:
+        what = "; ".join(f"{m}: {', '.join(k[:6])}" for m, k in sorted(differ.items()))
+        raise ConfigError(f"{', '.join(str(r.path) for r in loaded)} ran with other settings ({what}); merge only runs of the same "
+                          f"settings, or pass --allow-mixed to keep each folder's rows of these methods apart as method{MIXED_SEP}folder")  # fmt: skip
+    for run, label in zip(loaded, labels):
+        run.rows = [replace(r, method=f"{r.method}{MIXED_SEP}{label}") if r.method in differ else r for r in run.rows]
 
 
 def _agree(a: tuple[Path, ResultRow], b: tuple[Path, ResultRow]) -> None:

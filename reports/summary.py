@@ -18,7 +18,7 @@ def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None =
     methods = list(dict.fromkeys(r.method for r in rows))
     metrics = list(dict.fromkeys(r.metric for r in rows))
     run = Run(Path("."), rows)
-    table = aggregate(run, TableOptions(clips="own", resamples=0, pooled_resamples=0))
+    table = aggregate(run, TableOptions(clips="own", intervals=False))
 
     def arrow(m: str) -> str:
         hib = directions.get(metric_name(m))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from stsa_bench.core import stats
 from stsa_bench.core.environment import summary
 from stsa_bench.core.results import POOLED_CLIP as POOLED
 from stsa_bench.core.results import metric_name
@@ -30,7 +31,9 @@ LABELS = {
 }  # fmt: skip
 DECIMALS = {"psnr": 2, "fid": 2, "lipmd": 5, "lipmd_l2": 5, "lipmd_iod": 4}
 DEFAULT_DECIMALS = 4
-SIG_MARK = "†"
+MARKS = {"better": "†", "worse": "‡", "differs": "*"}
+"""A significant difference from the baseline, by direction (the metric's higher_is_better)."""
+TEX_MARKS = {"better": r"$^\dagger$", "worse": r"$^\ddagger$", "differs": r"$^*$"}
 
 __all__ = ["Cell", "Run", "Table", "TableOptions", "aggregate"]
 
@@ -59,7 +62,7 @@ def method_counts(table: Table, method: str) -> tuple[int, int]:
     return (len(clips) if clips else max(ns, default=0)), len(failed)
 
 
-def _value_text(c: Cell, bold: tuple[str, str], under: tuple[str, str], spread: Callable[[str], str], mark: str) -> str:
+def _value_text(c: Cell, bold: tuple[str, str], under: tuple[str, str], spread: Callable[[str], str], marks: dict[str, str]) -> str:
     text = fmt(c.name, c.mean)
     if c.rank == 1:
         text = bold[0] + text + bold[1]
@@ -67,8 +70,8 @@ def _value_text(c: Cell, bold: tuple[str, str], under: tuple[str, str], spread: 
         text = under[0] + text + under[1]
     if c.std is not None:
         text += spread(fmt(c.name, c.std))
-    if c.significant:
-        text += mark
+    if c.direction:
+        text += marks[c.direction]
     return text
 
 
@@ -90,26 +93,46 @@ def scope_line(table: Table) -> str:
 
 def interval_line(table: Table) -> str:
     o = table.options
-    if not o.resamples and not o.pooled_resamples:
+    if not o.intervals:
         return ""
+    unit = "clip groups (cluster-robust, groups from the suite)" if o.group else "clips"
     return (
         f"Values: mean ± standard deviation over clips (pooled metrics: one value over the frames of all clips). "
-        f"{o.level:.0%} intervals: percentile bootstrap over clips, {o.resamples} draws for per-clip metrics, "
-        f"{o.pooled_resamples} for pooled metrics (each draw recomputes the metric from the clips' partials), seed {o.seed}."
+        f"{o.level:.0%} intervals: Student's t over {unit} for per-clip metrics; jackknife for pooled metrics (each of at most "
+        f"{stats.JACKKNIFE_BLOCKS} blocks of {'groups' if o.group else 'clips'} left out in turn, the metric recomputed from the partials); "
+        f"none over fewer than {o.min_clips} {unit.split(' (')[0]}."
     )
+
+
+TEST_TEXT = {
+    "permutation": "sign-flip permutation test of the mean difference (exact up to {exact} {unit}, else {draws} Monte Carlo sign flips, seed {seed})",
+    "ttest": "paired t-test of the mean difference",
+    "wilcoxon": "Wilcoxon signed-rank test of the differences",
+}
 
 
 def significance_line(table: Table) -> str:
+    """The legend of the marks, the tests, their draws and seed, Holm's family, and the clips every test used."""
+    from .compare import family_line
+
     o = table.options
-    tested = [c for _, c in table.items() if c.p is not None]
     if not o.baseline:
         return ""
-    how = {"bootstrap": f"paired bootstrap of the mean difference ({o.resamples} draws; pooled metrics {o.pooled_resamples}), p from the null-shifted distribution",
-           "wilcoxon": "Wilcoxon signed-rank on the per-clip differences (pooled metrics: paired bootstrap)"}[o.test]  # fmt: skip
-    return (
-        f"{SIG_MARK} differs from {o.baseline} at α = {o.alpha:g} after Holm's correction over the table's {len(tested)} "
-        f"comparisons; {how}, over the clips both methods scored."
-    )
+    unit = "clip groups" if o.group else "clips"
+    tested = [c for _, c in table.items() if c.p is not None]
+    per_clip = TEST_TEXT[o.test].format(exact=stats.EXACT_UP_TO, unit=unit, draws=o.resamples, seed=o.seed)
+    per_clip += " on the groups' summed differences" if o.group else ""
+    pooled = (f"; pooled metrics: exchange permutation of the two methods' per-{unit[:-1]} partials ({table.pooled_draws} draws, "
+              f"every exchange enumerated when they are fewer, seed {o.seed}; no interval of the difference)" if table.pooled_draws else "")  # fmt: skip
+    if table.compared is not None:
+        clips = f"Every test is over the table's {len(table.compared)} common clips"
+        sizes = sorted({len(c.tested_on) for c in tested if c.tested_on is not None and len(c.tested_on) != len(table.compared)})
+        clips += f" ({', '.join(map(str, sizes))} for tests missing a partial)" if sizes else ""
+    else:
+        clips = "Each test is over the clips both methods scored (n in the comparison table)"
+    return (f"{MARKS['better']} better, {MARKS['worse']} worse than {o.baseline} ({MARKS['differs']}: differs, direction unknown) at "
+            f"α = {o.alpha:g} after Holm's correction. {family_line(table)} Per-clip metrics: {per_clip}{pooled}. {clips}; "
+            f"none over fewer than {o.min_clips} {unit}.")  # fmt: skip
 
 
 def markdown(table: Table) -> str:
@@ -137,7 +160,7 @@ def markdown(table: Table) -> str:
             if c.mean is None:
                 row.append(f"— ({c.reason})")
                 continue
-            text = _value_text(c, ("**", "**"), ("<ins>", "</ins>"), lambda s: f" ± {s}", SIG_MARK)
+            text = _value_text(c, ("**", "**"), ("<ins>", "</ins>"), lambda s: f" ± {s}", MARKS)
             if own and c.n_failed:
                 text += f" ({c.n_failed} failed)"
             if own:
@@ -148,7 +171,7 @@ def markdown(table: Table) -> str:
     extra = [x for x in (interval_line(table), significance_line(table)) if x] + table.notes
     lines += [""] + extra if extra else []
     parts = ["\n".join(lines) + "\n"]
-    if any(c.ci_low is not None for _, c in table.items()):
+    if any(c.ci_low is not None or c.ci_reason for _, c in table.items()):
         parts.append(intervals_markdown(table))
     if table.options.baseline:
         parts.append(comparisons_markdown(table))
@@ -164,15 +187,23 @@ def intervals_markdown(table: Table) -> str:
     for method in run.methods:
         cols = []
         for metric in run.metrics:
-            c = table.get((method, metric))
-            cols.append(f"[{fmt(c.name, c.ci_low)}, {fmt(c.name, c.ci_high)}]" if c and c.ci_low is not None else "")
+            cols.append(interval_text(table.get((method, metric))))
         lines.append(f"| {method} | " + " | ".join(cols) + " |")
     return "\n".join(lines) + "\n"
 
 
+def interval_text(c: Cell | None) -> str:
+    """A cell's interval, or why it has none."""
+    if c is None or c.mean is None:
+        return ""
+    if c.ci_low is not None:
+        return f"[{fmt(c.name, c.ci_low)}, {fmt(c.name, c.ci_high)}]"
+    return f"— ({c.ci_reason})" if c.ci_reason else ""
+
+
 def comparisons_markdown(table: Table) -> str:
     run, base = table.run, table.options.baseline
-    lines = [f"#### Paired comparison with {base}", "", "method − baseline: difference [interval], Holm-adjusted p.", "",
+    lines = [f"#### Paired comparison with {base}", "", "method − baseline: difference [interval], Holm-adjusted p, clips (or groups) tested.", "",
              "| Method | " + " | ".join(_label(run, m) for m in run.metrics) + " |", "|:---|" + "---:|" * len(run.metrics)]  # fmt: skip
     for method in run.methods:
         if method == base or method in GT_METHODS:
@@ -181,10 +212,11 @@ def comparisons_markdown(table: Table) -> str:
         for metric in run.metrics:
             c = table.get((method, metric))
             if c is None or c.diff is None:
-                cols.append("")
+                cols.append(f"— ({c.test_reason})" if c is not None and c.test_reason else "")
                 continue
-            mark = SIG_MARK if c.significant else ""
-            cols.append(f"{c.diff:+.4g} [{c.diff_low:+.4g}, {c.diff_high:+.4g}] p={c.p_holm:.3g}{mark}")
+            mark = MARKS[c.direction] if c.direction else ""
+            interval = f" [{c.diff_low:+.4g}, {c.diff_high:+.4g}]" if c.diff_low is not None else ""
+            cols.append(f"{c.diff:+.4g}{interval} p={c.p_holm:.3g}{mark} (n={c.test_n})")
         lines.append(f"| {method} | " + " | ".join(cols) + " |")
     return "\n".join(lines) + "\n"
 
@@ -196,7 +228,7 @@ def left_out_markdown(table: Table) -> str:
 
 
 def _tex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("†", r"$^\dagger$"), ("α", r"$\alpha$"), ("±", r"$\pm$"), ("−", "-"), ("—", "---")):
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("^", r"\^{}"), ("<", r"$<$"), (">", r"$>$"), ("†", r"$^\dagger$"), ("‡", r"$^\ddagger$"), ("α", r"$\alpha$"), ("±", r"$\pm$"), ("−", "-"), ("—", "---")):
         s = s.replace(a, b)
     return s
 
@@ -241,21 +273,18 @@ def latex(table: Table, caption: str = "Quantitative results.", label: str = "ta
             if c is None or c.mean is None:
                 row.append(r"\textit{" + _tex_escape(c.reason if c else "") + "}" if c else "")
                 continue
-            row.append(_value_text(c, (r"\textbf{", "}"), (r"\underline{", "}"), lambda s: rf"\,{{\scriptsize$\pm${s}}}", r"$^\dagger$"))
+            row.append(_value_text(c, (r"\textbf{", "}"), (r"\underline{", "}"), lambda s: rf"\,{{\scriptsize$\pm${s}}}", TEX_MARKS))
         n, n_failed = method_counts(table, method)
         out.append(" & ".join(row + [str(n), str(n_failed)]) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     notes = [skipped_line(run).replace("**", ""), scope_line(table), interval_line(table), significance_line(table)]
     out.append(r"\par\smallskip{\footnotesize " + _tex_escape(" ".join(x for x in notes if x)) + "}")
     out.append(r"\end{table}")
-    if any(c.ci_low is not None for _, c in table.items()):
+    if any(c.ci_low is not None or c.ci_reason for _, c in table.items()):
         out += [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(f'{table.options.level:.0%} confidence intervals of Table')} \ref{{{label}}}.}}",
                 r"\begin{tabular}{l" + "c" * len(metrics) + "}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]  # fmt: skip
         for method in run.methods:
-            cols = []
-            for metric in metrics:
-                c = table.get((method, metric))
-                cols.append(f"[{fmt(c.name, c.ci_low)}, {fmt(c.name, c.ci_high)}]" if c and c.ci_low is not None else "")
+            cols = [_tex_escape(interval_text(table.get((method, metric)))) for metric in metrics]
             out.append(" & ".join([_tex_escape("GT" if method == "gt" else method)] + cols) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(out) + "\n"
@@ -280,7 +309,7 @@ def to_csv(records: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(records[0]), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(records)
+    writer.writerows({k: ";".join(v) if isinstance(v, list) else v for k, v in r.items()} for r in records)
     return buf.getvalue()
 
 

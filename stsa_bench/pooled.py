@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .core.errors import ConfigError
 from .core.results import metric_name
 from .run_files import Partials
 
@@ -39,17 +40,26 @@ class SavedPartials:
         self._values: dict[tuple, float] = {}
 
     def _files(self, method: str, metric: str) -> dict[str, Path]:
-        """{clip id: partial file} over all run folders (listed once)."""
+        """{clip id: partial file} over all run folders (listed once; `method@folder` looks in that folder only).
+        Two folders holding different partials of one clip are a ConfigError naming both, as conflicting rows are."""
+        from reports.runs import MIXED_SEP, folder_labels
+
         if (method, metric) in self._listed:
             return self._listed[(method, metric)]
         out = self._listed[(method, metric)] = {}
-        for p in self.paths:
-            folder = Partials(p).folder(method, metric)
-            if folder.is_dir():
-                for f in sorted(folder.glob("*.npz")):
-                    clip = self.clip_of.get(f.stem)
-                    if clip is not None:
-                        out.setdefault(clip, f)
+        base, _, only = method.partition(MIXED_SEP)
+        for p, label in zip(self.paths, folder_labels(self.paths)):
+            folder = Partials(p).folder(base, metric)
+            if (only and only != label) or not folder.is_dir():
+                continue
+            for f in sorted(folder.glob("*.npz")):
+                clip = self.clip_of.get(f.stem)
+                if clip is None:
+                    continue
+                if clip in out and not _same_state(out[clip], f):
+                    raise ConfigError(f"{out[clip]} and {f} hold different {metric_name(metric)} partials of {method} for clip {clip!r}; "
+                                      f"merge only folders that agree")  # fmt: skip
+                out.setdefault(clip, f)
         return out
 
     def clips(self, method: str, metric: str) -> set[str] | None:
@@ -69,6 +79,29 @@ class SavedPartials:
                 m.merge(self._state(method, metric, clip))
             self._values[key] = m.compute()
         return self._values[key]
+
+    def exchange(self, method: str, baseline: str, metric: str, clips: Sequence[str]):
+        """`swapped(mask) -> value(A') - value(B')` over `clips`, A' taking the baseline's partial where mask is True and B'
+        the method's: the metric's fast engine when it has one (Frechet metrics), else states merged per draw."""
+        m = self._metric(metric)
+        if m is None:
+            raise ValueError(f"{metric}: no saved config rebuilds this metric id")
+        a = [self._state(method, metric, c) for c in clips]
+        b = [self._state(baseline, metric, c) for c in clips]
+        fast = m.exchange(a, b)
+        if fast is not None:
+            return fast
+
+        def swapped(mask) -> float:
+            values = []
+            for first, second in ((a, b), (b, a)):
+                m.reset()
+                for x, y, flip in zip(first, second, mask):
+                    m.merge(y if flip else x)
+                values.append(m.compute())
+            return values[0] - values[1]
+
+        return swapped
 
     def _state(self, method: str, metric: str, clip: str) -> dict:
         key = (method, metric, clip)
@@ -104,3 +137,11 @@ class SavedPartials:
                 break
         self._metrics[metric_id] = found
         return found
+
+
+def _same_state(a: Path, b: Path) -> bool:
+    """Two saved partial states hold the same arrays (the files' bytes differ by their zip timestamps)."""
+    import numpy as np
+
+    with np.load(a) as x, np.load(b) as y:
+        return sorted(x.files) == sorted(y.files) and all(np.array_equal(x[k], y[k]) for k in x.files)

@@ -149,7 +149,8 @@ def _check_same_methods(out: Path, prev: dict, cfg: RunConfig) -> None:
 def write_manifest(out: Path, suite: str, clips: list[Clip]) -> None:
     manifest = out / "manifest.json"
     if not manifest.is_file():
-        listing = {c.id: {"video": str(c.video), "audio": str(c.audio) if c.audio else None, "sha256": c.sha256, "error": c.error} for c in clips}
+        listing = {c.id: {"video": str(c.video), "audio": str(c.audio) if c.audio else None, "sha256": c.sha256, "error": c.error,
+                          "group": c.group} for c in clips}  # fmt: skip
         atomic_write_text(manifest, json.dumps({"suite": suite, "manifest_hash": manifest_hash(clips), "clips": listing}, indent=1))
 
 

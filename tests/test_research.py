@@ -94,7 +94,8 @@ def test_table_options_are_validated():
 
 def test_too_few_clips_are_not_tested():
     table = tables.aggregate(synthetic_run(n=6), tables.TableOptions(baseline="base"))
-    assert table[("better", PSNR)].p is None and any("fewer than 10 clips" in n for n in table.notes)
+    cell = table[("better", PSNR)]
+    assert cell.p is None and cell.test_reason == cell.ci_reason == "6 clips < 10" and "— (6 clips < 10)" in tables.markdown(table)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +172,7 @@ def test_common_clips_recompute_pooled_metrics_from_partials(cache_dir, tmp_path
     assert main(["run", *DEMO, "--out", str(out), f"cache_dir={cache_dir}", "--methods", "static,results", "--metrics", "psnr,dme_dis",
                  f"results.dir={folder}", "results.pattern={clip}.mkv"]) == 0  # fmt: skip
     capsys.readouterr()
-    assert main(["report", str(out), "--format", "md,json", "--pooled-resamples", "5"]) == 0
+    assert main(["report", str(out), "--format", "md,json", "--min-clips", "2"]) == 0
     md = capsys.readouterr().out
     assert "compared on the 2 clips of 3" in md and "`demo_02`: results failed" in md
     doc = json.loads((out / "report" / "table.json").read_text())
@@ -186,7 +187,7 @@ def test_common_clips_recompute_pooled_metrics_from_partials(cache_dir, tmp_path
     assert cell["mean"] == pytest.approx(sum(s for s, _ in two) / sum(n for _, n in two), rel=1e-12)
     pooled_row = next(r for r in read_rows(out / "results.jsonl") if r.method == "static" and r.clip == "*")
     assert cell["mean"] != pooled_row.value and cell["ci_low"] is not None
-    own = json.loads((out / "report" / "table.json").read_text()) if main(["report", str(out), "--format", "json", "--clips", "own", "--pooled-resamples", "0"]) == 0 else None
+    own = json.loads((out / "report" / "table.json").read_text()) if main(["report", str(out), "--format", "json", "--clips", "own"]) == 0 else None
     own_cell = next(c for c in own["cells"] if c["method"] == "static" and c["name"] == "dme_dis")
     assert own_cell["mean"] == pooled_row.value and own_cell["n"] == 3
 

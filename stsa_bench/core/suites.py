@@ -34,6 +34,8 @@ class Clip:
     audio: Path | None = None
     sha256: str = ""
     error: str | None = None
+    group: str | None = None
+    """Clips of one group are correlated (one speaker, one source video): `report --group` resamples groups."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ def hash_clip(clip_id: str, video: Path, audio: Path | None = None) -> Clip:
         except (IsADirectoryError, PermissionError, OSError) as exc:
             return Clip(clip_id, video, audio, error=f"{path}: unreadable ({exc.strerror or exc})")
     return Clip(clip_id, video, audio, sha256=parts[0] if len(parts) == 1 else sha256_bytes("".join(parts).encode()))
+
+
+def with_groups(clips: list[Clip]) -> list[Clip]:
+    """Each clip's group: the first part of its id (`a/b`: `a`); none for an id without a folder part."""
+    return [replace(c, group=c.id.split("/", 1)[0]) if "/" in c.id else c for c in clips]
 
 
 def manifest_hash(clips: list[Clip]) -> str:
@@ -132,7 +139,8 @@ class SplitOptions:
 
 
 class SplitSuite(Suite):
-    """A fixed id list under a dataset's own layout (LRS2: main/<id>.mp4; CMLR: video/ + audio/)."""
+    """A fixed id list under a dataset's own layout (LRS2: main/<id>.mp4; CMLR: video/ + audio/). A clip's group is
+    the first part of its id: LRS2's source video, CMLR's speaker."""
 
     Options = SplitOptions
 
@@ -160,7 +168,7 @@ class SplitSuite(Suite):
             )
             for i in ids
         ]
-        return freeze_manifest(self.ctx, {"root": str(root), "ids": ids}, clips)
+        return with_groups(freeze_manifest(self.ctx, {"root": str(root), "ids": ids}, clips))
 
     def _ids_from_file(self, root: Path) -> list[str]:
         """Ids listed one per line (first field) in `ids_file`, relative to the data root (LRS2: train.txt)."""
@@ -185,7 +193,8 @@ class FolderOptions:
 
 @SUITES.register("folder")
 class FolderSuite(Suite):
-    """Every video file in `data.root`; audio from a same-named file in `data.audio_root` (or root) if present."""
+    """Every video file in `data.root`; audio from a same-named file in `data.audio_root` (or root) if present. With
+    `recursive`, a clip's group is its first folder (e.g. one folder per speaker)."""
 
     Options = FolderOptions
 
@@ -206,7 +215,7 @@ class FolderSuite(Suite):
             audio = next((a for a in (audio_root / rel.with_suffix(e) for e in AUDIO_EXTS) if a.exists()), None)
             clips.append(hash_clip(clip_id, video, audio))
         identity = {"root": str(root), "audio_root": str(audio_root), "include": list(self.opts.include)}
-        return freeze_manifest(self.ctx, identity, clips)
+        return with_groups(freeze_manifest(self.ctx, identity, clips))
 
 
 @dataclass(frozen=True)
