@@ -84,11 +84,23 @@ _CODE = re.compile(r"`([^`]+)`")
 
 
 def _split_row(line: str) -> list[str]:
-    line = line.strip()
-    line = line.removeprefix("|")
-    if line.endswith("|") and not line.endswith("\\|"):
-        line = line[:-1]
-    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]
+    """The cells of a pipe-table row, undoing tables.md_cell: `\\|` and `\\\\` escapes, then HTML entities."""
+    cells, cur, i = [], [], 0
+    line = line.strip().removeprefix("|")
+    while i < len(line):
+        if line[i] == "\\" and line[i + 1 : i + 2] in ("\\", "|"):
+            cur.append(line[i + 1])
+            i += 2
+            continue
+        if line[i] == "|":
+            cells.append("".join(cur))
+            cur = []
+        else:
+            cur.append(line[i])
+        i += 1
+    if cur or not cells:
+        cells.append("".join(cur))
+    return [html.unescape(c.strip()) for c in cells]
 
 
 def inline_html(text: str) -> str:

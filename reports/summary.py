@@ -37,7 +37,7 @@ def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None =
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for method in methods:
         n, n_failed = method_counts(table, method)
-        out = [method] + [cell(table.get((method, metric))) for metric in metrics] + [str(n), str(n_failed)]
+        out = [md_cell(method)] + [cell(table.get((method, metric))) for metric in metrics] + [str(n), str(n_failed)]
         lines.append("| " + " | ".join(out) + " |")
     lines.append("")
     lines.append("Metric protocols: " + "; ".join(f"`{m}`" for m in metrics))
@@ -49,7 +49,7 @@ def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None =
         lines += ["", f"**{len(failures)} failed rows**, {len(groups)} distinct reasons:", ""]
         for error, group in list(groups.items())[:max_failures]:
             clips = list(dict.fromkeys(md_cell(r.clip) for r in group))
-            which = list(dict.fromkeys(f"{r.method}/{metric_name(r.metric)}" for r in group))
+            which = list(dict.fromkeys(f"{md_cell(r.method)}/{metric_name(r.metric)}" for r in group))
             more = lambda xs: ", ".join(xs[:4]) + (f", … ({len(xs)})" if len(xs) > 4 else "")
             lines.append(f"- {error} [{len(group)} rows; clips: {more(clips)}; {more(which)}]")
         if len(groups) > max_failures:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict
@@ -151,7 +152,7 @@ def markdown(table: Table) -> str:
         "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|",
     ]
     for method in run.methods:
-        row = [method]
+        row = [md_cell(method)]
         for metric in run.metrics:
             c = table.get((method, metric))
             if c is None:
@@ -188,7 +189,7 @@ def intervals_markdown(table: Table) -> str:
         cols = []
         for metric in run.metrics:
             cols.append(interval_text(table.get((method, metric))))
-        lines.append(f"| {method} | " + " | ".join(cols) + " |")
+        lines.append(f"| {md_cell(method)} | " + " | ".join(cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -217,7 +218,7 @@ def comparisons_markdown(table: Table) -> str:
             mark = MARKS[c.direction] if c.direction else ""
             interval = f" [{c.diff_low:+.4g}, {c.diff_high:+.4g}]" if c.diff_low is not None else ""
             cols.append(f"{c.diff:+.4g}{interval} p={c.p_holm:.3g}{mark} (n={c.test_n})")
-        lines.append(f"| {method} | " + " | ".join(cols) + " |")
+        lines.append(f"| {md_cell(method)} | " + " | ".join(cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -227,10 +228,17 @@ def left_out_markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+TEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}", "^": r"\^{}",
+    "~": r"\textasciitilde{}", "<": r"$<$", ">": r"$>$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "α": r"$\alpha$", "±": r"$\pm$",
+    "−": "-", "—": "---",
+}  # fmt: skip
+"""Text -> LaTeX, applied in one pass (so the braces of \\textbackslash{} are not escaped again)."""
+_TEX_CHARS = re.compile("|".join(map(re.escape, TEX_ESCAPES)))
+
+
 def _tex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("^", r"\^{}"), ("<", r"$<$"), (">", r"$>$"), ("†", r"$^\dagger$"), ("‡", r"$^\ddagger$"), ("α", r"$\alpha$"), ("±", r"$\pm$"), ("−", "-"), ("—", "---")):
-        s = s.replace(a, b)
-    return s
+    return _TEX_CHARS.sub(lambda m: TEX_ESCAPES[m.group()], s)
 
 
 def latex(table: Table, caption: str = "Quantitative results.", label: str = "tab:results") -> str:
@@ -306,16 +314,34 @@ def tidy(table: Table) -> list[dict]:
 
 
 def to_csv(records: list[dict]) -> str:
+    """RFC 4180 CSV (CRLF rows, so a field holding a line break is quoted), each cell through csv_safe."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(records[0]), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(records[0]), lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows({k: ";".join(v) if isinstance(v, list) else v for k, v in r.items()} for r in records)
+    writer.writerows({k: csv_safe(";".join(v) if isinstance(v, list) else v) for k, v in r.items()} for r in records)
     return buf.getvalue()
 
 
 def md_cell(text: str) -> str:
-    """Text safe inside a Markdown table cell (pipes and line breaks escaped)."""
+    """Text safe inside a Markdown table cell: backslashes and pipes escaped, line breaks as spaces, and `&`, `<`, `>`
+    as HTML entities (a label `<img onerror=...>` is shown, never run, by renderers that pass HTML through)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""A spreadsheet reads a cell starting with these as a formula (OWASP, CSV injection)."""
+
+
+def csv_safe(value):
+    """A CSV cell a spreadsheet shows as text: strings that start a formula get a leading `'`, numbers stay numbers."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
 
 
 def per_clip_markdown(run: Run) -> str:
@@ -326,7 +352,7 @@ def per_clip_markdown(run: Run) -> str:
         if not any(k[2] == metric for k in values):
             continue
         name = metric_name(metric)
-        parts += [f"#### {_label(run, metric)} per clip", "", "| clip | " + " | ".join(run.methods) + " |", "|:---|" + "---:|" * len(run.methods)]
+        parts += [f"#### {_label(run, metric)} per clip", "", "| clip | " + " | ".join(md_cell(m) for m in run.methods) + " |", "|:---|" + "---:|" * len(run.methods)]
         for clip in run.clips:
             cols = []
             for method in run.methods:
@@ -370,7 +396,7 @@ def comparison_markdown(table: Table, reference: dict) -> str:
             c = table[(method, metric)]
             diff = fmt(name, c.mean - ref[name]) if c.mean is not None else "—"
             ours = fmt(name, c.mean) if c.mean is not None else f"— ({c.reason})"
-            lines.append(f"| {method} | {LABELS.get(name, name)} | {ours} | {fmt(name, ref[name])} | {diff} |")
+            lines.append(f"| {md_cell(method)} | {LABELS.get(name, name)} | {ours} | {fmt(name, ref[name])} | {diff} |")
     return "\n".join(lines) + "\n"
 
 

@@ -32,9 +32,13 @@ def to_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def load_config(args: argparse.Namespace):
+    """The run's config; its `cache_dir` also locates the weights folder (core.weights.use_cache)."""
     from .core.config import run_config_from_dict
+    from .core.weights import use_cache
 
-    return run_config_from_dict(compose(to_overrides(args)))
+    cfg = run_config_from_dict(compose(to_overrides(args)))
+    use_cache(cfg.cache_dir)
+    return cfg
 
 
 def print_resolved(resolved) -> int:

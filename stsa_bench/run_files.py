@@ -72,10 +72,32 @@ def init_run_dir(out: Path, cfg: RunConfig, write: bool = True, log: Callable[[s
     atomic_write_text(run_json, json.dumps(info, indent=1))
 
 
-def check_out(out: Path) -> None:
-    """`--out` is a folder this process can create and write into, or a ConfigError says why."""
+RUN_FILES = ("run.json", "results.jsonl", ".run.lock")
+"""A folder holding one of these is a run folder (it may be extended or resumed, or a run is writing it)."""
+
+
+def check_out(out: Path, cfg: RunConfig | None = None, data_dirs: list[Path] | None = None) -> None:
+    """`--out` is a folder this process can create and write into, and a place for a run's files: not a filesystem
+    root, the home folder, the cache or a folder inside it, inside the data or the shared folder, nor a non-empty
+    folder that is not a run folder. A ConfigError says why otherwise."""
+    from .core.paths import shared_root
+
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file, not a folder")
+    where = out.expanduser().resolve()
+    refuse = [(Path(where.anchor), "a filesystem root"), (Path.home().resolve(), "your home folder")]
+    inside = [(Path(d).resolve(), "the data") for d in (data_dirs or [])] + ([(shared_root(), "the shared folder")] if shared_root() else [])
+    if cfg is not None:
+        inside.append((Path(cfg.cache_dir).resolve(), "the cache"))
+    for path, what in refuse:
+        if where == path:
+            raise ConfigError(f"--out {out}: is {what}; give a folder of its own, e.g. --out results/<name>")
+    for path, what in inside:
+        if where == path or path in where.parents:
+            raise ConfigError(f"--out {out}: is inside {what} ({path}); give a folder of its own, e.g. --out results/<name>")
+    others = where.is_dir() and any(not f.name.startswith(".") for f in where.iterdir())
+    if others and not any((where / f).exists() for f in RUN_FILES):
+        raise ConfigError(f"--out {out}: holds other files and is not a run folder (no run.json or results.jsonl); use a new or empty folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"

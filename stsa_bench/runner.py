@@ -261,7 +261,7 @@ def run(cfg: RunConfig, log: Log = _stderr) -> RunOutcome:
             parts = build_parts(cfg, rank, timer)
             clips = load_suite(suite_context(cfg))
             if rank.is_main:
-                check_out(cfg.out)
+                check_out(cfg.out, cfg, sorted({c.video.parent for c in clips} | ({Path(cfg.data.root)} if cfg.data.root else set())))
                 held.enter_context(owner_lock(cfg.out / ".run.lock", f"run folder {cfg.out}"))
         if rank.is_main:
             swept = sweep_stale_temps(cfg.cache_dir)

@@ -26,11 +26,13 @@ def add_parser(sub) -> None:
         if name != "verify":
             p.add_argument("--methods", help="the run's --methods: only the entries they need")
             p.add_argument("--metrics", help="the run's --metrics: only the entries they need (all = the paper's)")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="the run's overrides, e.g. cache_dir=DIR (its weights/ folder)")
         p.set_defaults(func=run)
     a = ws.add_parser("add", help="register a local file under a catalogue name after checking that it loads")
     a.add_argument("name", help=f"catalogue entry ({', '.join(CATALOGUE)})")
     a.add_argument("path", help="the file (or, for wav2vec2, the model folder)")
     a.add_argument("--link", action="store_true", help="symlink instead of copying")
+    a.add_argument("overrides", nargs="*", metavar="key=value", help="the run's overrides, e.g. cache_dir=DIR (its weights/ folder)")
     a.set_defaults(func=run)
 
 
@@ -50,8 +52,13 @@ def needed(methods: str | None, metrics: str | None) -> list[WeightsSpec]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .cli import load_config
     from .core import weights_store as store
 
+    given = list(args.overrides) + [n for n in getattr(args, "names", []) if "=" in n]
+    if getattr(args, "names", None):
+        args.names = [n for n in args.names if "=" not in n]
+    load_config(argparse.Namespace(overrides=given))
     if args.action == "add":
         spec = _spec(args.name)
         try:
@@ -70,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         return 1 if bad else 0
     specs = needed(args.methods, args.metrics)
     if args.action == "list":
-        print(f"weights folder: {store.weights_dir()} (set $STSA_BENCH_WEIGHTS to move it)")
+        print(f"weights folder: {store.weights_dir()} (cache_dir=DIR puts it in DIR/weights; $STSA_BENCH_WEIGHTS moves it anywhere)")
         for spec in specs:
             st = store.status(spec)
             where = str(st.path) if st.path else spec.how_to_get()

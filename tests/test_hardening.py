@@ -377,3 +377,45 @@ def test_a_signal_stops_after_a_row_and_the_rerun_resumes(tmp_path, cache_dir, s
     assert scan_rows(out / "results.jsonl")[1] == []
     assert subprocess.run(cmd, capture_output=True, text=True, timeout=300).returncode == 0
     assert len(read_rows(out / "results.jsonl")) == 3 * 3 * 2
+
+
+@pytest.mark.parametrize("where", ["root", "home", "cache", "inside the cache", "data", "other files"])
+def test_out_is_refused_where_a_run_folder_does_not_belong(where, tmp_path, cache_dir, capsys, monkeypatch):
+    """Issue 30, item 8: `--out /` was accepted (as root it wrote results.jsonl, config.yaml and strips/ into /)."""
+    from stsa_bench.core.media import write_video
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    data = tmp_path / "data"
+    data.mkdir()
+    frames, audio = demo_media(0)
+    write_video(data / "clip.mkv", frames, 25, audio)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    out, expected = {
+        "root": ("/", "is a filesystem root"),
+        "home": (tmp_path / "home", "is your home folder"),
+        "cache": (cache_dir, "is inside the cache"),
+        "inside the cache": (cache_dir / "runs" / "x", "is inside the cache"),
+        "data": (data / "run", "is inside the data"),
+        "other files": (tmp_path / "other", "holds other files and is not a run folder"),
+    }[where]
+    before = sorted(os.listdir("/"))
+    assert main(["run", "--suite", "folder", f"data.root={data}", "--out", str(out), f"cache_dir={cache_dir}", "--methods", "gt",
+                 "--metrics", "psnr", "runtime.progress=false"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert f"--out {out}: {expected}" in err and len(err.splitlines()) == 1
+    assert sorted(os.listdir("/")) == before and not (data / "run").exists() and not (tmp_path / "other" / "run.json").exists()
+
+
+def test_out_inside_the_shared_folder_is_refused(tmp_path, monkeypatch):
+    from stsa_bench.core import paths
+    from stsa_bench.core.errors import ConfigError
+    from stsa_bench.run_files import check_out
+
+    monkeypatch.setattr(paths, "shared_root", lambda: tmp_path / "shared")
+    with pytest.raises(ConfigError, match="is inside the shared folder"):
+        check_out(tmp_path / "shared" / "run")
+    assert not (tmp_path / "shared").exists()
+    check_out(tmp_path / "fresh")
+    assert (tmp_path / "fresh").is_dir()

@@ -189,3 +189,29 @@ def test_doctor_says_whether_a_run_can_go(folder, tmp_path, cache_dir, monkeypat
     out = capsys.readouterr().out
     assert "needs its data root: set STSA_BENCH_LRS2_ROOT" in out and "stsa_heatmap    given by a setting" in out
     assert "- stsa_renderer weights missing: download from https://github.com/SCAILab-USTC/STSA" in out
+
+
+def test_every_weights_command_takes_the_runs_overrides_and_cache_dir_holds_the_weights(tmp_path, monkeypatch, capsys):
+    """Issue 30, items 5 and 6: `weights list|verify cache_dir=X` crashed ('Namespace' object has no attribute
+    'overrides'), and `run cache_dir=X` looked for weights under the default cache. One rule now: the command's
+    cache_dir holds weights/ (unless $STSA_BENCH_WEIGHTS), for run, doctor and every weights subcommand."""
+    import torch
+
+    from stsa_bench.core.catalogue import CATALOGUE
+
+    monkeypatch.delenv("STSA_BENCH_WEIGHTS", raising=False)
+    monkeypatch.setenv("STSA_BENCH_CACHE", str(tmp_path / "default"))
+    cache = tmp_path / "cache"
+    assert main(["weights", "list", f"cache_dir={cache}"]) == 0
+    assert f"weights folder: {cache / 'weights'}" in capsys.readouterr().out
+    assert main(["weights", "verify", f"cache_dir={cache}"]) == 0
+    assert "0 present, 0 with a problem" in capsys.readouterr().out
+    state = tmp_path / "syncnet.pth"
+    torch.save({"w": torch.zeros(2)}, state)
+    assert main(["weights", "add", "syncnet", str(state), f"cache_dir={cache}"]) == 0
+    assert (cache / "weights" / CATALOGUE["syncnet"].filename).is_file()
+    capsys.readouterr()
+    assert main(["doctor", "--suite", "demo", "--methods", "gt", "--metrics", "lse_c", f"cache_dir={cache}"]) == 0
+    assert f"{cache / 'weights' / CATALOGUE['syncnet'].filename}" in capsys.readouterr().out
+    assert main(["weights", "list", "--metrics", "lse_c"]) == 0
+    assert "syncnet         missing" in capsys.readouterr().out

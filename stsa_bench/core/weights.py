@@ -66,11 +66,24 @@ def torch_hub_dir() -> Path:
     return Path(home) / "hub" / "checkpoints"
 
 
+_CACHE: list[Path] = []
+"""The cache folder of this process's command (`cache_dir=`), set once by the command line."""
+
+
+def use_cache(cache_dir: str | os.PathLike | None) -> None:
+    """Make `cache_dir` (the run's `cache_dir=`, else $STSA_BENCH_CACHE or the default) the folder whose `weights/` holds
+    the weights folder, for run, prepare, doctor, ls and every weights subcommand alike."""
+    _CACHE[:] = [Path(cache_dir)] if cache_dir else []
+
+
 def weights_dir() -> Path:
-    """Where `stsa-bench weights fetch|add` put files: `$STSA_BENCH_WEIGHTS`, else `<cache>/weights`."""
+    """Where weights live and `stsa-bench weights fetch|add` put them: `$STSA_BENCH_WEIGHTS`, else `<cache>/weights` with
+    the command's `cache_dir=` (`use_cache`), else $STSA_BENCH_CACHE, else ~/.cache/stsa-bench."""
     from .paths import cache_root
 
-    return Path(os.environ[WEIGHTS_ENV]).expanduser() if os.environ.get(WEIGHTS_ENV) else cache_root(None) / "weights"
+    if os.environ.get(WEIGHTS_ENV):
+        return Path(os.environ[WEIGHTS_ENV]).expanduser()
+    return cache_root(_CACHE[0] if _CACHE else None) / "weights"
 
 
 def candidates(spec: WeightsSpec, explicit: str | os.PathLike | None) -> list[Path]:

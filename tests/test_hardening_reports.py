@@ -1,0 +1,58 @@
+"""Hostile labels in reports (issue 30): CSV cells that a spreadsheet would run as formulas, and method labels that
+break or inject into Markdown, LaTeX and HTML."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from reports import tables
+from reports.build import ReportSpec, write_report
+from reports.html import _split_row
+from reports.summary import summary_markdown
+from stsa_bench.core.results import ResultRow
+
+FORMULAS = ["-1+1", "@SUM(A1)", '=HYPERLINK("http://example.invalid")', "+cmd", "\tx", "\rx"]
+INJECT = ["x|y", "<img src=x onerror=alert(1)>", "a\\b^c"]
+
+
+def run_of(methods: list[str], n: int = 3) -> tables.Run:
+    rows = [ResultRow("syn", f"c{i}", m, "psnr[synthetic]", 30.0 + i + k, 25, "ok", None, "cfg", "git", higher_is_better=True)
+            for k, m in enumerate(methods) for i in range(n)]  # fmt: skip
+    return tables.Run(Path("."), rows, manifest={"clips": {f"c{i}": {} for i in range(n)}})
+
+
+def test_csv_cells_that_start_a_formula_are_text(tmp_path):
+    """Item 1 (OWASP CSV injection): labels starting with = + - @ tab or CR get a leading ', numbers stay numbers, the
+    JSON keeps the raw label."""
+    table = tables.aggregate(run_of(FORMULAS + ["plain"]))
+    write_report(table, tmp_path, ("csv", "json"), ReportSpec("t", "c", "tab:t", per_clip=False))
+    with open(tmp_path / "table.csv", newline="") as f:
+        records = list(csv.DictReader(f))
+    methods = [r["method"] for r in records]
+    assert methods == ["'" + m for m in FORMULAS] + ["plain"]
+    assert "'=HYPERLINK(\"http://example.invalid\")" in methods
+    assert all(float(r["mean"]) > 0 for r in records)
+    assert tables.csv_safe("-1.5") == "-1.5" and tables.csv_safe(-1.5) == -1.5
+    cells = json.loads((tmp_path / "table.json").read_text())["cells"]
+    assert [c["method"] for c in cells] == FORMULAS + ["plain"]
+
+
+def test_labels_cannot_break_or_inject_into_markdown_latex_and_html(tmp_path):
+    """Item 2: a label with | kept one cell; <img onerror> shown as text in table.md, summary.md and report.html;
+    LaTeX escapes ^ and the backslash."""
+    run = run_of(INJECT)
+    table = tables.aggregate(run)
+    md = tables.markdown(table)
+    for block in md.split("\n\n"):
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        assert len({len(_split_row(line)) for line in rows}) <= 1, block
+    assert "| x\\|y |" in md
+    for text in (md, summary_markdown(run.rows), tables.per_clip_markdown(run)):
+        assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    write_report(table, tmp_path, ("md", "tex", "html"), ReportSpec("t", "c", "tab:t"))
+    page = (tmp_path / "report.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "<td>x|y</td>" in page
+    tex = (tmp_path / "table.tex").read_text()
+    assert r"a\textbackslash{}b\^{}c" in tex and "a\\b^c" not in tex
