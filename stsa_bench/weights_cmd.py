@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     load_config(argparse.Namespace(overrides=given))
     if args.action == "add":
         spec = _spec(args.name)
+        if "://" in args.path:
+            raise ConfigError(f"weights add takes a local file, not {args.path}; to download, `stsa-bench weights fetch {spec.name}` (--mirror https://...)")
         try:
             dest = store.add(spec, Path(args.path), lambda p: _loads(spec, p), link=args.link)
         except WeightsMissing as exc:
@@ -86,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     chosen = [_spec(n) for n in args.names] if args.names else [s for s in specs if s.direct] if (args.all or args.methods or args.metrics) else []
     if not chosen:
         raise ConfigError("name the entries to fetch, or pass --all / --methods / --metrics")
+    try:
+        store.source_url(chosen[0], args.mirror)
+    except WeightsMissing as exc:
+        raise ConfigError(str(exc)) from None
     failed = 0
     for spec in chosen:
         st = store.status(spec, hash_files=False)
@@ -93,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{spec.name}: already present at {st.path}")
             continue
         try:
-            path, digest = store.fetch(spec, mirror=args.mirror)
+            path, digest = store.fetch(spec, mirror=args.mirror, check=lambda p, spec=spec: _loads(spec, p))
             print(f"{spec.name}: {path} (sha256 {digest[:16]}…, {store.status(spec).verdict})")
         except WeightsMissing as exc:
             failed += 1

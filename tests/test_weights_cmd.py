@@ -215,3 +215,43 @@ def test_every_weights_command_takes_the_runs_overrides_and_cache_dir_holds_the_
     assert f"{cache / 'weights' / CATALOGUE['syncnet'].filename}" in capsys.readouterr().out
     assert main(["weights", "list", "--metrics", "lse_c"]) == 0
     assert "syncnet         missing" in capsys.readouterr().out
+
+
+def test_mirrors_are_https_loopback_or_a_local_folder_and_a_fetched_file_loads_before_it_is_pinned(tmp_path, folder, capsys):
+    """Issue 30, item 7: a plain-http mirror served a pickle holding posix.system, which was pinned (verify then said
+    nothing was wrong); --mirror /path was an internal error; ftp: was retried five times; add took a URL."""
+    import os
+
+    import torch
+
+    spec = WeightsSpec(name="blob", filename="blob.pth", url="https://example.invalid/blob.pth", sha256="")
+    for mirror, why in (("http://example.invalid/w", "plain http can be altered on the way"), ("ftp://example.invalid/w", "ftp: is not a mirror"),
+                        ("javascript:alert(1)", "javascript: is not a mirror"), (str(tmp_path / "nowhere"), "not a folder")):  # fmt: skip
+        with pytest.raises(WeightsMissing, match=why):
+            store.fetch(spec, mirror=mirror, retries=0)
+    assert store.source_url(spec, "http://127.0.0.1:8000/w") == "http://127.0.0.1:8000/w/blob.pth"
+    local = tmp_path / "mirror"
+    local.mkdir()
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    torch.save({"w": torch.zeros(1), "x": Payload()}, local / "blob.pth")
+    with pytest.raises(WeightsMissing, match="holds objects other than tensors.*deleted, nothing pinned"):
+        store.fetch(spec, mirror=str(local), progress=False, check=lambda p: store_load(p))
+    assert not (folder / "blob.pth").exists() and "blob.pth" not in store.read_lock()
+    torch.save({"w": torch.zeros(1)}, local / "blob.pth")
+    path, digest = store.fetch(spec, mirror=local.as_uri(), progress=False, check=lambda p: store_load(p))
+    assert path == folder / "blob.pth" and store.read_lock()["blob.pth"]["sha256"] == digest
+    capsys.readouterr()
+    assert main(["weights", "fetch", "fid", "--mirror", "ftp://example.invalid/w"]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+    assert main(["weights", "add", "fid", "http://example.invalid/fid.pth"]) == 2
+    assert "weights add takes a local file" in capsys.readouterr().err
+
+
+def store_load(path):
+    from stsa_bench.core.weights import load_state_dict
+
+    return load_state_dict(path)

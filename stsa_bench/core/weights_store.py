@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,26 @@ RETRIES, BACKOFF_S, TIMEOUT_S = 4, 1.0, 60
 CHUNK = 1 << 20
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
 def source_url(spec: WeightsSpec, mirror: str | None = None) -> str:
-    """The official URL, or `<mirror>/<file>` when a mirror base URL is configured (`weights.mirror` / $STSA_BENCH_WEIGHTS_MIRROR)."""
+    """The official URL, or `<mirror>/<file>` when a mirror is configured (`--mirror` / $STSA_BENCH_WEIGHTS_MIRROR): an
+    https base URL, an http one on this machine (loopback), or a local folder (`/path` or `file:///path`). Anything
+    else is refused at once: plain http can be altered on the way, and ftp:, javascript: and the like are no mirrors."""
     mirror = mirror or os.environ.get(MIRROR_ENV)
-    return f"{mirror.rstrip('/')}/{spec.filename}" if mirror else spec.url
+    if not mirror:
+        return spec.url
+    parts = urllib.parse.urlsplit(mirror)
+    if parts.scheme in ("", "file"):
+        folder = Path(urllib.parse.unquote(parts.path) if parts.scheme else mirror).expanduser()
+        if not folder.is_dir():
+            raise WeightsMissing(f"--mirror {mirror}: not a folder (a mirror is an https URL or a local folder holding the files by name)")
+        return (folder.resolve() / spec.filename).as_uri()
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK):
+        return f"{mirror.rstrip('/')}/{spec.filename}"
+    why = "plain http can be altered on the way; use https" if parts.scheme == "http" else f"{parts.scheme}: is not a mirror"
+    raise WeightsMissing(f"--mirror {mirror}: refused ({why}, or a local folder holding the files by name)")
 
 
 def download(url: str, dest: Path, retries: int = RETRIES, backoff_s: float = BACKOFF_S, progress: bool = True) -> Path:
@@ -79,10 +96,13 @@ def _copy(response, part: Path, append: bool, total: int | None, progress: bool,
             bar.update(len(chunk))
 
 
-def fetch(spec: WeightsSpec, mirror: str | None = None, progress: bool = True, retries: int = RETRIES) -> tuple[Path, str]:
-    """Download the official file (or from the mirror) into weights_dir(), verify it, move it in atomically,
-    and pin its hash when none is published. A Hugging Face entry is fetched through huggingface_hub
-    at its pinned revision. An entry without a direct link raises WeightsMissing with the manual step."""
+def fetch(
+    spec: WeightsSpec, mirror: str | None = None, progress: bool = True, retries: int = RETRIES, check: Callable[[Path], object] | None = None
+) -> tuple[Path, str]:
+    """Download the official file (or from the mirror) into weights_dir(), verify it (its sha256, and `check`, the
+    load test of `add`, before a hash is pinned), move it in atomically, and pin its hash when none is published. A
+    Hugging Face entry is fetched through huggingface_hub at its pinned revision. An entry without a direct link
+    raises WeightsMissing with the manual step."""
     dest = weights_dir() / spec.filename
     if not spec.direct:
         raise WeightsMissing(
@@ -91,12 +111,19 @@ def fetch(spec: WeightsSpec, mirror: str | None = None, progress: bool = True, r
         )
     if spec.hf_repo:
         return _fetch_hf(spec, dest)
+    url = source_url(spec, mirror)
     with file_lock(dest):
-        part = download(source_url(spec, mirror), dest, retries=retries, progress=progress)
+        part = download(url, dest, retries=retries, progress=progress)
         digest = sha256_file(part)
         if not spec.matches(digest):
             part.unlink()
-            raise WeightsMissing(f"{source_url(spec, mirror)}: sha256 {digest[:16]}… is not the official {spec.name} file ({spec.sha256}); deleted")
+            raise WeightsMissing(f"{url}: sha256 {digest[:16]}… is not the official {spec.name} file ({spec.sha256}); deleted")
+        if check is not None:
+            try:
+                check(part)
+            except WeightsMissing as exc:
+                part.unlink()
+                raise WeightsMissing(f"{url}: {str(exc).split(': ', 1)[-1]}; deleted, nothing pinned") from None
         os.replace(part, dest)
     pin(spec, dest, digest)
     return dest, digest
