@@ -184,6 +184,10 @@ def quote_placeholders(override: str) -> str:
     return override
 
 
+LABEL = re.compile(r"[\w.+@-][\w.+@|-]*")
+"""A `label:method` row label the override grammar can read."""
+
+
 def run_overrides(suite: str | None, methods: str | None, metrics: str | None, out: str | None, extra: list[str]) -> list[str]:
     """CLI flags -> Hydra overrides (`--suite x` is `suite=x`, `--methods a,b` is `methods=[a,b]`)."""
     overrides = []
@@ -192,9 +196,15 @@ def run_overrides(suite: str | None, methods: str | None, metrics: str | None, o
             raise ConfigError(f"unknown suite {suite!r}{did_you_mean(suite, suite_names())}")
         overrides.append(f"suite={suite}")
     for flag, value, registry in (("methods", methods, METHODS), ("metrics", metrics, METRICS)):
+        if value is not None and not value.strip(" ,"):
+            raise ConfigError(f"--{flag} is empty; name at least one (stsa-bench ls {flag} lists them), or leave the flag out for the defaults")
         if value:
             names = [v.strip() for v in value.split(",") if v.strip()]
             if flag == "methods":
+                bad = [n for n in names if ":" in n and not LABEL.fullmatch(n.split(":", 1)[0])]
+                if bad:
+                    raise ConfigError(f"--methods {bad[0]!r}: a row label is letters, digits and _ . + - @ | (not starting with =, : or a "
+                                      f"space), e.g. --methods ours:static")  # fmt: skip
                 registry.check([n.split(":", 1)[-1] for n in names])
             else:
                 from .core.registry import METRIC_SETS

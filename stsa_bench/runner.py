@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .core.config import RunConfig
-from .core.errors import ClipError, disk_full, one_line
+from .core.errors import ClipError, ConfigError, disk_full, one_line
 from .core.paths import atomic_write_text, file_lock, owner_lock, sweep_stale_temps
 from .core.provenance import git_sha, harness_version
 from .core.ranks import Rank, current_rank, shard, together
 from .core.registry import METHODS, METRICS
-from .core.results import POOLED_CLIP, ResultRow, append_rows, read_rows, rewrite_rows, scan_rows
+from .core.results import POOLED_CLIP, ResultRow, append_rows, metric_directions, read_rows, rewrite_rows, scan_rows
 from .core.suites import Clip, SuiteContext, load_suite
 from .core.timing import StageTimer
 from .scoring import evaluate_clip
@@ -56,6 +56,17 @@ class RunOutcome:
 
 
 def suite_context(cfg: RunConfig) -> SuiteContext:
+    """The suite's inputs; the cache folder must be one this process can write (a ConfigError says so otherwise)."""
+    import os
+
+    probe = Path(cfg.cache_dir) / f".write-test-{os.getpid()}"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cache_dir {cfg.cache_dir}: not a folder this process can write ({exc.strerror or exc}); "
+                          f"give another with cache_dir=DIR or $STSA_BENCH_CACHE") from None  # fmt: skip
     return SuiteContext(cfg.suite, cfg.suite_options, cfg.data, cfg.cache_dir, cfg.runtime.refreeze)
 
 
@@ -324,9 +335,10 @@ def write_summary(parts: RunParts, n_new: int) -> RunOutcome:
 
     cfg = parts.cfg
     ids = {x.id for x in parts.metrics}
-    rows = [r for r in read_rows(parts.results) if r.method in parts.methods and r.metric in ids]
-    summary = summary_markdown(rows, {x.name: x.higher_is_better for x in parts.metrics})
-    n_clips = len({r.clip for r in rows} - {POOLED_CLIP})
+    everything = read_rows(parts.results)
+    rows = [r for r in everything if r.method in parts.methods and r.metric in ids]
+    summary = summary_markdown(everything, {**metric_directions(everything), **{x.name: x.higher_is_better for x in parts.metrics}})
+    n_clips = len({r.clip for r in everything} - {POOLED_CLIP})
     header = f"# stsa-bench: {cfg.suite}\n\nconfig {cfg.config_hash} · git {git_sha()} · {n_clips} clips\n\n"
     atomic_write_text(cfg.out / "summary.md", header + summary)
     return RunOutcome(out=cfg.out, rows=rows, summary=header + summary, n_new=n_new)

@@ -419,3 +419,35 @@ def test_out_inside_the_shared_folder_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "shared").exists()
     check_out(tmp_path / "fresh")
     assert (tmp_path / "fresh").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--methods", "", "--metrics", "psnr"], "--methods is empty; name at least one"),
+        (["--methods", "gt", "--metrics", ""], "--metrics is empty; name at least one"),
+        (["--methods", "=X:gt", "--metrics", "psnr"], "--methods '=X:gt': a row label is letters, digits and _ . + - @ |"),
+        (["--methods", "x^y:gt", "--metrics", "psnr"], "--methods 'x^y:gt': a row label is"),
+        (["--methods", "gt", "--metrics", "psnr", "preprocess.fps=100000"], "preprocess.fps must be from 1 to 240, got 100000"),
+        (["--methods", "gt", "--metrics", "psnr", "cache_dir=/proc/stsa-bench-test"], "cache_dir /proc/stsa-bench-test: not a folder this process can write"),
+    ],
+)
+def test_settings_that_cannot_make_a_table_are_named_in_one_line(args, message, tmp_path, cache_dir, capsys):
+    """Issue 30, low items: an empty --methods fell back to the defaults; an unreadable label showed Hydra's grammar;
+    fps had no upper bound; a cache that cannot be written said 'No such file or directory'."""
+    extra = [] if any(a.startswith("cache_dir=") for a in args) else [f"cache_dir={cache_dir}"]
+    assert main(["run", "--suite", "demo", "--out", str(tmp_path / "out"), *args, *extra, "runtime.progress=false"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "hydra.cc" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_summary_lists_every_method_of_the_folder(tmp_path, cache_dir, capsys):
+    """Issue 30: summary.md listed only the last invocation's methods."""
+    base = ["run", "--suite", "demo", "--out", str(tmp_path / "run"), f"cache_dir={cache_dir}", "runtime.progress=false", "suite.n_clips=1"]
+    assert main([*base, "--methods", "gt,static", "--metrics", "psnr"]) == 0
+    assert main([*base, "--methods", "shift", "--metrics", "ssim"]) == 0
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    for method in ("| gt |", "| static |", "| shift |"):
+        assert method in summary
+    assert "psnr" in summary and "ssim" in summary

@@ -93,6 +93,10 @@ def typed(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
     return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()})
 
 
+MAX_FPS = 240
+"""preprocess.fps above this is refused (100000 fps once made 4.6 GB of temporary frames)."""
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """The paper's protocol: 25 fps, 16 kHz mono, MediaPipe FaceMesh, 128x128 face crops."""
@@ -122,7 +126,7 @@ class PreprocessConfig:
         if self.fps_mode not in FPS_MODES:
             raise ConfigError(f"preprocess.fps_mode={self.fps_mode!r}{did_you_mean(self.fps_mode, list(FPS_MODES))}")
         require("preprocess", self, (
-            ("fps", self.fps >= 1, "at least 1"),
+            ("fps", 1 <= self.fps <= MAX_FPS, f"from 1 to {MAX_FPS}"),
             ("sample_rate", self.sample_rate >= 1000, "at least 1000"),
             ("crop_size", self.crop_size >= 16, "at least 16"),
             ("box_scale", self.box_scale > 0, "above 0"),
