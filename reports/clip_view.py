@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import urllib.parse
 from pathlib import Path
 
 from stsa_bench.core.layout import GT_STRIP, strip_path, video_path
@@ -96,7 +97,7 @@ class ClipView:
             video = self._find(lambda base: video_path(base, "gt", clip)) or (source if playable else None)
         if video is not None:
             rel = self._rel(video)
-            return f'<video controls preload="metadata" muted src="{_esc(rel)}"></video>', rel
+            return f'<video controls preload="metadata" muted src="{_esc(urllib.parse.quote(rel))}"></video>', rel
         strip = self._find(lambda base: strip_path(base, GT_STRIP if method in GT_METHODS else method, clip))
         if strip is None:
             return "<p><em>no strip saved</em></p>", None

@@ -254,7 +254,7 @@ def test_long_and_odd_clip_ids_in_file_names_and_tables():
 
     long_a, long_b = "a" * 300 + "1", "a" * 300 + "2"
     assert len(file_stem(long_a).encode()) <= MAX_STEM_BYTES and file_stem(long_a) != file_stem(long_b)
-    assert file_stem("short/id") == "short__id"
+    assert file_stem("short__id") == "short__id" and file_stem("short/id").startswith("short__id~") and file_stem("a~b") != "a~b"
     from .test_plots_html import synthetic_rows
 
     rows = [r.__class__(**{**r.__dict__, "clip": "a|b\nc"}) if r.clip == "c1" else r for r in synthetic_rows()]
@@ -451,3 +451,24 @@ def test_summary_lists_every_method_of_the_folder(tmp_path, cache_dir, capsys):
     for method in ("| gt |", "| static |", "| shift |"):
         assert method in summary
     assert "psnr" in summary and "ssim" in summary
+
+
+@pytest.mark.slow
+def test_nested_and_flat_clips_of_one_name_keep_their_own_files(tmp_path, cache_dir):
+    """Issue 30, item 3: with suite.recursive=true, clips `x/y` and `x__y` wrote the same strips/*/x__y.png and
+    videos/*/x__y.mp4; the HTML report showed one video for both."""
+    from stsa_bench.core.layout import strip_path, video_path
+    from stsa_bench.core.media import write_video
+
+    data = tmp_path / "data"
+    (data / "x").mkdir(parents=True)
+    for path, seed in ((data / "x" / "y.mkv", 0), (data / "x__y.mkv", 1)):
+        frames, audio = demo_media(seed)
+        write_video(path, frames, 25, audio)
+    out = tmp_path / "run"
+    assert main(["run", "--suite", "folder", f"data.root={data}", "suite.recursive=true", "--out", str(out), f"cache_dir={cache_dir}",
+                 "--methods", "static", "--metrics", "psnr", "runtime.save_videos=true", "runtime.progress=false"]) == 0  # fmt: skip
+    files = {clip: (strip_path(out, "static", clip), video_path(out, "static", clip)) for clip in ("x/y", "x__y")}
+    assert files["x/y"][0] != files["x__y"][0] and files["x/y"][1] != files["x__y"][1]
+    assert all(p.is_file() for pair in files.values() for p in pair)
+    assert files["x/y"][1].read_bytes() != files["x__y"][1].read_bytes()

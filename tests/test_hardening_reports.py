@@ -56,3 +56,26 @@ def test_labels_cannot_break_or_inject_into_markdown_latex_and_html(tmp_path):
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "<td>x|y</td>" in page
     tex = (tmp_path / "table.tex").read_text()
     assert r"a\textbackslash{}b\^{}c" in tex and "a\\b^c" not in tex
+
+
+def test_video_links_of_odd_clip_names_are_url_encoded(tmp_path):
+    """Issue 30: `#`, `%` and `?` in a clip name broke the per-clip page's video links."""
+    import re
+    import urllib.parse
+
+    from reports.clip_view import ClipView
+    from stsa_bench.core.layout import video_path
+
+    clip = "a#b%20c?d"
+    rows = [ResultRow("syn", clip, m, "psnr[synthetic]", 30.0, 25, "ok", None, "cfg", "git") for m in ("gt", "static")]
+    run = tables.Run(tmp_path / "run", rows, manifest={"clips": {clip: {}}}, paths=[tmp_path / "run"])
+    for method in ("gt", "static"):
+        video = video_path(tmp_path / "run", method, clip)
+        video.parent.mkdir(parents=True, exist_ok=True)
+        video.write_bytes(b"\\x00")
+    page = tmp_path / "report"
+    page.mkdir()
+    html = "\n".join(h for _, h in ClipView(run, page).sections())
+    sources = re.findall(r'<video[^>]* src="([^"]+)"', html)
+    assert len(sources) == 2 and all("#" not in s and "?" not in s for s in sources)
+    assert all((page / urllib.parse.unquote(s)).resolve().is_file() for s in sources)
