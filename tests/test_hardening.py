@@ -202,7 +202,7 @@ def test_batch_size_below_one_is_refused(size):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("preprocess.fps=0", "preprocess.fps must be at least 1, got 0"),
+        ("preprocess.fps=0", "preprocess.fps must be from 1 to 240, got 0"),
         ("preprocess.sample_rate=7", "preprocess.sample_rate must be at least 1000, got 7"),
         ("preprocess.crop_size=-5", "preprocess.crop_size must be at least 16, got -5"),
         ("preprocess.box_scale=0", "preprocess.box_scale must be above 0, got 0.0"),

@@ -104,3 +104,25 @@ def test_demo_suite_is_deterministic(tmp_path):
     f2, a2 = make_clip(7, 1.0, 96)
     assert np.array_equal(f1, f2) and np.array_equal(a1, a2)
     assert not np.array_equal(make_clip(8, 1.0, 96)[0], f1)
+
+
+def test_nfc_and_nfd_forms_of_one_name_are_told_apart(tmp_path, cache_dir):
+    """Issue 30: 'é' stored as NFC and as NFD became two rows that looked identical. Ids are NFC; two files whose
+    names differ only by normalisation keep apart with a short digest of their bytes."""
+    import unicodedata
+
+    from stsa_bench.core.config import DataConfig
+    from stsa_bench.core.suites import SuiteContext, load_suite
+
+    nfc, nfd = unicodedata.normalize("NFC", "caf\u00e9"), unicodedata.normalize("NFD", "caf\u00e9")
+    assert nfc != nfd
+    for name in (nfc, nfd):
+        (tmp_path / f"{name}.mkv").write_bytes(name.encode())
+    naive = unicodedata.normalize("NFD", "na\u00efve")
+    (tmp_path / f"{naive}.mkv").write_bytes(b"x")
+    clips = load_suite(SuiteContext("folder", {"kind": "folder"}, DataConfig(root=str(tmp_path)), cache_dir))
+    ids = sorted(c.id for c in clips)
+    assert len(set(ids)) == 3 and "na\u00efve" in ids
+    assert all(unicodedata.is_normalized("NFC", i) for i in ids)
+    twins = [i for i in ids if i.startswith(f"{nfc}.mkv~")]
+    assert len(twins) == 2

@@ -11,6 +11,7 @@ import datetime as _dt
 import fnmatch
 import json
 import os
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -207,11 +208,15 @@ class FolderSuite(Suite):
             videos = [v for v in videos if any(fnmatch.fnmatch(v.relative_to(root).stem, pat) for pat in self.opts.include)]
         if not videos:
             raise ConfigError(f"suite 'folder': no video files ({', '.join(VIDEO_EXTS)}) in {root}")
-        stems = Counter(str(v.relative_to(root).with_suffix("")) for v in videos)
+        nfc = lambda p: unicodedata.normalize("NFC", str(p))  # noqa: E731
+        stems = Counter(nfc(v.relative_to(root).with_suffix("")) for v in videos)
+        names = Counter(nfc(v.relative_to(root)) for v in videos)
         clips = []
         for video in videos:
             rel = video.relative_to(root).with_suffix("")
-            clip_id = str(rel) if stems[str(rel)] == 1 else str(video.relative_to(root))
+            clip_id = nfc(rel) if stems[nfc(rel)] == 1 else nfc(video.relative_to(root))
+            if names[nfc(video.relative_to(root))] > 1:
+                clip_id += "~" + sha256_bytes(os.fsencode(video.relative_to(root)))[:8]
             audio = next((a for a in (audio_root / rel.with_suffix(e) for e in AUDIO_EXTS) if a.exists()), None)
             clips.append(hash_clip(clip_id, video, audio))
         identity = {"root": str(root), "audio_root": str(audio_root), "include": list(self.opts.include)}
