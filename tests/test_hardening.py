@@ -472,3 +472,25 @@ def test_nested_and_flat_clips_of_one_name_keep_their_own_files(tmp_path, cache_
     assert files["x/y"][0] != files["x__y"][0] and files["x/y"][1] != files["x__y"][1]
     assert all(p.is_file() for pair in files.values() for p in pair)
     assert files["x/y"][1].read_bytes() != files["x__y"][1].read_bytes()
+
+
+@pytest.mark.slow
+def test_results_at_another_frame_rate_are_read_on_the_ground_truths_timeline(tmp_path, cache_dir):
+    """Issue 30, item 4: a 30 fps copy of the ground truth was read two frames late by the ffmpeg_cfr emulation
+    (PSNR 34.9 instead of 40.1); results are read by timestamp by default, and the row's note says so."""
+    from stsa_bench.core.media import write_video
+
+    frames, audio = demo_media(0)
+    data, generated = tmp_path / "data", tmp_path / "generated"
+    data.mkdir()
+    generated.mkdir()
+    write_video(data / "clip.mkv", frames, 25, audio)
+    at30 = frames[np.minimum(len(frames) - 1, (np.arange(len(frames) * 6 // 5) * 25) // 30)]
+    write_video(generated / "clip.mkv", at30, 30, audio)
+    out = tmp_path / "run"
+    assert main(["run", "--suite", "folder", f"data.root={data}", "--out", str(out), f"cache_dir={cache_dir}", "--metrics", "psnr",
+                 "--methods", "byts:results,cfr:results", f"byts.dir={generated}", f"cfr.dir={generated}", "byts.pattern={clip}.mkv",
+                 "cfr.pattern={clip}.mkv", "cfr.fps_mode=ffmpeg_cfr", "runtime.progress=false"]) == 0  # fmt: skip
+    rows = {r.method: r for r in read_rows(out / "results.jsonl")}
+    assert rows["byts"].value > rows["cfr"].value + 3
+    assert "read at 25 fps from 30 fps (nearest)" in rows["byts"].note and "(ffmpeg_cfr)" in rows["cfr"].note
