@@ -494,3 +494,45 @@ def test_results_at_another_frame_rate_are_read_on_the_ground_truths_timeline(tm
     rows = {r.method: r for r in read_rows(out / "results.jsonl")}
     assert rows["byts"].value > rows["cfr"].value + 3
     assert "read at 25 fps from 30 fps (nearest)" in rows["byts"].note and "(ffmpeg_cfr)" in rows["cfr"].note
+
+
+def _with_audio(path: Path, frames: np.ndarray, rate: int, layout: str) -> None:
+    """Lossless video at 25 fps with a sine of 2.4 s at `rate` Hz in `layout` (mono, 5.1, ...)."""
+    import av
+
+    with av.open(str(path), mode="w") as c:
+        v = c.add_stream("ffv1", rate=25)
+        v.pix_fmt, v.width, v.height = "bgr0", frames.shape[2], frames.shape[1]
+        a = c.add_stream("pcm_s16le", rate=rate, layout=layout)
+        for img in frames:
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        n_ch = av.AudioLayout(layout).nb_channels
+        t = np.arange(int(len(frames) / 25 * rate)) / rate
+        pcm = np.tile((0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16), (n_ch, 1)).T.reshape(1, -1)
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm), format="s16", layout=layout)
+        af.sample_rate, af.pts = rate, 0
+        for p in a.encode(af):
+            c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+
+
+@pytest.mark.slow
+def test_audio_upsampled_or_downmixed_is_noted(tmp_path, cache_dir):
+    """Issue 30: 8 kHz or multichannel audio was resampled / downmixed without a word."""
+    frames, _ = demo_media(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    _with_audio(data / "low.mkv", frames, 8000, "mono")
+    _with_audio(data / "surround.mkv", frames, 48000, "5.1")
+    _with_audio(data / "plain.mkv", frames, 16000, "mono")
+    out = tmp_path / "run"
+    assert main(["run", "--suite", "folder", f"data.root={data}", "--out", str(out), f"cache_dir={cache_dir}", "--methods", "gt",
+                 "--metrics", "psnr", "runtime.progress=false"]) == 0  # fmt: skip
+    notes = {r.clip: r.note or "" for r in read_rows(out / "results.jsonl")}
+    assert "audio upsampled from 8000 Hz to 16000 Hz" in notes["low"]
+    assert "audio downmixed from 6 channels to mono" in notes["surround"]
+    assert "audio" not in notes["plain"]

@@ -53,7 +53,7 @@ class Prepared:
     def note(self) -> str | None:
         """What the rows of this clip should say about its input: frames without a face (box
         interpolated), declared frames the decoder did not get, frames turned upright, audio that starts late, an
-        audio stream chosen among several."""
+        audio stream chosen among several, audio upsampled from a lower rate or downmixed from more than two channels."""
         notes = []
         if self.n_face < self.n_frames:
             notes.append(f"no face in {self.n_frames - self.n_face} of {self.n_frames} frames (box interpolated)")
@@ -66,6 +66,10 @@ class Prepared:
             notes.append(f"audio starts {self.meta['audio_lead_s']:.2f} s after the video (silence before it)")
         if (self.meta.get("audio_streams") or 1) > 1:
             notes.append(f"audio from the first of {self.meta['audio_streams']} audio streams")
+        if 0 < (self.meta.get("audio_rate") or 0) < self.meta.get("sample_rate", 0):
+            notes.append(f"audio upsampled from {self.meta['audio_rate']} Hz to {self.meta['sample_rate']} Hz (it lacks the band above {self.meta['audio_rate'] // 2} Hz)")
+        if (self.meta.get("audio_channels") or 0) > 2:
+            notes.append(f"audio downmixed from {self.meta['audio_channels']} channels to mono")
         short = (self.meta.get("video_s") or 0.0) - (self.meta.get("audio_s") or 0.0)
         if self.n_frames and short > self.meta["video_s"] / self.n_frames:
             notes.append(f"audio {short:.2f} s shorter than the video (padded with silence)")
@@ -103,7 +107,7 @@ def load_audio(clip: Clip, cfg: PreprocessConfig, n: int, info) -> tuple[np.ndar
     Audio and video may differ in length by at most cfg.max_av_mismatch_s; beyond that the
     clip fails with both lengths in the reason.
     """
-    from .media import audio_streams, read_audio
+    from .media import audio_source, read_audio
 
     audio_path = clip.audio or clip.video
     audio, lead_s = read_audio(audio_path, cfg.sample_rate, max_lead_s=n / cfg.fps + cfg.max_av_mismatch_s)
@@ -119,12 +123,13 @@ def load_audio(clip: Clip, cfg: PreprocessConfig, n: int, info) -> tuple[np.ndar
         "src_fps": info.src_fps,
         "src_frames": info.src_frames,
         "declared_frames": info.declared_frames,
-        "audio_streams": audio_streams(audio_path),
+        **dict(zip(("audio_streams", "audio_rate", "audio_channels"), audio_source(audio_path))),
         "variable_rate": info.variable_rate,
         "upright": info.upright,
         "video_s": video_s,
         "audio_s": audio_s,
         "audio_lead_s": lead_s,
+        "sample_rate": cfg.sample_rate,
     }
     return audio, meta
 
