@@ -17,6 +17,7 @@ import numpy as np
 
 from stsa_bench.core.errors import ClipError, ConfigError
 from stsa_bench.core.registry import METHODS
+from stsa_bench.core.suites import VIDEO_EXTS
 
 from .base import Generated, Method, Sample
 from .normalize import MAX_FRAME_SLACK, normalize_output
@@ -74,6 +75,13 @@ class FolderResults(Method):
                 f"{self.name}.dir={self.opts.dir}: not a folder (a method whose rows are all in the run folder can be left "
                 f"out of --methods: reports read every row of the folder)"
             )
+
+    def unmatched(self, clip_ids: list[str]) -> list[Path]:
+        """Entries of the results folder that no clip of the suite reads (a clip outside the suite, a misnamed file)."""
+        wanted = {self.path_for(c).resolve() for c in clip_ids}
+        folder = Path(self.opts.dir).expanduser()
+        return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.resolve() not in wanted
+                      and (p.is_dir() or p.suffix.lower() in VIDEO_EXTS))  # fmt: skip
 
     def path_for(self, clip_id: str) -> Path:
         name = self.opts.pattern.format(clip=clip_id, clip_flat=clip_id.replace("/", "__"))

@@ -285,6 +285,11 @@ def _run(parts: RunParts, log: Log, clips: list[Clip]) -> RunOutcome:
     cfg, rank, timer = parts.cfg, parts.rank, parts.timer
     if rank.is_main:
         report_unavailable(cfg.suite, clips, log)
+        for name, method in parts.methods.items():
+            extra = method.unmatched([c.id for c in clips]) if hasattr(method, "unmatched") else []
+            if extra:
+                log(f"{name}: {len(extra)} entries of {name}.dir match no clip of the suite and are not scored: {', '.join(p.name for p in extra[:3])}"
+                    + (" ..." if len(extra) > 3 else ""))  # fmt: skip
     with together(rank), timer.stage("setup"):
         init_run_dir(cfg.out, cfg, write=rank.is_main, log=log)
         if rank.is_main:

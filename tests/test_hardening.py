@@ -536,3 +536,39 @@ def test_audio_upsampled_or_downmixed_is_noted(tmp_path, cache_dir):
     assert "audio upsampled from 8000 Hz to 16000 Hz" in notes["low"]
     assert "audio downmixed from 6 channels to mono" in notes["surround"]
     assert "audio" not in notes["plain"]
+
+
+def test_a_results_file_that_no_clip_reads_is_named(tmp_path, cache_dir, capsys):
+    """Issue 30: a results folder's extra file (a clip outside the suite, a misnamed file) was ignored without a word."""
+    from stsa_bench.core.media import write_video
+
+    frames, audio = demo_media(0)
+    data, generated = tmp_path / "data", tmp_path / "generated"
+    data.mkdir()
+    generated.mkdir()
+    write_video(data / "clip.mkv", frames[:10], 25, audio[:6400])
+    for name in ("clip.mkv", "Clip_typo.mkv", "other.mkv"):
+        write_video(generated / name, frames[:10], 25, audio[:6400])
+    (generated / "notes.txt").write_text("not a video")
+    assert main(["run", "--suite", "folder", f"data.root={data}", "--out", str(tmp_path / "run"), f"cache_dir={cache_dir}", "--methods",
+                 "results", "--metrics", "psnr", f"results.dir={generated}", "results.pattern={clip}.mkv", "runtime.progress=false"]) == 0  # fmt: skip
+    lines = [line for line in capsys.readouterr().err.splitlines() if "match no clip" in line]
+    assert lines == ["results: 2 entries of results.dir match no clip of the suite and are not scored: Clip_typo.mkv, other.mkv"]
+
+
+def test_a_failing_results_video_is_named_not_the_ground_truth(tmp_path, cache_dir):
+    """Issue 30: the error of a results video that cannot be read must name it (the ground-truth file was named when
+    frames failed inside the shared decode, e.g. av 18.1.1's side data on x264 files)."""
+    from stsa_bench.core.media import write_video
+
+    frames, audio = demo_media(0)
+    data, generated = tmp_path / "data", tmp_path / "generated"
+    data.mkdir()
+    generated.mkdir()
+    write_video(data / "clip.mkv", frames[:10], 25, audio[:6400])
+    (generated / "clip.mkv").write_bytes(b"\x00" * 5000)
+    out = tmp_path / "run"
+    assert main(["run", "--suite", "folder", f"data.root={data}", "--out", str(out), f"cache_dir={cache_dir}", "--methods", "results",
+                 "--metrics", "psnr", f"results.dir={generated}", "results.pattern={clip}.mkv", "runtime.progress=false"]) == 0  # fmt: skip
+    (row,) = read_rows(out / "results.jsonl")
+    assert row.status == "failed" and row.error.startswith(f"{generated / 'clip.mkv'}: ") and str(data) not in row.error
