@@ -101,7 +101,13 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     suite = str(acfg.evaluation["suite"])
     if suite not in suite_names():
         raise ConfigError(f"unknown suite {suite!r}{did_you_mean(suite, suite_names())}")
-    written = run_ablation(acfg, log=lambda m: print(m, file=sys.stderr), compose=compose)
+    try:
+        written = run_ablation(acfg, log=lambda m: print(m, file=sys.stderr), compose=compose)
+    except ConfigError as exc:
+        if "needs its data root" not in str(exc) or f"suite {suite!r}" in str(exc):
+            raise
+        raise ConfigError(f"training clips: {exc}. --suite sets the evaluation suite ({suite}); the training suite is suite= "
+                          f"(default lrs2_train). To try the whole ablation on the demo clips: --suite demo suite=demo") from None  # fmt: skip
     print(written[0].read_text())
     for p in written:
         print(f"wrote {p}")
@@ -224,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_common(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--suite", help=f"suite to use ({', '.join(suite_names())}); default demo")
+    def with_common(sp: argparse.ArgumentParser, suite_help: str = "") -> argparse.ArgumentParser:
+        sp.add_argument("--suite", help=suite_help or f"suite to use ({', '.join(suite_names())}); default demo")
         sp.add_argument("overrides", nargs="*", metavar="key=value", help="Hydra overrides, e.g. data.root=DIR shift.frames=3")
         return sp
 
@@ -282,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
             "configs/train.yaml; suite/data.root there are the training clips), e.g.\n"
             "  data.root=/data/lrs2 evaluation.data.root=/data/lrs2 sync_expert=lipsync_expert.pth vgg19=vgg19.pth",
             formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        ),
+        "the EVALUATION suite (default lrs2); the training clips are suite= (default lrs2_train, needs its data.root); "
+        "the whole ablation on the demo clips: --suite demo suite=demo",
     )
     ab.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     ab.set_defaults(func=cmd_ablate)

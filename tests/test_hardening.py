@@ -572,3 +572,13 @@ def test_a_failing_results_video_is_named_not_the_ground_truth(tmp_path, cache_d
                  "--metrics", "psnr", f"results.dir={generated}", "results.pattern={clip}.mkv", "runtime.progress=false"]) == 0  # fmt: skip
     (row,) = read_rows(out / "results.jsonl")
     assert row.status == "failed" and row.error.startswith(f"{generated / 'clip.mkv'}: ") and str(data) not in row.error
+
+
+def test_ablate_says_which_suite_wants_its_data_root(tmp_path, monkeypatch, capsys):
+    """Issue 30: `ablate --suite demo` trained on lrs2_train and stopped asking for its data root, while its help said
+    only 'suite to use; default demo'. The error and the help now say that --suite is the evaluation suite."""
+    monkeypatch.delenv("STSA_BENCH_LRS2_ROOT", raising=False)
+    assert main(["ablate", "--suite", "demo", f"out={tmp_path / 'ablate'}", f"cache_dir={tmp_path / 'cache'}"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stsa-bench: error:")]
+    assert len(errors) == 1 and "training clips: suite 'lrs2_train' needs its data root" in errors[0]
+    assert "--suite sets the evaluation suite (demo)" in errors[0] and "--suite demo suite=demo" in errors[0]
