@@ -631,3 +631,15 @@ def test_vgg19_for_the_perceptual_loss_comes_from_the_given_file(tmp_path):
     assert input_hashes(cfg, vgg) == {"vgg19": sha256_file(tmp_path / "vgg19.pth")}
     with pytest.raises(ConfigError, match="no such file"):
         vgg19_file(train_config_from_dict(compose(["stage=synthesis", f"vgg19={tmp_path / 'nope.pth'}"], "train")))
+
+
+def test_progress_in_a_log_that_is_not_a_terminal_is_one_line_per_log_every(tmp_path, narrow_vgg, capsys):
+    """Issue 30: training's bar wrote its carriage-return updates into logs that are not a terminal (a CI or Slurm log
+    got one line of 20 KB for 100 steps); without a terminal there is no bar, and a line every log_every steps."""
+    lines: list[str] = []
+    opts = TrainOptions(steps=4, batch_size=1, lr=1e-3, lr_disc=1e-3, ckpt_every=4, progress=True, tensorboard=False, log_every=2)
+    data = WindowDataset([synthetic_clip(10, 0), synthetic_clip(8, 1)], seed=0)
+    Engine(synthetic_task("synthesis", slim=32), data, opts, tmp_path / "a", log=lines.append).fit()
+    assert "\r" not in capsys.readouterr().err
+    progress = [line for line in lines if " step " in line]
+    assert [line.split(":")[0] for line in progress] == ["SynthesisTask step 2/4", "SynthesisTask step 4/4"]

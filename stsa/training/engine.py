@@ -257,7 +257,7 @@ class Engine:
         main = self.rank == 0
         writer = self._tensorboard() if main else None
         bar = None
-        if main and self.opts.progress:
+        if main and self.opts.progress and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.opts.steps, initial=self.step, desc=type(self.task).__name__, unit="step", dynamic_ncols=True)
@@ -276,9 +276,12 @@ class Engine:
                 history.append(logs)
                 if main:
                     self._log_row(logs, writer)
+                    shown = {k: f"{v:.4g}" for k, v in logs.items() if k in ("total", "disc", "sync_bce", "samples_per_s")}
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("total", "disc", "sync_bce", "samples_per_s")})
+                        bar.set_postfix(shown)
+                    elif self.opts.progress and (self.step % max(1, self.opts.log_every) == 0 or self.step == stop):
+                        self.log(f"{type(self.task).__name__} step {self.step}/{self.opts.steps}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
                 if self.step % self.opts.ckpt_every == 0 or self.step == stop:
                     self.save()
         finally:

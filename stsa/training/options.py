@@ -32,7 +32,7 @@ class TrainOptions:
     schedule: str = "constant"  # constant | cosine
     warmup: int = 0  # linear warm-up steps
     seed: int = 0
-    log_every: int = 10  # TensorBoard scalars every this many steps (train_log.csv gets every step)
+    log_every: int = 10  # TensorBoard scalars, and the progress line when stderr is not a terminal, every this many steps (train_log.csv gets every step)
     ckpt_every: int = 1000  # write last.pt every this many steps (and at the last one)
     keep_every: int = 0  # >0: also keep step-NNNNNNNN.pt every this many steps
     workers: int = 0  # DataLoader worker processes (0: load in the training process)
