@@ -45,6 +45,8 @@ class Generated:
     frames: np.ndarray | Frames
     audio: np.ndarray
     note: str | None = None
+    source: str | None = None
+    """The file the frames were read from, when they were (results, external checkouts)."""
 
 
 @dataclass(frozen=True)

@@ -34,4 +34,4 @@ def normalize_output(frames: np.ndarray, sample: Sample, source: str, slack: int
         notes.append(f"resized {frames.shape[2]}x{frames.shape[1]} -> {w}x{h}")
         interp = cv2.INTER_AREA if frames.shape[1] > h else cv2.INTER_LINEAR
         frames = np.stack([cv2.resize(f, (w, h), interpolation=interp) for f in frames])
-    return Generated(np.ascontiguousarray(frames), sample.audio, "; ".join(notes) or None)
+    return Generated(np.ascontiguousarray(frames), sample.audio, "; ".join(notes) or None, source)

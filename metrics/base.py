@@ -112,6 +112,8 @@ class EvalPair:
     memory_bytes: float = 0.0
     """Size up to which a whole-clip array stays in memory (`runtime.frames_in_memory_mb`; 0 outside a run):
     beyond it `empty` maps from a file, and ground-truth work is not kept for the other pairs."""
+    pred_video: Path | None = None
+    """The file the method's output was read from (results, external checkouts): errors about the output name it."""
 
     def __post_init__(self) -> None:
         """Arrays given as frames become `Frames` (the same object for both sides when they were the same array)."""

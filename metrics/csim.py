@@ -180,7 +180,7 @@ class _CSIM(Metric):
         if self.dropped:
             self.note = f"{self.dropped} of {self.count + self.dropped} frames without a face on one side left out"
         if not len(values):
-            raise ClipError(f"{pair.video}: {self.name}: no frame has a face in both the generated ({pair.method}) and the ground-truth video")
+            raise ClipError(f"{pair.pred_video or pair.video}: {self.name}: no frame has a face in both the generated ({pair.method}) and the ground-truth video")
 
 
 @METRICS.register("csim")

@@ -121,7 +121,7 @@ class _LipLMD(Metric):
             self.add_landmarks(pred[s], gt[s], pred_found[s], gt_found[s], image_size=size)
         if self.count == 0:
             raise ClipError(
-                f"{pair.video}: {self.name}: no frame has a face in both the generated ({pair.method}) "
+                f"{pair.pred_video or pair.video}: {self.name}: no frame has a face in both the generated ({pair.method}) "
                 f"and the ground-truth video ({self.seen} frames)"
             )
 

@@ -4,6 +4,7 @@ frames (crops, saved video, what metrics read from full frames) -> metric update
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from .core.config import RunConfig
@@ -78,6 +79,7 @@ def generate_pair(parts: RunParts, clip: Clip, prepared, sample, name: str, gt_m
         clip_sha256=clip.sha256,
         fps_mode=pp.fps_mode,
         batch_size=cfg.runtime.batch_size,
+        pred_video=Path(gen.source) if gen.source else None,
         chunk_frames=cfg.runtime.chunk_frames,
         memo={"method_note": gen.note, "clip_note": prepared.note},
         gt_memo={} if gt_memo is None else gt_memo,

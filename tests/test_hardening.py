@@ -557,8 +557,8 @@ def test_a_results_file_that_no_clip_reads_is_named(tmp_path, cache_dir, capsys)
 
 
 def test_a_failing_results_video_is_named_not_the_ground_truth(tmp_path, cache_dir):
-    """Issue 30: the error of a results video that cannot be read must name it (the ground-truth file was named when
-    frames failed inside the shared decode, e.g. av 18.1.1's side data on x264 files)."""
+    """Issue 30: a results video whose frames hold no face failed LipLMD with the ground-truth file named; the rows of a
+    results video name it, whether it cannot be read or its output fails a metric."""
     from stsa_bench.core.media import write_video
 
     frames, audio = demo_media(0)
@@ -572,6 +572,12 @@ def test_a_failing_results_video_is_named_not_the_ground_truth(tmp_path, cache_d
                  "--metrics", "psnr", f"results.dir={generated}", "results.pattern={clip}.mkv", "runtime.progress=false"]) == 0  # fmt: skip
     (row,) = read_rows(out / "results.jsonl")
     assert row.status == "failed" and row.error.startswith(f"{generated / 'clip.mkv'}: ") and str(data) not in row.error
+    write_video(generated / "clip.mkv", np.full_like(frames[:10], 128), 25, audio[:6400])
+    out = tmp_path / "faceless"
+    assert main(["run", "--suite", "folder", f"data.root={data}", "--out", str(out), f"cache_dir={cache_dir}", "--methods", "results",
+                 "--metrics", "lipmd", f"results.dir={generated}", "results.pattern={clip}.mkv", "runtime.progress=false"]) == 0  # fmt: skip
+    (row,) = read_rows(out / "results.jsonl")
+    assert row.status == "failed" and row.error.startswith(f"{generated / 'clip.mkv'}: lipmd: no frame has a face in both")
 
 
 def test_ablate_says_which_suite_wants_its_data_root(tmp_path, monkeypatch, capsys):
