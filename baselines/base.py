@@ -32,6 +32,10 @@ class Sample:
     landmarks: np.ndarray
     boxes: np.ndarray
     sha256: str = ""
+    source_fps: float | None = None
+    """The ground truth's frame rate before conversion to `fps` (None: unknown)."""
+    fps_mode: str = "ffmpeg_cfr"
+    """How the ground truth was converted to `fps` (preprocess.fps_mode)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frames", as_frames(self.frames))

@@ -30,16 +30,17 @@ class ResultsOptions:
     dir: str | None = None
     pattern: str = "{clip}.mp4"
     frame_slack: int = MAX_FRAME_SLACK
-    fps_mode: str = "nearest"
-    """How a video at another frame rate is read at the suite's: nearest (each frame at its timestamp: content within
-    about half a frame) or ffmpeg_cfr (what `ffmpeg -r 25` writes: 1.3 to 1.5 frames late on average above 25 fps,
-    scripts/measure_fps_lag.py)."""
+    fps_mode: str = "auto"
+    """How a video at another frame rate is read at the suite's, onto the ground truth's frames: auto (the ground
+    truth's own conversion, preprocess.fps_mode, when the video has the ground truth's source frame rate; else nearest),
+    nearest (each frame at its timestamp: content within about half a frame of true time) or ffmpeg_cfr (what
+    `ffmpeg -r 25` writes: 1.3 to 1.5 frames late on average above 25 fps; scripts/measure_fps_lag.py)."""
 
     def __post_init__(self) -> None:
         from stsa_bench.core.media import FPS_MODES
 
-        if self.fps_mode not in FPS_MODES:
-            raise ConfigError(f"fps_mode {self.fps_mode!r} is not one of {', '.join(FPS_MODES)}")
+        if self.fps_mode not in ("auto", *FPS_MODES):
+            raise ConfigError(f"fps_mode {self.fps_mode!r} is not one of auto, {', '.join(FPS_MODES)}")
 
 
 def read_frame_folder(path: Path) -> np.ndarray:
@@ -95,9 +96,15 @@ class FolderResults(Method):
         if path.is_dir():
             frames = read_frame_folder(path)
         elif path.is_file():
-            frames, info = decode_video(path, sample.fps, self.opts.fps_mode)
+            mode = self.opts.fps_mode
+            if mode == "auto":
+                from stsa_bench.core.media import probe_rate
+
+                same = sample.source_fps is not None and abs(probe_rate(path) - sample.source_fps) < 0.01 * sample.source_fps
+                mode = sample.fps_mode if same else "nearest"
+            frames, info = decode_video(path, sample.fps, mode)
             if info.variable_rate or abs(info.src_fps - sample.fps) > 1e-3:
-                notes.append(f"read at {sample.fps} fps from {'variable-rate ' if info.variable_rate else ''}{info.src_fps:.4g} fps ({self.opts.fps_mode})")
+                notes.append(f"read at {sample.fps} fps from {'variable-rate ' if info.variable_rate else ''}{info.src_fps:.4g} fps ({mode})")
         else:
             raise ClipError(f"{path}: no generated video for clip {sample.clip_id} ({self.name}.dir / {self.name}.pattern)")
         return normalize_output(frames, sample, str(path), self.opts.frame_slack, notes)

@@ -181,7 +181,8 @@ def folder_labels(paths: Sequence[Path]) -> list[str]:
 
 
 def _separate_mixed(loaded: list[Run], allow: bool) -> None:
-    """Refuse folders whose run-level config or a shared method's options differ, naming the keys; with `allow`,
+    """Refuse folders whose run-level config or a shared method's options differ, naming the keys (an option only one
+    folder records, added by a newer harness, is not a difference); with `allow`,
     rename the rows of each differing method (every method but GT when the run-level config differs) to `method@folder`."""
     from stsa_bench.core.config import differing_keys, hashed_part
 
@@ -197,7 +198,9 @@ def _separate_mixed(loaded: list[Run], allow: bool) -> None:
             if name in options and options[name].get("hash") != entry.get("hash"):
                 mine = {"method": entry.get("method"), **entry.get("options", {})}
                 theirs = {"method": options[name].get("method"), **options[name].get("options", {})}
-                differ.setdefault(name, differing_keys(theirs, mine) or ["options"])
+                keys = [k for k in differing_keys(theirs, mine) if k in theirs and k in mine]
+                if keys:
+                    differ.setdefault(name, keys)
             options.setdefault(name, entry)
     if not differ:
         return

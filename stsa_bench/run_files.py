@@ -159,13 +159,26 @@ def _check_same_methods(out: Path, prev: dict, cfg: RunConfig) -> None:
         if name not in cfg.methods or entry["hash"] == cfg.method_config_hash(name):
             continue
         new = cfg.method_entry(name)
-        diff = differing_keys({"method": entry["method"], **entry["options"]}, {"method": new["method"], **new["options"]})
+        before, now = {"method": entry["method"], **entry["options"]}, {"method": new["method"], **new["options"]}
+        added = _option_defaults(new["method"])
+        diff = [k for k in differing_keys(before, now) if not (k not in before and k in added and now.get(k) == added[k])]
+        if not diff:
+            continue
         label = f"{name}_2"
         raise ConfigError(
             f"{out}: method {name!r} ran here with other options (differs in {', '.join(diff) or 'defaults'}); "
             f"keep both as separate rows with a label, e.g. --methods {label}:{new['method']} and {label}.<key>=<value>, "
             f"or use another --out"
         )
+
+
+def _option_defaults(method: str) -> dict:
+    """A registered method's option defaults: an option a newer harness added, at its default, is no difference."""
+    from .core.config import plain_defaults
+    from .core.registry import METHODS
+
+    options = getattr(METHODS.get(method), "Options", None) if method in METHODS.names() else None
+    return plain_defaults(options) if options is not None else {}
 
 
 def write_manifest(out: Path, suite: str, clips: list[Clip]) -> None:

@@ -42,7 +42,8 @@ def make_sample(cfg: RunConfig, clip: Clip, prepared, frames):
     from baselines import Sample
 
     pp = cfg.preprocess
-    return Sample(clip.id, frames, prepared.audio, pp.fps, pp.sample_rate, prepared.landmarks, prepared.boxes, clip.sha256)
+    return Sample(clip.id, frames, prepared.audio, pp.fps, pp.sample_rate, prepared.landmarks, prepared.boxes, clip.sha256,
+                  prepared.meta.get("src_fps"), pp.fps_mode)  # fmt: skip
 
 
 def generate_pair(parts: RunParts, clip: Clip, prepared, sample, name: str, gt_memo: dict | None = None, pending: list = ()):

@@ -13,17 +13,17 @@ MAX_STEM_BYTES = 160
 
 
 def file_stem(clip_id: str) -> str:
-    """A clip id as one path component, one to one: `/` of nested folder ids becomes `__`, and such an id (or one holding
-    `~`, or longer than MAX_STEM_BYTES, cut to its first bytes) ends with `~` + 16 hex of the id's sha256, so `x/y` and
-    a clip named `x__y` never share a file. Other ids are their own stem."""
+    """A clip id as one path component: `/` of nested folder ids becomes `__`; a name longer than
+    MAX_STEM_BYTES keeps its first bytes and ends with `~` + 16 hex of its sha256, so two long ids never share a file.
+    Two ids of one suite with one stem (`x/y` and `x__y`) are told apart by the suite (suites.distinct_stems)."""
     import hashlib
 
     stem = clip_id.replace("/", "__")
     raw = stem.encode("utf-8", "surrogateescape")
-    if "/" not in clip_id and "~" not in clip_id and len(raw) <= MAX_STEM_BYTES:
+    if len(raw) <= MAX_STEM_BYTES:
         return stem
     head = raw[: MAX_STEM_BYTES - 17].decode("utf-8", "ignore")
-    return f"{head}~{hashlib.sha256(clip_id.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
+    return f"{head}~{hashlib.sha256(raw).hexdigest()[:16]}"
 
 
 def strip_path(out: Path, method: str, clip_id: str) -> Path:

@@ -90,6 +90,16 @@ def probe_frames(path: Path, fps: int = 25) -> int:
     return 0
 
 
+def probe_rate(path: Path) -> float:
+    """The video stream's average frame rate as the container declares it (0.0 when unknown or unreadable)."""
+    try:
+        with _open(path) as container:
+            video = container.streams.video
+            return float(video[0].average_rate or video[0].guessed_rate or 0) if video else 0.0
+    except Exception:  # noqa: BLE001 - a bad file is reported when it is decoded
+        return 0.0
+
+
 FPS_MODES = ("ffmpeg_cfr", "nearest")
 
 

@@ -63,6 +63,15 @@ def hash_clip(clip_id: str, video: Path, audio: Path | None = None) -> Clip:
     return Clip(clip_id, video, audio, sha256=parts[0] if len(parts) == 1 else sha256_bytes("".join(parts).encode()))
 
 
+def distinct_stems(clips: list[Clip], raw_names: dict[str, str]) -> list[Clip]:
+    """Clips whose ids share a file stem (layout.file_stem: `x/y` and a clip named `x__y`) each get `~` + 8 hex of their
+    file's relative path, so their strips and saved videos stay apart; other ids are unchanged."""
+    from .layout import file_stem
+
+    stems = Counter(file_stem(c.id) for c in clips)
+    return [replace(c, id=f"{c.id}~{sha256_bytes(os.fsencode(raw_names[c.id]))[:8]}") if stems[file_stem(c.id)] > 1 else c for c in clips]
+
+
 def with_groups(clips: list[Clip]) -> list[Clip]:
     """Each clip's group: the first part of its id (`a/b`: `a`); none for an id without a folder part."""
     return [replace(c, group=c.id.split("/", 1)[0]) if "/" in c.id else c for c in clips]
@@ -211,7 +220,7 @@ class FolderSuite(Suite):
         nfc = lambda p: unicodedata.normalize("NFC", str(p))  # noqa: E731
         stems = Counter(nfc(v.relative_to(root).with_suffix("")) for v in videos)
         names = Counter(nfc(v.relative_to(root)) for v in videos)
-        clips = []
+        clips, raw_names = [], {}
         for video in videos:
             rel = video.relative_to(root).with_suffix("")
             clip_id = nfc(rel) if stems[nfc(rel)] == 1 else nfc(video.relative_to(root))
@@ -219,6 +228,8 @@ class FolderSuite(Suite):
                 clip_id += "~" + sha256_bytes(os.fsencode(video.relative_to(root)))[:8]
             audio = next((a for a in (audio_root / rel.with_suffix(e) for e in AUDIO_EXTS) if a.exists()), None)
             clips.append(hash_clip(clip_id, video, audio))
+            raw_names[clip_id] = str(video.relative_to(root))
+        clips = distinct_stems(clips, raw_names)
         identity = {"root": str(root), "audio_root": str(audio_root), "include": list(self.opts.include)}
         return with_groups(freeze_manifest(self.ctx, identity, clips))
 
