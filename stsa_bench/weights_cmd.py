@@ -9,7 +9,7 @@ from pathlib import Path
 from .core.catalogue import CATALOGUE
 from .core.errors import ConfigError
 from .core.registry import METHODS, METRICS, did_you_mean
-from .core.weights import WeightsMissing, WeightsSpec, is_torchscript, load_state_dict
+from .core.weights import WeightsMissing, WeightsSpec
 
 
 def add_parser(sub) -> None:
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         if "://" in args.path:
             raise ConfigError(f"weights add takes a local file, not {args.path}; to download, `stsa-bench weights fetch {spec.name}` (--mirror https://...)")
         try:
-            dest = store.add(spec, Path(args.path), lambda p: _loads(spec, p), link=args.link)
+            dest = store.add(spec, Path(args.path), lambda p: store.loads_as_expected(spec, p), link=args.link)
         except WeightsMissing as exc:
             raise ConfigError(str(exc)) from None
         print(f"{spec.name}: {args.path} -> {dest} ({store.status(spec).verdict})")
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{spec.name}: already present at {st.path}")
             continue
         try:
-            path, digest = store.fetch(spec, mirror=args.mirror, check=lambda p, spec=spec: _loads(spec, p))
+            path, digest = store.fetch(spec, mirror=args.mirror)
             print(f"{spec.name}: {path} (sha256 {digest[:16]}…, {store.status(spec).verdict})")
         except WeightsMissing as exc:
             failed += 1
@@ -111,20 +111,3 @@ def _spec(name: str) -> WeightsSpec:
     if name not in CATALOGUE:
         raise ConfigError(f"no weights entry {name!r}{did_you_mean(name, list(CATALOGUE))}")
     return CATALOGUE[name]
-
-
-def _loads(spec: WeightsSpec, path: Path) -> None:
-    """The file loads as the entry expects: a model folder with its files, or a state dict of tensors (safe
-    loading; the layout is checked when a run builds the model)."""
-    if spec.hf_files:
-        missing = [f for f in spec.hf_files if not (path / f).is_file()]
-        if missing and not (path / "model.safetensors").is_file():
-            raise WeightsMissing(f"{path}: not a {spec.hf_repo} folder (lacks {', '.join(missing)})")
-        return
-    if spec.torchscript:
-        if not is_torchscript(path):
-            raise WeightsMissing(f"{path}: not a TorchScript archive (the {spec.name} file is one)")
-        return
-    state = load_state_dict(path)
-    if not state:
-        raise WeightsMissing(f"{path}: holds no tensors")

@@ -15,7 +15,18 @@ from stsa_bench.core import weights_store as store
 from stsa_bench.core.process import huge_page_mode
 from stsa_bench.core.weights import WeightsMissing, WeightsSpec
 
-BLOB = bytes(range(256)) * 4096  # 1 MiB
+def _state_dict_bytes() -> bytes:
+    """A 1 MiB weights file (a state dict of one tensor): what fetch's load check accepts."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.arange(262144, dtype=torch.float32)}, buf)
+    return buf.getvalue()
+
+
+BLOB = _state_dict_bytes()
 SHA = hashlib.sha256(BLOB).hexdigest()
 
 
@@ -255,3 +266,31 @@ def store_load(path):
     from stsa_bench.core.weights import load_state_dict
 
     return load_state_dict(path)
+
+
+def test_redirects_do_not_leave_https_and_every_fetch_checks_what_it_got(tmp_path, folder):
+    """Review of issue 30, item 7: urlopen followed https -> http redirects, and fetch without a check (the
+    weights.download=true route) pinned whatever came."""
+    import os
+    import urllib.request
+
+    import torch
+
+    handler = store._NoDowngrade()
+    request = urllib.request.Request("https://example.invalid/w.pth")
+    for target in ("http://example.invalid/w.pth", "ftp://example.invalid/w.pth", "file:///etc/passwd"):
+        with pytest.raises(WeightsMissing, match="which is not https; refused"):
+            handler.redirect_request(request, None, 302, "Found", {}, target)
+    assert handler.redirect_request(request, None, 302, "Found", {}, "https://mirror.invalid/w.pth").full_url == "https://mirror.invalid/w.pth"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    local = tmp_path / "mirror"
+    local.mkdir()
+    torch.save({"w": torch.zeros(1), "x": Payload()}, local / "blob.pth")
+    spec = WeightsSpec(name="blob", filename="blob.pth", url="https://example.invalid/blob.pth", sha256="")
+    with pytest.raises(WeightsMissing, match="deleted, nothing pinned"):
+        store.fetch(spec, mirror=str(local), progress=False)
+    assert not (folder / "blob.pth").exists()

@@ -52,6 +52,40 @@ def source_url(spec: WeightsSpec, mirror: str | None = None) -> str:
     raise WeightsMissing(f"--mirror {mirror}: refused ({why}, or a local folder holding the files by name)")
 
 
+def loads_as_expected(spec: WeightsSpec, path: Path) -> None:
+    """The file loads as the entry expects (WeightsMissing otherwise): a model folder with its files, a TorchScript
+    archive where the entry is one, else a state dict of tensors by safe loading (no code runs; the layout is checked
+    when a run builds the model). `add` and `fetch` check every file so before pinning it."""
+    from .weights import is_torchscript, load_state_dict
+
+    path = Path(path)
+    if spec.hf_files:
+        missing = [f for f in spec.hf_files if not (path / f).is_file()]
+        if missing and not (path / "model.safetensors").is_file():
+            raise WeightsMissing(f"{path}: not a {spec.hf_repo} folder (lacks {', '.join(missing)})")
+        return
+    if spec.torchscript:
+        if not is_torchscript(path):
+            raise WeightsMissing(f"{path}: not a TorchScript archive (the {spec.name} file is one)")
+        return
+    if not load_state_dict(path):
+        raise WeightsMissing(f"{path}: holds no tensors")
+
+
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Redirects stay on https (http only from and to this machine): a mirror or official https URL cannot be
+    redirected to plain http, ftp or a file."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = urllib.parse.urlsplit(newurl)
+        if not (new.scheme == "https" or (new.scheme == "http" and new.hostname in LOOPBACK)):
+            raise WeightsMissing(f"{req.full_url}: redirected to {newurl}, which is not https; refused")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_NoDowngrade)
+
+
 def download(url: str, dest: Path, retries: int = RETRIES, backoff_s: float = BACKOFF_S, progress: bool = True) -> Path:
     """`url` into `dest.part`, resuming what a previous attempt left (HTTP Range), with `retries` retries and
     exponential back-off on network errors; returns the part file (complete). HTTP 4xx errors are not retried."""
@@ -64,7 +98,7 @@ def download(url: str, dest: Path, retries: int = RETRIES, backoff_s: float = BA
         have = part.stat().st_size if part.is_file() else 0
         request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as r:  # noqa: S310 - catalogue or user-given mirror URL
+            with _OPENER.open(request, timeout=TIMEOUT_S) as r:  # noqa: S310 - catalogue or checked mirror URL
                 if have and r.status != 206:
                     have = 0
                 length = r.headers.get("Content-Length")
@@ -99,8 +133,8 @@ def _copy(response, part: Path, append: bool, total: int | None, progress: bool,
 def fetch(
     spec: WeightsSpec, mirror: str | None = None, progress: bool = True, retries: int = RETRIES, check: Callable[[Path], object] | None = None
 ) -> tuple[Path, str]:
-    """Download the official file (or from the mirror) into weights_dir(), verify it (its sha256, and `check`, the
-    load test of `add`, before a hash is pinned), move it in atomically, and pin its hash when none is published. A
+    """Download the official file (or from the mirror) into weights_dir(), verify it (its sha256, and `check`, by default
+    `loads_as_expected`, before a hash is pinned), move it in atomically, and pin its hash when none is published. A
     Hugging Face entry is fetched through huggingface_hub at its pinned revision. An entry without a direct link
     raises WeightsMissing with the manual step."""
     dest = weights_dir() / spec.filename
@@ -112,18 +146,18 @@ def fetch(
     if spec.hf_repo:
         return _fetch_hf(spec, dest)
     url = source_url(spec, mirror)
+    check = check or (lambda path: loads_as_expected(spec, path))
     with file_lock(dest):
         part = download(url, dest, retries=retries, progress=progress)
         digest = sha256_file(part)
         if not spec.matches(digest):
             part.unlink()
             raise WeightsMissing(f"{url}: sha256 {digest[:16]}… is not the official {spec.name} file ({spec.sha256}); deleted")
-        if check is not None:
-            try:
-                check(part)
-            except WeightsMissing as exc:
-                part.unlink()
-                raise WeightsMissing(f"{url}: {str(exc).split(': ', 1)[-1]}; deleted, nothing pinned") from None
+        try:
+            check(part)
+        except WeightsMissing as exc:
+            part.unlink()
+            raise WeightsMissing(f"{url}: {str(exc).split(': ', 1)[-1]}; deleted, nothing pinned") from None
         os.replace(part, dest)
     pin(spec, dest, digest)
     return dest, digest
