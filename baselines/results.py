@@ -78,15 +78,22 @@ class FolderResults(Method):
             )
 
     def unmatched(self, clip_ids: list[str]) -> list[Path]:
-        """Entries of the results folder that no clip of the suite reads (a clip outside the suite, a misnamed file)."""
+        """Entries of the results folder that no clip of the suite reads (a clip outside the suite, a misnamed file):
+        a folder counts as read when a clip's results lie in it (nested ids), or when it is one clip's frame folder."""
+        folder = Path(self.opts.dir).expanduser().resolve()
         wanted = {self.path_for(c).resolve() for c in clip_ids}
-        folder = Path(self.opts.dir).expanduser()
-        return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.resolve() not in wanted
+        holders = {parent for w in wanted for parent in w.parents if folder in parent.parents}
+        return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.resolve() not in wanted | holders
                       and (p.is_dir() or p.suffix.lower() in VIDEO_EXTS))  # fmt: skip
 
     def path_for(self, clip_id: str) -> Path:
+        """The clip's results file; a name stored decomposed (NFD) is found too (clip ids are NFC)."""
+        import unicodedata
+
         name = self.opts.pattern.format(clip=clip_id, clip_flat=clip_id.replace("/", "__"))
-        return Path(self.opts.dir).expanduser() / name
+        path = Path(self.opts.dir).expanduser() / name
+        decomposed = path.with_name(unicodedata.normalize("NFD", path.name))
+        return decomposed if not path.exists() and decomposed.exists() else path
 
     def generate(self, sample: Sample) -> Generated:
         from stsa_bench.core.media import decode_video

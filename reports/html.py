@@ -157,15 +157,15 @@ def markdown_table_to_html(md: str) -> str:
             found = True
             block = []
         if text.startswith("- "):
-            items.append(f"<li>{inline_html(text[2:])}</li>")
+            items.append(f"<li>{inline_html(html.unescape(text[2:]))}</li>")
             continue
         if items:
             out.append("<ul>\n" + "\n".join(items) + "\n</ul>")
             items = []
         if text.startswith("#"):
-            out.append(f"<h3>{inline_html(text.lstrip('#').strip())}</h3>")
+            out.append(f"<h3>{inline_html(html.unescape(text.lstrip('#').strip()))}</h3>")
         elif text:
-            out.append(f"<p>{inline_html(text)}</p>")
+            out.append(f"<p>{inline_html(html.unescape(text))}</p>")
     if not found:
         raise ValueError("no Markdown pipe table found")
     return "\n".join(out)

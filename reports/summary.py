@@ -12,7 +12,7 @@ def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None =
     """Mean of ok values per (method, metric) (the pooled value for pooled metrics), each method on its own clips;
     `n` clips, and failures counted in each cell and listed below."""
     from .aggregate import TableOptions, aggregate
-    from .tables import Run, md_cell, method_counts
+    from .tables import Run, md_cell, md_text, method_counts
 
     directions = directions or {}
     methods = list(dict.fromkeys(r.method for r in rows))
@@ -48,10 +48,10 @@ def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None =
             groups[r.error or ""].append(r)
         lines += ["", f"**{len(failures)} failed rows**, {len(groups)} distinct reasons:", ""]
         for error, group in list(groups.items())[:max_failures]:
-            clips = list(dict.fromkeys(md_cell(r.clip) for r in group))
-            which = list(dict.fromkeys(f"{md_cell(r.method)}/{metric_name(r.metric)}" for r in group))
+            clips = list(dict.fromkeys(md_text(r.clip) for r in group))
+            which = list(dict.fromkeys(f"{md_text(r.method)}/{metric_name(r.metric)}" for r in group))
             more = lambda xs: ", ".join(xs[:4]) + (f", … ({len(xs)})" if len(xs) > 4 else "")
-            lines.append(f"- {error} [{len(group)} rows; clips: {more(clips)}; {more(which)}]")
+            lines.append(f"- {md_text(error)} [{len(group)} rows; clips: {more(clips)}; {more(which)}]")
         if len(groups) > max_failures:
             lines.append(f"- … and {len(groups) - max_failures} more reasons in results.jsonl")
     return "\n".join(lines) + "\n"

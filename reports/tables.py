@@ -224,7 +224,7 @@ def comparisons_markdown(table: Table) -> str:
 
 def left_out_markdown(table: Table) -> str:
     lines = ["#### Clips left out of the comparison", ""]
-    lines += [f"- `{md_cell(clip)}`: {md_cell(why)}" for clip, why in table.left_out.items()]
+    lines += [f"- {md_code(clip)}: {md_text(why)}" for clip, why in table.left_out.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -327,6 +327,18 @@ def md_cell(text: str) -> str:
     as HTML entities (a label `<img onerror=...>` is shown, never run, by renderers that pass HTML through)."""
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def md_text(text: str) -> str:
+    """Text safe in running Markdown (a list item, a paragraph): `&`, `<`, `>` as entities, line breaks as spaces."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", " ").replace("\n", " ")
+
+
+def md_code(text: str) -> str:
+    """Text as a Markdown code span (shown literally, never as HTML): fenced by more backticks than it holds."""
+    text = text.replace("\r", " ").replace("\n", " ")
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}" if text.startswith("`") or text.endswith("`") else f"{fence}{text}{fence}"
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -36,8 +36,10 @@ def load_config(args: argparse.Namespace):
     from .core.config import run_config_from_dict
     from .core.weights import use_cache
 
+    from .core.paths import cache_root
+
     cfg = run_config_from_dict(compose(to_overrides(args)))
-    use_cache(cfg.cache_dir)
+    use_cache(cfg.cache_dir if Path(cfg.cache_dir) != cache_root(None) else None)
     return cfg
 
 

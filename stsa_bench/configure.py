@@ -184,8 +184,9 @@ def quote_placeholders(override: str) -> str:
     return override
 
 
-LABEL = re.compile(r"[\w.+@-][\w.+@|-]*")
-"""A `label:method` row label the override grammar can read."""
+LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+@|/-]*")
+"""A `label:method` row label: one the override grammar reads as a key, and no `.` or `..` path part (labels name
+the run folder's strips/ and videos/ folders)."""
 
 
 def run_overrides(suite: str | None, methods: str | None, metrics: str | None, out: str | None, extra: list[str]) -> list[str]:
@@ -201,10 +202,11 @@ def run_overrides(suite: str | None, methods: str | None, metrics: str | None, o
         if value:
             names = [v.strip() for v in value.split(",") if v.strip()]
             if flag == "methods":
-                bad = [n for n in names if ":" in n and not LABEL.fullmatch(n.split(":", 1)[0])]
+                labels = [n.split(":", 1)[0] for n in names if ":" in n]
+                bad = [x for x in labels if not LABEL.fullmatch(x) or {".", ".."} & set(x.split("/"))]
                 if bad:
-                    raise ConfigError(f"--methods {bad[0]!r}: a row label is letters, digits and _ . + - @ | (not starting with =, : or a "
-                                      f"space), e.g. --methods ours:static")  # fmt: skip
+                    raise ConfigError(f"--methods {bad[0]!r}: a row label starts with a letter, digit or _ and holds only those and "
+                                      f"_ . + - @ | / (no . or .. part), e.g. --methods ours:static")  # fmt: skip
                 registry.check([n.split(":", 1)[-1] for n in names])
             else:
                 from .core.registry import METRIC_SETS

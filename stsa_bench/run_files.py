@@ -95,7 +95,8 @@ def check_out(out: Path, cfg: RunConfig | None = None, data_dirs: list[Path] | N
     for path, what in inside:
         if where == path or path in where.parents:
             raise ConfigError(f"--out {out}: is inside {what} ({path}); give a folder of its own, e.g. --out results/<name>")
-    others = where.is_dir() and any(not f.name.startswith(".") for f in where.iterdir())
+    cache = Path(cfg.cache_dir).resolve() if cfg is not None else None
+    others = where.is_dir() and any(not f.name.startswith(".") and f.resolve() != cache for f in where.iterdir())
     if others and not any((where / f).exists() for f in RUN_FILES):
         raise ConfigError(f"--out {out}: holds other files and is not a run folder (no run.json or results.jsonl); use a new or empty folder")
     try:

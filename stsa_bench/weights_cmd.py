@@ -13,7 +13,8 @@ from .core.weights import WeightsMissing, WeightsSpec
 
 
 def add_parser(sub) -> None:
-    wp = sub.add_parser("weights", help="list, fetch (resumable, sha256-verified), verify and add weights files")
+    wp = sub.add_parser("weights", help="list, fetch (resumable, sha256-verified), verify and add weights files; trailing "
+                        "key=value are the run's overrides (cache_dir=DIR: its weights/ folder)")
     ws = wp.add_subparsers(dest="action", required=True)
     for name, helptext in (("list", "every catalogue entry (or those a run needs): present, where, verified"),
                            ("fetch", "download official files into the weights folder"),
@@ -26,14 +27,12 @@ def add_parser(sub) -> None:
         if name != "verify":
             p.add_argument("--methods", help="the run's --methods: only the entries they need")
             p.add_argument("--metrics", help="the run's --metrics: only the entries they need (all = the paper's)")
-        p.add_argument("overrides", nargs="*", metavar="key=value", help="the run's overrides, e.g. cache_dir=DIR (its weights/ folder)")
-        p.set_defaults(func=run)
+        p.set_defaults(func=run, overrides=[])
     a = ws.add_parser("add", help="register a local file under a catalogue name after checking that it loads")
     a.add_argument("name", help=f"catalogue entry ({', '.join(CATALOGUE)})")
     a.add_argument("path", help="the file (or, for wav2vec2, the model folder)")
     a.add_argument("--link", action="store_true", help="symlink instead of copying")
-    a.add_argument("overrides", nargs="*", metavar="key=value", help="the run's overrides, e.g. cache_dir=DIR (its weights/ folder)")
-    a.set_defaults(func=run)
+    a.set_defaults(func=run, overrides=[])
 
 
 def needed(methods: str | None, metrics: str | None) -> list[WeightsSpec]:
@@ -58,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     given = list(args.overrides) + [n for n in getattr(args, "names", []) if "=" in n]
     if getattr(args, "names", None):
         args.names = [n for n in args.names if "=" not in n]
-    load_config(argparse.Namespace(overrides=given))
+    load_config(argparse.Namespace(overrides=given, methods=getattr(args, "methods", None), metrics=getattr(args, "metrics", None)))
     if args.action == "add":
         spec = _spec(args.name)
         if "://" in args.path:

@@ -426,8 +426,10 @@ def test_out_inside_the_shared_folder_is_refused(tmp_path, monkeypatch):
     [
         (["--methods", "", "--metrics", "psnr"], "--methods is empty; name at least one"),
         (["--methods", "gt", "--metrics", ""], "--metrics is empty; name at least one"),
-        (["--methods", "=X:gt", "--metrics", "psnr"], "--methods '=X:gt': a row label is letters, digits and _ . + - @ |"),
-        (["--methods", "x^y:gt", "--metrics", "psnr"], "--methods 'x^y:gt': a row label is"),
+        (["--methods", "=X:gt", "--metrics", "psnr"], "--methods '=X': a row label starts with a letter, digit or _"),
+        (["--methods", "x^y:gt", "--metrics", "psnr"], "--methods 'x^y': a row label starts with"),
+        (["--methods", "a/../b:gt", "--metrics", "psnr"], "--methods 'a/../b': a row label starts with"),
+        (["--methods", "+x:gt", "--metrics", "psnr"], "--methods '+x': a row label starts with"),
         (["--methods", "gt", "--metrics", "psnr", "preprocess.fps=100000"], "preprocess.fps must be from 1 to 240, got 100000"),
         (["--methods", "gt", "--metrics", "psnr", "cache_dir=/proc/stsa-bench-test"], "cache_dir /proc/stsa-bench-test: not a folder this process can write"),
     ],
@@ -622,3 +624,11 @@ def test_a_folder_made_before_an_option_was_added_is_extended(tmp_path, cache_di
     assert main([*base, "--methods", "results", "--metrics", "psnr,ssim"]) == 0
     assert main([*base, "--methods", "results", "--metrics", "psnr,ssim", "results.fps_mode=ffmpeg_cfr"]) == 2
     assert "method 'results' ran here with other options (differs in fps_mode)" in capsys.readouterr().err
+
+
+def test_a_cache_inside_the_new_run_folder_is_allowed(tmp_path):
+    """Review of issue 30: `--out R cache_dir=R/cache` was refused on its first run (the cache had just been made)."""
+    out = tmp_path / "run"
+    assert main(["run", "--suite", "demo", "--out", str(out), f"cache_dir={out / 'cache'}", "--methods", "gt", "--metrics", "psnr",
+                 "suite.n_clips=1", "runtime.progress=false"]) == 0  # fmt: skip
+    assert (out / "results.jsonl").is_file()

@@ -79,3 +79,40 @@ def test_video_links_of_odd_clip_names_are_url_encoded(tmp_path):
     sources = re.findall(r'<video[^>]* src="([^"]+)"', html)
     assert len(sources) == 2 and all("#" not in s and "?" not in s for s in sources)
     assert all((page / urllib.parse.unquote(s)).resolve().is_file() for s in sources)
+
+
+def test_results_folders_of_nested_ids_and_decomposed_names(tmp_path):
+    """Review of issue 30: a speaker folder holding nested ids' results was reported as matching no clip; a results file
+    named in NFD was not found once clip ids became NFC."""
+    import unicodedata
+
+    from baselines.base import build_method
+
+    results = tmp_path / "results"
+    (results / "spk").mkdir(parents=True)
+    (results / "spk" / "00001.mp4").write_bytes(b"x")
+    (results / "extra.mp4").write_bytes(b"x")
+    (results / "lost").mkdir()
+    decomposed = unicodedata.normalize("NFD", "caf\u00e9")
+    (results / f"{decomposed}.mp4").write_bytes(b"x")
+    method = build_method("results", {"dir": str(results)})
+    assert [p.name for p in method.unmatched(["spk/00001", "caf\u00e9"])] == ["extra.mp4", "lost"]
+    assert method.path_for("caf\u00e9").name == f"{decomposed}.mp4" and method.path_for("caf\u00e9").exists()
+
+
+def test_hostile_labels_in_lists_and_left_out_clips(tmp_path):
+    """Review of issue 30: lists (failures, left-out clips) showed md_cell's table escapes (a&amp;b, \\|) or raw HTML."""
+    from reports.html import markdown_table_to_html
+
+    run = run_of(["base", "a&b|<i>x</i>"], n=12)
+    run.rows = [r if r.clip != "c0" or r.method == "base" else ResultRow(**{**r.__dict__, "value": None, "status": "failed",
+                "error": "c0.mp4: <b>no</b> face & more"}) for r in run.rows]  # fmt: skip
+    table = tables.aggregate(run)
+    md = tables.markdown(table)
+    line = next(x for x in md.splitlines() if x.startswith("- ") and "c0" in x)
+    assert line.startswith("- `c0`: a&amp;b|&lt;i&gt;x&lt;/i&gt; failed") and "<i>" not in line
+    summary = summary_markdown(run.rows)
+    failure = next(x for x in summary.splitlines() if x.startswith("- c0.mp4"))
+    assert "&lt;b&gt;no&lt;/b&gt; face &amp; more" in failure and "a&amp;b|&lt;i&gt;x&lt;/i&gt;/psnr" in failure
+    page = markdown_table_to_html(summary)
+    assert "&lt;b&gt;no&lt;/b&gt; face &amp; more" in page and "&amp;amp;" not in page and "<b>no" not in page

@@ -294,3 +294,13 @@ def test_redirects_do_not_leave_https_and_every_fetch_checks_what_it_got(tmp_pat
     with pytest.raises(WeightsMissing, match="deleted, nothing pinned"):
         store.fetch(spec, mirror=str(local), progress=False)
     assert not (folder / "blob.pth").exists()
+
+
+def test_weights_commands_read_trailing_overrides_after_options(tmp_path, monkeypatch, capsys):
+    """Review of issue 30: `weights fetch NAME --mirror URL cache_dir=X` was an argparse error, and a labelled row's
+    overrides (ours.dir=) failed because --methods did not reach the config."""
+    monkeypatch.delenv("STSA_BENCH_WEIGHTS", raising=False)
+    assert main(["weights", "fetch", "fid", "--mirror", "ftp://example.invalid/w", f"cache_dir={tmp_path}"]) == 2
+    assert "--mirror ftp://example.invalid/w: refused" in capsys.readouterr().err
+    assert main(["weights", "list", "--methods", "ours:results", f"ours.dir={tmp_path}", f"cache_dir={tmp_path}"]) == 0
+    assert f"weights folder: {tmp_path / 'weights'}" in capsys.readouterr().out
