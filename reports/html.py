@@ -84,7 +84,7 @@ _CODE = re.compile(r"`([^`]+)`")
 
 
 def _split_row(line: str) -> list[str]:
-    """The cells of a pipe-table row, undoing tables.md_cell: `\\|` and `\\\\` escapes, then HTML entities."""
+    """The cells of a pipe-table row, undoing escape.md_cell: `\\|` and `\\\\` escapes, then HTML entities."""
     cells, cur, i = [], [], 0
     line = line.strip().removeprefix("|")
     while i < len(line):

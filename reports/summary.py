@@ -12,7 +12,8 @@ def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None =
     """Mean of ok values per (method, metric) (the pooled value for pooled metrics), each method on its own clips;
     `n` clips, and failures counted in each cell and listed below."""
     from .aggregate import TableOptions, aggregate
-    from .tables import Run, md_cell, md_text, method_counts
+    from .escape import md_cell, md_text
+    from .tables import Run, method_counts
 
     directions = directions or {}
     methods = list(dict.fromkeys(r.method for r in rows))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict
@@ -22,6 +21,7 @@ from stsa_bench.core.results import POOLED_CLIP as POOLED
 from stsa_bench.core.results import metric_name
 
 from .aggregate import Cell, Table, TableOptions, aggregate
+from .escape import tex_escape, csv_safe, md_cell, md_code, md_text
 from .runs import GROUPS, GT_METHODS, Run
 
 LABELS = {
@@ -228,19 +228,6 @@ def left_out_markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-TEX_ESCAPES = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}", "^": r"\^{}",
-    "~": r"\textasciitilde{}", "<": r"$<$", ">": r"$>$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "α": r"$\alpha$", "±": r"$\pm$",
-    "−": "-", "—": "---",
-}  # fmt: skip
-"""Text -> LaTeX, applied in one pass (so the braces of \\textbackslash{} are not escaped again)."""
-_TEX_CHARS = re.compile("|".join(map(re.escape, TEX_ESCAPES)))
-
-
-def _tex_escape(s: str) -> str:
-    return _TEX_CHARS.sub(lambda m: TEX_ESCAPES[m.group()], s)
-
-
 def latex(table: Table, caption: str = "Quantitative results.", label: str = "tab:results") -> str:
     """A booktabs table (needs \\usepackage{booktabs}); best \\textbf, second \\underline, $\\pm$ std,
     $^\\dagger$ significant vs the baseline; the clip scope and test as a footnote, the intervals in a second table."""
@@ -258,42 +245,42 @@ def latex(table: Table, caption: str = "Quantitative results.", label: str = "ta
         f"% environment: {environment_line(run.environments)}",
         r"\begin{table}[t]",
         r"\centering",
-        rf"\caption{{{_tex_escape(caption)}}}",
+        rf"\caption{{{tex_escape(caption)}}}",
         rf"\label{{{label}}}",
         r"\begin{tabular}{l" + "c" * len(metrics) + "cc}",
         r"\toprule",
-        " & ".join([""] + [rf"\multicolumn{{{n}}}{{c}}{{{_tex_escape(g)}}}" for g, n in spans] + ["", ""]) + r" \\",
+        " & ".join([""] + [rf"\multicolumn{{{n}}}{{c}}{{{tex_escape(g)}}}" for g, n in spans] + ["", ""]) + r" \\",
     ]
     col, rules = 2, []
     for _, n in spans:
         rules.append(rf"\cmidrule(lr){{{col}-{col + n - 1}}}")
         col += n
     out.append(" ".join(rules))
-    head = ["Method"] + [_tex_escape(LABELS.get(metric_name(m), metric_name(m))) + arrows[run.higher_is_better(metric_name(m))] for m in metrics]
+    head = ["Method"] + [tex_escape(LABELS.get(metric_name(m), metric_name(m))) + arrows[run.higher_is_better(metric_name(m))] for m in metrics]
     out.append(" & ".join(head + ["$n$", "failed"]) + r" \\")
     out.append(r"\midrule")
     for method in run.methods:
         if method in GT_METHODS and len(run.methods) > 1:
             out.append(r"\midrule")
-        row = [_tex_escape("GT" if method == "gt" else method)]
+        row = [tex_escape("GT" if method == "gt" else method)]
         for metric in metrics:
             c = table.get((method, metric))
             if c is None or c.mean is None:
-                row.append(r"\textit{" + _tex_escape(c.reason if c else "") + "}" if c else "")
+                row.append(r"\textit{" + tex_escape(c.reason if c else "") + "}" if c else "")
                 continue
             row.append(_value_text(c, (r"\textbf{", "}"), (r"\underline{", "}"), lambda s: rf"\,{{\scriptsize$\pm${s}}}", TEX_MARKS))
         n, n_failed = method_counts(table, method)
         out.append(" & ".join(row + [str(n), str(n_failed)]) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     notes = [skipped_line(run).replace("**", ""), scope_line(table), interval_line(table), significance_line(table)]
-    out.append(r"\par\smallskip{\footnotesize " + _tex_escape(" ".join(x for x in notes if x)) + "}")
+    out.append(r"\par\smallskip{\footnotesize " + tex_escape(" ".join(x for x in notes if x)) + "}")
     out.append(r"\end{table}")
     if any(c.ci_low is not None or c.ci_reason for _, c in table.items()):
-        out += [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(f'{table.options.level:.0%} confidence intervals of Table')} \ref{{{label}}}.}}",
+        out += [r"\begin{table}[t]", r"\centering", rf"\caption{{{tex_escape(f'{table.options.level:.0%} confidence intervals of Table')} \ref{{{label}}}.}}",
                 r"\begin{tabular}{l" + "c" * len(metrics) + "}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]  # fmt: skip
         for method in run.methods:
-            cols = [_tex_escape(interval_text(table.get((method, metric)))) for metric in metrics]
-            out.append(" & ".join([_tex_escape("GT" if method == "gt" else method)] + cols) + r" \\")
+            cols = [tex_escape(interval_text(table.get((method, metric)))) for metric in metrics]
+            out.append(" & ".join([tex_escape("GT" if method == "gt" else method)] + cols) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(out) + "\n"
 
@@ -320,40 +307,6 @@ def to_csv(records: list[dict]) -> str:
     writer.writeheader()
     writer.writerows({k: csv_safe(";".join(v) if isinstance(v, list) else v) for k, v in r.items()} for r in records)
     return buf.getvalue()
-
-
-def md_cell(text: str) -> str:
-    """Text safe inside a Markdown table cell: backslashes and pipes escaped, line breaks as spaces, and `&`, `<`, `>`
-    as HTML entities (a label `<img onerror=...>` is shown, never run, by renderers that pass HTML through)."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-
-def md_text(text: str) -> str:
-    """Text safe in running Markdown (a list item, a paragraph): `&`, `<`, `>` as entities, line breaks as spaces."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", " ").replace("\n", " ")
-
-
-def md_code(text: str) -> str:
-    """Text as a Markdown code span (shown literally, never as HTML): fenced by more backticks than it holds."""
-    text = text.replace("\r", " ").replace("\n", " ")
-    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
-    return f"{fence} {text} {fence}" if text.startswith("`") or text.endswith("`") else f"{fence}{text}{fence}"
-
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-"""A spreadsheet reads a cell starting with these as a formula (OWASP, CSV injection)."""
-
-
-def csv_safe(value):
-    """A CSV cell a spreadsheet shows as text: strings that start a formula get a leading `'`, numbers stay numbers."""
-    if not isinstance(value, str) or not value.startswith(FORMULA_START):
-        return value
-    try:
-        float(value)
-        return value
-    except ValueError:
-        return "'" + value
 
 
 def per_clip_markdown(run: Run) -> str:

@@ -282,19 +282,12 @@ def _internal_format(frame_format) -> str:
     return "s16p" if size <= 2 else "fltp" if size <= 4 else "dblp"
 
 
-def audio_streams(path: Path) -> int:
-    """How many audio streams the file has (decode_audio reads the first)."""
-    return audio_source(path)[0]
-
-
 def audio_source(path: Path) -> tuple[int, int, int]:
     """(audio streams, sample rate and channels of the first, which read_audio decodes; 0 for what is unknown)."""
     with _open(Path(path)) as container:
         streams = container.streams.audio
-        if not streams:
-            return 0, 0, 0
-        ctx = streams[0].codec_context
-        return len(streams), int(ctx.sample_rate or 0), int(getattr(ctx, "channels", 0) or len(ctx.layout.channels))
+        ctx = streams[0].codec_context if streams else None
+        return (len(streams), int(ctx.sample_rate or 0), int(ctx.layout.nb_channels)) if ctx else (0, 0, 0)
 
 
 def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
