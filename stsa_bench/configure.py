@@ -89,6 +89,17 @@ def component_nodes(methods: list[str], metrics: list[str], extra_keys: list[str
     return nodes
 
 
+def mapping_keys(node: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose value is a mapping (`wav2lip_official.env`): Hydra's struct mode refuses `key={A: 1}` on one
+    that is empty, so compose gives such an override Hydra's `++` (set, keys added)."""
+    keys = []
+    for k, v in node.items():
+        if isinstance(v, Mapping):
+            keys.append(f"{prefix}{k}")
+            keys += mapping_keys(v, f"{prefix}{k}.")
+    return keys
+
+
 def suite_defaults(suite: Mapping[str, Any]) -> dict:
     """The Options defaults of the suite's kind (its YAML file holds only what differs)."""
     from .core.config import plain_defaults
@@ -150,6 +161,8 @@ def compose(overrides: list[str], config_name: str = RUN_CONFIG) -> dict:
             _store("stsa_components", nodes)
             present = set(flatten(nodes))
             overrides = [o[1:] if o.startswith("+") and o[1:].split("=", 1)[0] in present else o for o in overrides]
+            mappings = set(mapping_keys(nodes))
+            overrides = [f"++{o}" if o.split("=", 1)[0] in mappings and "=" in o else o for o in overrides]
         return _hydra(config_name, overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         msg = " ".join(str(exc).split())
@@ -159,7 +172,9 @@ def compose(overrides: list[str], config_name: str = RUN_CONFIG) -> dict:
         options = sorted(p.stem for p in (CONFIG_DIR / group.group(1)).glob("*.yaml")) if group else []
         if options:
             name, value = group.groups()
-            raise ConfigError(f"{name}={value!r} is not one of {', '.join(options)}{did_you_mean(value, options).split(' (known')[0]}") from None
+            raise ConfigError(
+                f"{name}={value!r} is not one of {', '.join(options)}{did_you_mean(value, options).split(' (known')[0]}"
+            ) from None
         keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
         bad = [k for k in keys if f"'{k}'" in msg or f"'{k.rsplit('.', 1)[-1]}'" in msg]
         if not bad:
@@ -198,7 +213,9 @@ def run_overrides(suite: str | None, methods: str | None, metrics: str | None, o
         overrides.append(f"suite={suite}")
     for flag, value, registry in (("methods", methods, METHODS), ("metrics", metrics, METRICS)):
         if value is not None and not value.strip(" ,"):
-            raise ConfigError(f"--{flag} is empty; name at least one (stsa-bench ls {flag} lists them), or leave the flag out for the defaults")
+            raise ConfigError(
+                f"--{flag} is empty; name at least one (stsa-bench ls {flag} lists them), or leave the flag out for the defaults"
+            )
         if value:
             names = [v.strip() for v in value.split(",") if v.strip()]
             if flag == "methods":

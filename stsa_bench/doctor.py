@@ -76,6 +76,31 @@ def cache_state(cache: Path) -> tuple[str, str | None]:
     return text, (f"only {free:.1f} GB free under {cache} (want {MIN_FREE_GB:g} GB)" if free < MIN_FREE_GB else None)
 
 
+def external_methods(cfg, missing: list[str]) -> list[str]:
+    """One line per external method of the run: what its jobs will use, or why it cannot run (added to `missing`)."""
+    from baselines.base import MethodEnv, build_method
+    from baselines.external.base import ExternalMethod
+
+    from .core.errors import ConfigError
+    from .core.registry import METHODS
+
+    lines = []
+    for label in cfg.methods:
+        name = cfg.method_of(label)
+        if not issubclass(METHODS.get(name), ExternalMethod):
+            continue
+        try:
+            m = build_method(name, cfg.options_for(label), MethodEnv(weights=cfg.weights))
+        except ConfigError as exc:
+            missing.append(str(exc))
+            lines.append(f"{label:15} cannot run: {exc}")
+            continue
+        programs = [f"{p} {where}" for p, where in m.programs_found.items()]
+        found = [m.version, f"python {m.python}", f"weights sha256 {m.weights_sha or 'none'}", *programs]
+        lines.append(f"{label:15} " + "; ".join(found))
+    return lines
+
+
 def diagnose(cfg, log=print) -> int:
     """Print the report for the run `cfg`; return 0 when it can go, 1 otherwise."""
     from .core.devices import resolve_device
@@ -99,7 +124,10 @@ def diagnose(cfg, log=print) -> int:
     try:
         clips = load_suite(suite_context(cfg))
         bad = [c for c in clips if c.error]
-        log(f"  {len(clips) - len(bad)} of {len(clips)} clips readable" + (f"; unavailable (they get failed rows): {', '.join(c.id for c in bad[:5])}" if bad else ""))
+        log(
+            f"  {len(clips) - len(bad)} of {len(clips)} clips readable"
+            + (f"; unavailable (they get failed rows): {', '.join(c.id for c in bad[:5])}" if bad else "")
+        )
     except ConfigError as exc:
         log(f"  {exc}")
         missing.append(str(exc))
@@ -118,6 +146,11 @@ def diagnose(cfg, log=print) -> int:
             missing.append(f"{spec.name} weights at {st.path}: {st.verdict}")
     if not specs:
         log("  none needed")
+    external = external_methods(cfg, missing)
+    if external:
+        log("external methods (checkout, interpreter, checkpoints, programs):")
+        for line in external:
+            log(f"  {line}")
     text, differ = lock_state()
     log(f"lock (the tested set):\n  {text}")
     for line in differ:

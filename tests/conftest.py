@@ -113,3 +113,20 @@ def lrs2_sample(shared, cache_dir):
     prep = Preprocessor(PreprocessConfig(), cache_dir)
     p, frames = prep.prepare(clip), prep.frames(clip)
     return Sample(clip.id, frames, p.audio, 25, 16000, p.landmarks, p.boxes, clip.sha256)
+
+
+@pytest.fixture(scope="module")
+def demo_sample(cache_dir):
+    """The first demo clip's first 20 frames as a method sees them."""
+    from baselines.base import Sample
+    from stsa_bench.core.config import DataConfig, PreprocessConfig
+    from stsa_bench.core.preprocess import Preprocessor
+    from stsa_bench.core.suites import SuiteContext, load_suite
+
+    from .helpers import make_config
+
+    clip = load_suite(SuiteContext("demo", make_config("suite=demo").suite_options, DataConfig(), cache_dir))[0]
+    prep = Preprocessor(PreprocessConfig(), cache_dir)
+    p, frames = prep.prepare(clip), prep.frames(clip)
+    n = 20
+    return Sample(clip.id, frames[:n], p.audio[: n * 640], 25, 16000, p.landmarks[:n], p.boxes[:n], clip.sha256)

@@ -1,15 +1,24 @@
-"""A stand-in for a third-party method's inference CLI (used by tests/test_external.py).
+"""A stand-in for a third-party method's inference CLI (used by tests/test_external*.py).
 
 It records how it was called (argv, cwd, interpreter) in `<checkout>/calls.jsonl` and writes an
 output video where and how the real method documents it: same frames with the lower half
 inverted, with that method's frame count, size and file naming. FAKE_MODE=fail exits 3 with a
 traceback on stderr; FAKE_MODE=sleep hangs; FAKE_MODE=silent exits 0 writing nothing.
+
+Wav2Lip and IP-LAP behave as their real code does (found by running it, docs/methods.md): frames go
+through OpenCV into an AVI in a scratch folder relative to the working directory (Wav2Lip's
+`temp/result.avi`, which must exist: OpenCV writes nothing otherwise), then one shell string
+`ffmpeg -y -i {audio} -i {avi} -strict -2 -q:v 1 {outfile}` muxes it (a space in a name splits the
+string, `$` expands) and its exit status is ignored; Wav2Lip loads its S3FD file (next to its code)
+unless given `--box`. FAKE_BARRIER=<folder>,<n> holds each process between writing its AVI and muxing
+it until n processes have written theirs (concurrent jobs that surely overlap).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,21 +48,48 @@ def save(path: Path, frames: np.ndarray, fps: int = 25) -> None:
     write_video(path, frames, fps, np.zeros(len(frames) * 640, np.float32), lossless=False)
 
 
+def via_avi_and_shell_ffmpeg(frames: np.ndarray, avi: str, audio: str, outfile: str) -> None:
+    import cv2
+
+    h, w = frames.shape[1:3]
+    writer = cv2.VideoWriter(avi, cv2.VideoWriter_fourcc(*"DIVX"), 25, (w, h))
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    barrier = os.environ.get("FAKE_BARRIER")
+    if barrier:  # "<folder>,<n>": wait until n processes have written their AVI
+        folder, n = barrier.rsplit(",", 1)
+        Path(folder, str(os.getpid())).touch()
+        deadline = time.time() + 60
+        while len(os.listdir(folder)) < int(n) and time.time() < deadline:
+            time.sleep(0.05)
+    command = "ffmpeg -y -i {} -i {} -strict -2 -q:v 1 {}".format(audio, avi, outfile)
+    subprocess.call(command, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
     with open(CHECKOUT / "calls.jsonl", "a") as f:
-        f.write(json.dumps({"argv": [os.environ["FAKE_ARGV0"], *sys.argv[1:]], "cwd": os.getcwd(), "python": sys.executable, "method": METHOD}) + "\n")
+        f.write(
+            json.dumps({"argv": [os.environ["FAKE_ARGV0"], *sys.argv[1:]], "cwd": os.getcwd(), "python": sys.executable, "method": METHOD})
+            + "\n"
+        )
     mode = os.environ.get("FAKE_MODE", "ok")
     if mode == "fail":
         print("Loading model...\r 10%|#         |\r 50%|#####     |", file=sys.stderr)
-        print("Traceback (most recent call last):\n  File \"inference.py\", line 1\nRuntimeError: CUDA out of memory", file=sys.stderr)
+        print('Traceback (most recent call last):\n  File "inference.py", line 1\nRuntimeError: CUDA out of memory', file=sys.stderr)
         sys.exit(3)
     if mode == "sleep":
         time.sleep(120)
     if mode == "silent":
         return
     if METHOD == "wav2lip_official":
+        if "--box" in sys.argv and arg("--box") != "-1":
+            print("Using the specified bounding box instead of face detection...")
+        else:
+            detector = Path(os.path.realpath(os.environ["FAKE_ARGV0"])).parent / "face_detection/detection/sfd/s3fd.pth"
+            detector.read_bytes()
         frames, n = dubbed(arg("--face"))
-        save(Path(arg("--outfile")), frames[: n - 3])
+        via_avi_and_shell_ffmpeg(frames[: n - 3], "temp/result.avi", arg("--audio"), arg("--outfile"))
     elif METHOD == "dinet":
         video = arg("--source_video_path")
         rows = Path(arg("--source_openface_landmark_path")).read_text().splitlines()
@@ -65,10 +101,13 @@ def main() -> None:
     elif METHOD == "iplap":
         video = arg("--input")
         frames, n = dubbed(video)
-        out_dir = Path(arg("--output_dir"))
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = arg("--output_dir")
+        temp = "tempfile_of_{}".format(out_dir.split("/")[-1])
+        os.makedirs(out_dir, exist_ok=True)
+        os.makedirs(temp, exist_ok=True)
         sketch = np.zeros_like(frames)
-        save(out_dir / f"{Path(video).name[:-4]}result_N_25_Nl_15.mp4", np.concatenate([sketch, frames], axis=2))
+        outfile = os.path.join(out_dir, Path(video).name[:-4] + "result_N_25_Nl_15.mp4")
+        via_avi_and_shell_ffmpeg(np.concatenate([sketch, frames], axis=2), f"{temp}/result.avi", arg("--audio"), outfile)
     elif METHOD == "talklip":
         frames, n = dubbed(arg("--video_path"))
         save(Path(arg("--save_path") + ".mp4"), frames)
@@ -82,7 +121,12 @@ def main() -> None:
                     raise RuntimeError(f"{task_id} failed")
                 name = task.get("result_name", name)
                 frames, n = dubbed(task["video_path"])
-                save(Path(arg("--result_dir")) / arg("--version") / (name or f"{Path(task['video_path']).stem}_{Path(task['audio_path']).stem}.mp4"), frames)
+                save(
+                    Path(arg("--result_dir"))
+                    / arg("--version")
+                    / (name or f"{Path(task['video_path']).stem}_{Path(task['audio_path']).stem}.mp4"),
+                    frames,
+                )
             except Exception as exc:  # MuseTalk catches each task's error, prints it and goes on
                 print(f"Error occurred during processing: {exc}", file=sys.stderr)
     elif METHOD == "pcavs":

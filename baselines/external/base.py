@@ -1,15 +1,19 @@
 """Adapters that run a method's official code from the user's checkout, in that method's own environment.
 
-Per clip, a job folder `<run>/work/<method>/<clip>-<sha8>/` gets the inputs:
+Per clip, a job folder (`baselines.external.jobs`: plain ASCII, the run's `work/<method>/<slug>-<sha8>/`)
+gets the inputs:
   template.mp4  the template at the harness protocol (25 fps, H.264 yuv420p crf 0, no audio)
   audio.wav     the driving audio (16 kHz mono 16-bit PCM)
 plus what the method needs (DINet: an OpenFace-style landmark CSV from our landmarks; MuseTalk: its
-task YAML; PC-AVS: aligned 224x224 frames and its meta line). The method's documented CLI runs as an
-argument list (never a shell string) with the checkout as working directory, `<name>.python` as the
-interpreter and a timeout (the whole process group is killed). stdout and stderr go to files in
-the job folder; on failure the last stderr lines become the row's reason. The raw output is kept in
-`<run>/generated/<method>/` (a resumed run reuses it) and normalised by `baselines.normalize`.
-A missing checkout, interpreter or checkpoint is a ConfigError naming the setting, before any clip runs.
+task YAML; PC-AVS: aligned 224x224 frames and its meta line), symlinks to the checkout's top-level entries
+and empty folders for the names its code writes to (`writes`). The method's documented CLI runs there as an
+argument list (never a shell string) with relative input and output names, `<name>.python` as the
+interpreter, the programs its code shells out to on PATH (`programs`: ffmpeg) and a timeout (the whole
+process group is killed). stdout and stderr go to files in the job folder; on failure the last stderr lines
+become the row's reason. The raw output is kept in `<run>/generated/<method>/` (a resumed run reuses it) and
+normalised by `baselines.normalize`. A missing checkout, interpreter, checkpoint, file or program is a
+ConfigError naming the setting and the fix, before any clip runs (`stsa-bench doctor` shows the same).
+Rows carry the checkout's commit (`method_version`) and the sha256 of the checkpoints (`method_weights_sha`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from stsa_bench.core.layout import file_stem
 
 from ..base import Generated, Method, MethodEnv, Sample
 from ..normalize import normalize_output
+from .jobs import find_ffmpeg, job_name, link_checkout, program_dir, weights_sha, work_root
 
 TEMPLATE, AUDIO = "template.mp4", "audio.wav"
 
@@ -48,7 +53,12 @@ class ExternalOptions:
     extra_args: tuple[str, ...] = ()
     """Appended to the command."""
     env: Mapping[str, Any] = field(default_factory=dict)
-    """Extra environment variables, e.g. CUDA_VISIBLE_DEVICES."""
+    """Extra environment variables: `+<name>.env.KEY=VAL` or `<name>.env={KEY: VAL}`, e.g. CUDA_VISIBLE_DEVICES."""
+    ffmpeg: str = "auto"
+    """For codes that shell out to ffmpeg: `auto` takes it from PATH, else imageio-ffmpeg's binary
+    (`pip install "stsa-bench[ffmpeg]"`), put on the job's PATH; or the path of an ffmpeg executable."""
+    commit: str | None = None
+    """The checkout's commit where it has no `.git` (e.g. made by `git archive`); rows record it."""
     frame_slack: int = 5
     """Missing end frames filled by repeating the last (baselines.normalize)."""
     keep_work: bool = False
@@ -106,7 +116,11 @@ class ExternalMethod(Method):
     checkpoints: ClassVar[tuple[str, ...]] = ()
     """Option names holding checkpoint paths (relative paths are taken from the checkout)."""
     required_files: ClassVar[tuple[str, ...]] = ()
-    """Files the method's code loads from fixed places in its checkout."""
+    """Files the method's code loads from fixed places in its checkout (detector weights)."""
+    writes: ClassVar[tuple[str, ...]] = ()
+    """Folders the code writes to relative to its working directory: each job gets empty ones of its own."""
+    programs: ClassVar[tuple[str, ...]] = ()
+    """Programs the code runs (only "ffmpeg" is known): found or offered on the job's PATH (`<name>.ffmpeg`)."""
     deterministic: ClassVar[bool] = True
 
     def __init__(self, env: MethodEnv | None = None, /, **options: Any):
@@ -114,8 +128,18 @@ class ExternalMethod(Method):
         self.repo = self._repo()
         self.python = self._python()
         self.files = {key: self._checkpoint(key) for key in self.checkpoints}
-        self.version = f"{self.name}@{checkout_commit(self.repo)}"
+        self.path_dirs = self._programs()
+        self.version = f"{self.name}@{self._commit()}"
+        self.weights_sha = weights_sha(self.loaded_files())
         self.batched = type(self).batched and self.opts.batch
+
+    def needed_files(self) -> tuple[str, ...]:
+        """The checkout files this configuration loads (`required_files`; an adapter may drop some by option)."""
+        return self.required_files
+
+    def loaded_files(self) -> list[Path]:
+        """The checkpoints a job loads, in the order `method_weights_sha` hashes them."""
+        return [*self.files.values(), *(self.repo / rel for rel in self.needed_files())]
 
     def _repo(self) -> Path:
         if not self.opts.repo:
@@ -123,9 +147,11 @@ class ExternalMethod(Method):
         repo = Path(self.opts.repo).expanduser().resolve()
         if not repo.is_dir():
             raise ConfigError(f"{self.name}.repo={self.opts.repo}: no such folder")
-        for rel in (self.entry_file, *self.required_files):
+        for rel in (self.entry_file, *self.needed_files()):
             if not (repo / rel).exists():
-                raise ConfigError(f"{self.name}.repo={self.opts.repo}: no {rel} (a {self.label} checkout with its files in place is needed)")
+                raise ConfigError(
+                    f"{self.name}.repo={self.opts.repo}: no {rel} (a {self.label} checkout with its files in place is needed)"
+                )
         return repo
 
     def _python(self) -> str:
@@ -135,6 +161,38 @@ class ExternalMethod(Method):
         if found is None:
             raise ConfigError(f"{self.name}.python={self.opts.python}: not an executable")
         return str(Path(found).absolute())
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, **{str(k): str(v) for k, v in self.opts.env.items()}}
+        if getattr(self, "path_dirs", None):
+            env["PATH"] = os.pathsep.join([*map(str, self.path_dirs), env.get("PATH", "")])
+        return env
+
+    def _programs(self) -> list[Path]:
+        """Folders to put before PATH so the code finds its programs (`self.programs_found`: program -> where it is
+        and where it came from); ConfigError naming the fix for one missing."""
+        dirs, self.programs_found = [], {}
+        for program in self.programs:
+            if program != "ffmpeg":
+                raise ValueError(f"{self.name}: unknown program {program!r}")
+            exe, source = find_ffmpeg(self.opts.ffmpeg, self._env().get("PATH"))
+            if exe is None:
+                raise ConfigError(f"{self.name} needs ffmpeg ({self.label}'s code runs it to write its video, and exits 0 without "
+                                  f"one): {source}; install ffmpeg (e.g. apt install ffmpeg), or pip install 'stsa-bench[ffmpeg]', "
+                                  f"or set {self.name}.ffmpeg=PATH")  # fmt: skip
+            self.programs_found[program] = f"{exe} ({source})"
+            if source != "PATH":
+                dirs.append(program_dir("ffmpeg", exe))
+        return dirs
+
+    def _commit(self) -> str:
+        """The checkout's commit from `.git`; without one, the `commit` setting; a setting `.git` contradicts is an error."""
+        found, stated = checkout_commit(self.repo), (self.opts.commit or "").strip()
+        if found == "unknown":
+            return stated[:12] if stated else found
+        if stated and not (found.startswith(stated[:12]) or stated.startswith(found)):
+            raise ConfigError(f"{self.name}.commit={stated}: the checkout {self.repo} is at {found}")
+        return found
 
     def _checkpoint(self, key: str) -> Path:
         value = getattr(self.opts, key)
@@ -147,7 +205,8 @@ class ExternalMethod(Method):
         return path.resolve()
 
     def job_dir(self, sample: Sample) -> Path:
-        return self._run_dir() / "work" / self.name / f"{file_stem(sample.clip_id)}-{sample.sha256[:8]}"
+        """The clip's job folder and working directory (plain ASCII: see jobs.work_root)."""
+        return work_root(self._run_dir(), self.name) / job_name(sample.clip_id, sample.sha256)
 
     def kept_path(self, sample: Sample) -> Path:
         return self._run_dir() / "generated" / self.name / f"{file_stem(sample.clip_id)}-{sample.sha256[:8]}.mp4"
@@ -158,7 +217,8 @@ class ExternalMethod(Method):
         return Path(self.env.run_dir)
 
     def command(self, job: Path, sample: Sample) -> list[str]:
-        """The method's arguments after `python <entry>`."""
+        """The method's arguments after `python <entry>`; they run in `job`, so inputs and outputs are named relative
+        to it (TEMPLATE, AUDIO, "result.mp4"), never by an absolute path the run folder's name could break."""
         raise NotImplementedError
 
     def output(self, job: Path, sample: Sample) -> Path:
@@ -201,6 +261,7 @@ class ExternalMethod(Method):
         write_video(job / TEMPLATE, sample.frames, sample.fps, None, lossless=False, crf=0)
         write_wav(job / AUDIO, sample.audio, sample.sample_rate)
         self.prepare(job, sample)
+        link_checkout(self.repo, job, self.writes)
         return job
 
     @staticmethod
@@ -216,7 +277,9 @@ class ExternalMethod(Method):
             self.execute(self.argv(job, sample), job, sample.clip_id)
             out = self.output(job, sample)
             if not out.is_file():
-                raise ClipError(f"{sample.clip_id}: {self.name} wrote no {out} ({stderr_tail(job / 'stderr.log')}; log {job / 'stderr.log'})")
+                raise ClipError(
+                    f"{sample.clip_id}: {self.name} wrote no {out} ({stderr_tail(job / 'stderr.log')}; log {job / 'stderr.log'})"
+                )
             self._keep(out, kept)
         finally:
             self.cleanup(job, sample)
@@ -257,12 +320,13 @@ class ExternalMethod(Method):
             for job, _, _ in staged:
                 shutil.rmtree(job, ignore_errors=True)
             return
-        folder = self._run_dir() / "work" / self.name / f"batch-{os.getpid()}"
+        folder = work_root(self._run_dir(), self.name) / f"batch-{os.getpid()}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         jobs = [(job, sample) for job, _, sample in staged]
         try:
             argv = [self.python, *self.entry, *self.batch_argv(folder, jobs), *self.opts.extra_args]
+            link_checkout(self.repo, folder, self.writes)
             self.execute(argv, folder, f"{len(jobs)} clips in one {self.name} process", self.opts.timeout_s * len(jobs))
         finally:
             for index, (job, kept, sample) in enumerate(staged):
@@ -276,12 +340,13 @@ class ExternalMethod(Method):
                 shutil.rmtree(folder, ignore_errors=True)
 
     def execute(self, argv: list[str], job: Path, what: str, timeout_s: float | None = None) -> None:
-        """Run argv in the checkout with the timeout; ClipError with the stderr tail on failure."""
-        env = {**os.environ, **{str(k): str(v) for k, v in self.opts.env.items()}}
+        """Run argv in the job folder with the timeout; ClipError with the stderr tail on failure."""
         log = job / "stderr.log"
         timeout_s = self.opts.timeout_s if timeout_s is None else timeout_s
         with open(job / "stdout.log", "wb") as out, open(log, "wb") as err:
-            proc = subprocess.Popen(argv, cwd=self.repo, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+            proc = subprocess.Popen(
+                argv, cwd=job, env=self._env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
+            )
             try:
                 rc = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:

@@ -34,7 +34,8 @@ class DINetOptions(ExternalOptions):
 @METHODS.register("dinet")
 class DINet(ExternalMethod):
     """MRzzm/DINet `inference.py`; its OpenFace 68-point CSV is written from our FaceMesh landmarks
-    (stsa_bench.core.faces.DLIB68_FROM_FACEMESH). Its 5 reference frames are drawn with unseeded random.sample."""
+    (stsa_bench.core.faces.DLIB68_FROM_FACEMESH). Its 5 reference frames are drawn with unseeded random.sample; it
+    extracts the template's frames next to it and muxes with a shell-string ffmpeg call."""
 
     label = "DINet"
     url = "https://github.com/MRzzm/DINet"
@@ -42,6 +43,7 @@ class DINet(ExternalMethod):
     entry = ("inference.py",)
     entry_file = "inference.py"
     checkpoints = ("checkpoint", "deepspeech")
+    programs = ("ffmpeg",)
     deterministic = False
 
     def prepare(self, job, sample):
@@ -54,10 +56,10 @@ class DINet(ExternalMethod):
         write_openface_csv(job / "template.csv", points, found, sample.fps)
 
     def command(self, job, sample):
-        return ["--mouth_region_size", str(self.opts.mouth_region_size), "--source_video_path", str(job / TEMPLATE),
-                "--source_openface_landmark_path", str(job / "template.csv"), "--driving_audio_path", str(job / AUDIO),
+        return ["--mouth_region_size", str(self.opts.mouth_region_size), "--source_video_path", TEMPLATE,
+                "--source_openface_landmark_path", "template.csv", "--driving_audio_path", AUDIO,
                 "--pretrained_clip_DINet_path", str(self.files["checkpoint"]), "--deepspeech_model_path", str(self.files["deepspeech"]),
-                "--res_video_dir", str(job / "out")]  # fmt: skip
+                "--res_video_dir", "out"]  # fmt: skip
 
     def output(self, job, sample):
         return job / "out" / "template_facial_dubbing_add_audio.mp4"

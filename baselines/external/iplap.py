@@ -17,7 +17,8 @@ class IPLAPOptions(ExternalOptions):
 
 @METHODS.register("iplap")
 class IPLAP(ExternalMethod):
-    """Weizhi-Zhong/IP_LAP `inference_single.py`; its video is side by side (landmark sketch | result): the right half is kept."""
+    """Weizhi-Zhong/IP_LAP `inference_single.py`; its video is side by side (landmark sketch | result): the right half is
+    kept. It writes `tempfile_of_<output folder>/` in its working directory and muxes with a shell-string ffmpeg."""
 
     label = "IP-LAP"
     url = "https://github.com/Weizhi-Zhong/IP_LAP"
@@ -25,9 +26,10 @@ class IPLAP(ExternalMethod):
     entry = ("inference_single.py",)
     entry_file = "inference_single.py"
     checkpoints = ("landmark_generator", "renderer")
+    programs = ("ffmpeg",)
 
     def command(self, job, sample):
-        return ["--input", str(job / TEMPLATE), "--audio", str(job / AUDIO), "--output_dir", str(job / "out"),
+        return ["--input", TEMPLATE, "--audio", AUDIO, "--output_dir", "out",
                 "--landmark_gen_checkpoint_path", str(self.files["landmark_generator"]),
                 "--renderer_checkpoint_path", str(self.files["renderer"])]  # fmt: skip
 

@@ -22,8 +22,8 @@ class LatentSyncOptions(ExternalOptions):
 
 @METHODS.register("latentsync")
 class LatentSync(ExternalMethod):
-    """bytedance/LatentSync `python -m scripts.inference` (DDIM, seeded). It also uses `temp/` inside
-    its checkout, so run one LatentSync job per checkout at a time."""
+    """bytedance/LatentSync `python -m scripts.inference` (DDIM, seeded). It also writes `temp/` in its working
+    directory: each job has its own."""
 
     label = "LatentSync"
     url = "https://github.com/bytedance/LatentSync"
@@ -32,13 +32,14 @@ class LatentSync(ExternalMethod):
     entry_file = "scripts/inference.py"
     checkpoints = ("unet_config", "checkpoint")
     required_files = ("checkpoints/whisper/tiny.pt",)
+    writes = ("temp",)
 
     def command(self, job, sample):
         o = self.opts
         return ["--unet_config_path", str(self.files["unet_config"]), "--inference_ckpt_path", str(self.files["checkpoint"]),
                 "--inference_steps", str(o.inference_steps), "--guidance_scale", f"{o.guidance_scale:g}",
-                "--video_path", str(job / TEMPLATE), "--audio_path", str(job / AUDIO), "--video_out_path", str(job / "result.mp4"),
-                "--seed", str(o.seed), "--temp_dir", str(job / "tmp")]  # fmt: skip
+                "--video_path", TEMPLATE, "--audio_path", AUDIO, "--video_out_path", "result.mp4",
+                "--seed", str(o.seed), "--temp_dir", "tmp"]  # fmt: skip
 
     def output(self, job, sample):
         return job / "result.mp4"

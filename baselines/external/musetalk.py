@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from stsa_bench.core.registry import METHODS
 
@@ -36,16 +35,16 @@ class MuseTalk(ExternalMethod):
     def prepare(self, job, sample):
         from omegaconf import OmegaConf
 
-        task = {"task_0": {"video_path": str(job / TEMPLATE), "audio_path": str(job / AUDIO)}}
+        task = {"task_0": {"video_path": TEMPLATE, "audio_path": AUDIO}}
         (job / "task.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(task)))
 
-    def _args(self, tasks: Path, out: Path) -> list[str]:
-        args = ["--inference_config", str(tasks), "--result_dir", str(out), "--unet_model_path", str(self.files["unet"]),
+    def _args(self, tasks: str, out: str) -> list[str]:
+        args = ["--inference_config", tasks, "--result_dir", out, "--unet_model_path", str(self.files["unet"]),
                 "--unet_config", str(self.files["unet_config"]), "--version", self.opts.version]  # fmt: skip
         return args + (["--use_float16"] if self.opts.float16 else [])
 
     def command(self, job, sample):
-        return self._args(job / "task.yaml", job / "out") + ["--output_vid_name", "result.mp4"]
+        return self._args("task.yaml", "out") + ["--output_vid_name", "result.mp4"]
 
     def output(self, job, sample):
         return job / "out" / self.opts.version / "result.mp4"
@@ -57,12 +56,12 @@ class MuseTalk(ExternalMethod):
         (folder / "in").mkdir()
         tasks = {}
         for k, (job, _) in enumerate(jobs):
-            video, audio = folder / "in" / f"clip{k}.mp4", folder / "in" / f"clip{k}.wav"
-            video.symlink_to(job / TEMPLATE)
-            audio.symlink_to(job / AUDIO)
-            tasks[f"task_{k}"] = {"video_path": str(video), "audio_path": str(audio), "result_name": f"clip{k}.mp4"}
+            video, audio = f"in/clip{k}.mp4", f"in/clip{k}.wav"
+            (folder / video).symlink_to(job / TEMPLATE)
+            (folder / audio).symlink_to(job / AUDIO)
+            tasks[f"task_{k}"] = {"video_path": video, "audio_path": audio, "result_name": f"clip{k}.mp4"}
         (folder / "tasks.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(tasks)))
-        return self._args(folder / "tasks.yaml", folder / "out")
+        return self._args("tasks.yaml", "out")
 
     def batch_output(self, folder, index, job, sample):
         return folder / "out" / self.opts.version / f"clip{index}.mp4"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from stsa_bench.core.registry import METHODS
 
 from ..base import Sample
 from .base import AUDIO, ExternalMethod, ExternalOptions
+from .jobs import job_name
 
 PCAVS_FLAGS = (
     "--dataset_mode", "voxtest", "--netG", "modulate", "--netA", "resseaudio", "--netA_sync", "ressesync",
@@ -47,13 +47,21 @@ class PCAVS(ExternalMethod):
     entry = ("inference.py",)
     entry_file = "inference.py"
     checkpoints = ("checkpoints_dir",)
+    writes = ("results",)
 
     def tag(self, sample: Sample) -> str:
-        return f"stsa_{sample.clip_id.replace('/', '__')}_{sample.sha256[:8]}"
+        """The frames folder's name (plain ASCII: its meta file is split on spaces), which names its results folder."""
+        return f"stsa_{job_name(sample.clip_id, sample.sha256)}"
 
-    def result_dir(self, sample: Sample) -> Path:
+    def result_dir(self, cwd: Path, sample: Sample) -> Path:
         tag = self.tag(sample)
-        return self.repo / "results" / f"id_{tag}_pose_{tag}_audio_{AUDIO[:-4]}"
+        return cwd / "results" / f"id_{tag}_pose_{tag}_audio_{AUDIO[:-4]}"
+
+    def meta_line(self, job: Path, sample: Sample, prefix: str = "") -> str:
+        """Its 8-field line (identity frames, pose frames and their counts, audio) for the crops staged in `job`, with
+        paths relative to the working directory (`prefix` leads from there to `job`)."""
+        frames, n = prefix + self.tag(sample), len(list((job / self.tag(sample)).glob("*.jpg")))
+        return f"{frames} 1 {frames} {n} {prefix}{AUDIO} {frames} {n} dummy\n"
 
     def boxes(self, sample: Sample) -> np.ndarray:
         """The harness face boxes (cx, cy, side) with the side scaled by `crop_scale`."""
@@ -68,27 +76,23 @@ class PCAVS(ExternalMethod):
         frames_dir.mkdir()
         for i, crop in enumerate(crop_faces(sample.frames, self.boxes(sample), self.opts.crop_size)):
             cv2.imwrite(str(frames_dir / f"{i:06d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-        n = len(sample.frames)
-        line = f"{frames_dir} 1 {frames_dir} {n} {job / AUDIO} {frames_dir} {n} dummy"
-        (job / "meta.csv").write_text(line + "\n")
+        (job / "meta.csv").write_text(self.meta_line(job, sample))
 
     def command(self, job, sample):
         return ["--name", self.opts.experiment, "--checkpoints_dir", str(self.files["checkpoints_dir"]),
-                "--meta_path_vox", str(job / "meta.csv"), *PCAVS_FLAGS]  # fmt: skip
+                "--meta_path_vox", "meta.csv", *PCAVS_FLAGS]  # fmt: skip
 
     def output(self, job, sample):
-        return self.result_dir(sample) / "G_Pose_Driven_.mp4"
+        return self.result_dir(job, sample) / "G_Pose_Driven_.mp4"
 
     def batch_argv(self, folder, jobs):
-        (folder / "meta.csv").write_text("".join((job / "meta.csv").read_text() for job, _ in jobs))
+        """One meta file in the batch folder; each line names its job's files as `../<job>/...`."""
+        (folder / "meta.csv").write_text("".join(self.meta_line(job, sample, f"../{job.name}/") for job, sample in jobs))
         return ["--name", self.opts.experiment, "--checkpoints_dir", str(self.files["checkpoints_dir"]),
-                "--meta_path_vox", str(folder / "meta.csv"), *PCAVS_FLAGS]  # fmt: skip
+                "--meta_path_vox", "meta.csv", *PCAVS_FLAGS]  # fmt: skip
 
     def batch_output(self, folder, index, job, sample):
-        return self.output(job, sample)
-
-    def cleanup(self, job, sample):
-        shutil.rmtree(self.result_dir(sample), ignore_errors=True)
+        return self.result_dir(folder, sample) / "G_Pose_Driven_.mp4"
 
     def postprocess(self, frames, sample):
         from stsa_bench.core.preprocess import paste_faces

@@ -19,7 +19,8 @@ class TalkLipOptions(ExternalOptions):
 
 @METHODS.register("talklip")
 class TalkLip(ExternalMethod):
-    """Sxjdwang/TalkLip `inf_demo.py` (AV-HuBERT from `talklip.avhubert_root`)."""
+    """Sxjdwang/TalkLip `inf_demo.py` (AV-HuBERT from `talklip.avhubert_root`); it writes `<save_path>.avi` and muxes it
+    with a shell-string ffmpeg call."""
 
     label = "TalkLip"
     url = "https://github.com/Sxjdwang/TalkLip"
@@ -27,10 +28,11 @@ class TalkLip(ExternalMethod):
     entry = ("inf_demo.py",)
     entry_file = "inf_demo.py"
     checkpoints = ("checkpoint", "avhubert_root")
+    programs = ("ffmpeg",)
 
     def command(self, job, sample):
-        return ["--video_path", str(job / TEMPLATE), "--wav_path", str(job / AUDIO), "--ckpt_path", str(self.files["checkpoint"]),
-                "--avhubert_root", str(self.files["avhubert_root"]), "--save_path", str(job / "result")]  # fmt: skip
+        return ["--video_path", TEMPLATE, "--wav_path", AUDIO, "--ckpt_path", str(self.files["checkpoint"]),
+                "--avhubert_root", str(self.files["avhubert_root"]), "--save_path", "result"]  # fmt: skip
 
     def output(self, job, sample):
         return job / "result.mp4"
