@@ -135,8 +135,9 @@ def main() -> None:
         for line in Path(arg("--meta_path_vox")).read_text().splitlines():
             try:  # PC-AVS's inference.py prints each line's error and goes on
                 id_dir, _, pose_dir, n, audio, *_ = line.split()
-                crops = [cv2.imread(str(p))[..., ::-1] for p in sorted(Path(id_dir).glob("*.jpg"))]
+                crops = [cv2.imread(str(p))[..., ::-1] for p in sorted(Path(pose_dir).glob("*.jpg"))]
                 assert len(crops) == int(n) and crops[0].shape == (224, 224, 3)
+                assert len(list(Path(id_dir).glob("*.jpg"))) == 1, "one identity image: PC-AVS shuffles a folder's unseeded"
                 out = np.stack(crops)
                 out[:, 112:] = 255 - out[:, 112:]
                 name = f"id_{Path(id_dir).name}_pose_{Path(pose_dir).name}_audio_{Path(audio).name[:-4]}"

@@ -27,8 +27,9 @@ CHECKOUT_FILES = {
     "wav2lip_official": ["inference.py", "checkpoints/wav2lip.pth", "face_detection/detection/sfd/s3fd.pth"],
     "dinet": ["inference.py", "asserts/clip_training_DINet_256mouth.pth", "asserts/output_graph.pb"],
     "iplap": ["inference_single.py", "test/checkpoints/landmarkgenerator_checkpoint.pth", "test/checkpoints/renderer_checkpoint.pth"],
-    "talklip": ["inf_demo.py", "ckpt/talklip.pt", "av_hubert/avhubert/hubert.py"],
-    "musetalk": ["scripts/__init__.py", "scripts/inference.py", "models/musetalkV15/unet.pth", "models/musetalkV15/musetalk.json"],
+    "talklip": ["inf_demo.py", "ckpt/talklip.pt", "av_hubert/avhubert/hubert.py", "face_detection/detection/sfd/s3fd.pth"],
+    "musetalk": ["scripts/__init__.py", "scripts/inference.py", "models/musetalkV15/unet.pth", "models/musetalkV15/musetalk.json",
+                 "musetalk/utils/face_detection/detection/sfd/s3fd.pth"],
     "pcavs": ["inference.py", "checkpoints/demo/latest_net_G.pth"],
     "latentsync": ["scripts/__init__.py", "scripts/inference.py", "configs/unet/stage2_512.yaml",
                    "checkpoints/latentsync_unet.pt", "checkpoints/whisper/tiny.pt"],
@@ -43,6 +44,11 @@ def test_adapters_are_discovered_with_their_defaults():
 
 
 def make_checkout(root: Path, method: str) -> Path:
+    """A fake checkout of `method` under root, and root/torch_home holding the torch hub files the adapters need."""
+    hub = root / "torch_home" / "hub" / "checkpoints"
+    hub.mkdir(parents=True, exist_ok=True)
+    for name, _ in METHODS.get(method).hub_files:
+        (hub / name).write_bytes(name.encode())
     repo = root / method
     for rel in CHECKOUT_FILES[method]:
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -81,18 +87,19 @@ def expected_args(method: str, repo: Path) -> list[str]:
                      "--version", "v15", "--output_vid_name", "result.mp4"],
         "pcavs": ["--name", "demo", "--checkpoints_dir", f"{repo}/checkpoints", "--meta_path_vox", "meta.csv",
                   "--dataset_mode", "voxtest", "--netG", "modulate", "--netA", "resseaudio", "--netA_sync", "ressesync",
-                  "--netD", "multiscale", "--netV", "resnext", "--netE", "fan", "--model", "av", "--gpu_ids", "0",
+                  "--netD", "multiscale", "--netV", "resnext", "--netE", "fan", "--model", "av",
                   "--clip_len", "1", "--batchSize", "16", "--style_dim", "2560", "--nThreads", "4", "--input_id_feature",
                   "--generate_interval", "1", "--style_feature_loss", "--use_audio", "1", "--noise_pose", "--driving_pose",
-                  "--gen_video", "--generate_from_audio_only"],
+                  "--gen_video", "--generate_from_audio_only", "--gpu_ids", "0"],
         "latentsync": ["--unet_config_path", f"{repo}/configs/unet/stage2_512.yaml", "--inference_ckpt_path", f"{repo}/checkpoints/latentsync_unet.pt",
                        "--inference_steps", "20", "--guidance_scale", "1.5", "--video_path", t, "--audio_path", a,
-                       "--video_out_path", "result.mp4", "--seed", "1247", "--temp_dir", "tmp"],
+                       "--video_out_path", "result.mp4", "--seed", "1247", "--temp_dir", "tmp", "--enable_deepcache"],
     }[method]  # fmt: skip
 
 
 def options(method: str, repo: Path, **extra) -> dict:
-    opts = {"repo": str(repo), "python": sys.executable, **extra}
+    env = {"TORCH_HOME": str(repo.parent / "torch_home"), **extra.pop("env", {})}
+    opts = {"repo": str(repo), "python": sys.executable, "env": env, **extra}
     if method == "talklip":
         opts.update(checkpoint="ckpt/talklip.pt", avhubert_root="av_hubert")
     return opts
@@ -190,7 +197,7 @@ def test_cli_run_rows_notes_and_failures(tmp_path, cache_dir):
     out = tmp_path / "out"
     rc = main(["run", "--suite", "demo", "--out", str(out), f"cache_dir={cache_dir}", "runtime.progress=false",
                "--methods", "gt,iplap,talklip", "--metrics", "psnr",
-               f"iplap.repo={iplap}", f"iplap.python={sys.executable}",
+               f"iplap.repo={iplap}", f"iplap.python={sys.executable}", f"+iplap.env.TORCH_HOME={tmp_path / 'src' / 'torch_home'}",
                f"talklip.repo={talk}", f"talklip.python={sys.executable}", "talklip.checkpoint=ckpt/talklip.pt",
                "talklip.avhubert_root=av_hubert", "+talklip.env.FAKE_MODE=fail"])  # fmt: skip
     assert rc == 0
@@ -267,7 +274,8 @@ def test_pcavs_batch_is_one_meta_file_with_a_line_per_clip(tmp_path, cache_dir):
     repo = make_checkout(tmp_path / "src", "pcavs")
     out = tmp_path / "out"
     assert main(["run", "--suite", "demo", f"cache_dir={cache_dir}", "runtime.progress=false", "--methods", "pcavs",
-                 "--metrics", "psnr", "--out", str(out), f"pcavs.repo={repo}", f"pcavs.python={sys.executable}"]) == 0  # fmt: skip
+                 "--metrics", "psnr", "--out", str(out), f"pcavs.repo={repo}", f"pcavs.python={sys.executable}",
+                 f"+pcavs.env.TORCH_HOME={tmp_path / 'src' / 'torch_home'}"]) == 0  # fmt: skip
     made = calls(repo)
     assert len(made) == 1
     meta = made[0]["argv"][made[0]["argv"].index("--meta_path_vox") + 1]

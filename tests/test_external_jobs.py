@@ -230,3 +230,17 @@ def test_commit_setting_ffmpeg_setting_and_folder_checkpoints(tmp_path):
     assert weights_sha([folder]) == first, "only checkpoint files count"
     (folder / "demo" / "latest_net_G.pth").write_bytes(b"h")
     assert weights_sha([folder]) != first and weights_sha([tmp_path / "none"]) is None
+
+
+def test_torch_hub_files_the_code_loads_are_required_and_hashed(tmp_path):
+    """IP-LAP's renderer builds a pretrained VGG19 and its paste-back runs face_alignment: files from the torch hub cache,
+    which the code would download at run time. They must be in place, and count in method_weights_sha."""
+    repo = make_checkout(tmp_path / "src", "iplap")
+    vgg = tmp_path / "src" / "torch_home" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    vgg.unlink()
+    with pytest.raises(ConfigError, match=r"iplap: no .*vgg19-dcbb9e9d.pth: IP-LAP's code loads it from the torch hub cache .*"
+                       r"download https://download.pytorch.org/models/vgg19-dcbb9e9d.pth there"):  # fmt: skip
+        build_method("iplap", options("iplap", repo))
+    vgg.write_bytes(b"vgg")
+    m = build_method("iplap", options("iplap", repo))
+    assert len(m.weights_sha.split("+")) == 5 and m.weights_sha.split("+")[2] == hashlib.sha256(b"vgg").hexdigest()[:16]

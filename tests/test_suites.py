@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -28,13 +27,16 @@ def test_lrs2_without_root_names_the_variable(tmp_path, monkeypatch):
 
 
 def test_cli_lrs2_without_root_fails_fast(tmp_path):
+    """The missing root stops the run before it makes its folder or reads any clip (one line, exit 2)."""
     env = {k: v for k, v in __import__("os").environ.items() if k != "STSA_BENCH_LRS2_ROOT"}
-    t0 = time.time()
     res = subprocess.run(
         [sys.executable, "-m", "stsa_bench.cli", "run", "--suite", "lrs2", "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
-    assert time.time() - t0 < 5
+    assert not (tmp_path / "o").exists()
     assert res.returncode == 2
     assert "STSA_BENCH_LRS2_ROOT" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 

@@ -119,6 +119,9 @@ class ExternalMethod(Method):
     """Files the method's code loads from fixed places in its checkout (detector weights)."""
     writes: ClassVar[tuple[str, ...]] = ()
     """Folders the code writes to relative to its working directory: each job gets empty ones of its own."""
+    hub_files: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(file name, URL) of weights the code loads from the torch hub cache, `$TORCH_HOME/hub/checkpoints/` (torchvision's
+    VGG19, face_alignment's S3FD and FAN), which it would otherwise download at run time."""
     programs: ClassVar[tuple[str, ...]] = ()
     """Programs the code runs (only "ffmpeg" is known): found or offered on the job's PATH (`<name>.ffmpeg`)."""
     deterministic: ClassVar[bool] = True
@@ -128,6 +131,7 @@ class ExternalMethod(Method):
         self.repo = self._repo()
         self.python = self._python()
         self.files = {key: self._checkpoint(key) for key in self.checkpoints}
+        self.hub = self._hub_files()
         self.path_dirs = self._programs()
         self.version = f"{self.name}@{self._commit()}"
         self.weights_sha = weights_sha(self.loaded_files())
@@ -139,7 +143,7 @@ class ExternalMethod(Method):
 
     def loaded_files(self) -> list[Path]:
         """The checkpoints a job loads, in the order `method_weights_sha` hashes them."""
-        return [*self.files.values(), *(self.repo / rel for rel in self.needed_files())]
+        return [*self.files.values(), *(self.repo / rel for rel in self.needed_files()), *self.hub]
 
     def _repo(self) -> Path:
         if not self.opts.repo:
@@ -167,6 +171,18 @@ class ExternalMethod(Method):
         if getattr(self, "path_dirs", None):
             env["PATH"] = os.pathsep.join([*map(str, self.path_dirs), env.get("PATH", "")])
         return env
+
+    def _hub_files(self) -> list[Path]:
+        """The torch hub files in the job's hub cache; ConfigError naming the download for one missing."""
+        env = self._env()
+        torch_home = env.get("TORCH_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+        folder = Path(torch_home).expanduser() / "hub" / "checkpoints"
+        for name, url in self.hub_files:
+            if not (folder / name).is_file():
+                raise ConfigError(f"{self.name}: no {folder / name}: {self.label}'s code loads it from the torch hub cache (and would "
+                                  f"download it at run time); download {url} there, or set {self.name}.env.TORCH_HOME to a folder "
+                                  f"whose hub/checkpoints holds it")  # fmt: skip
+        return [folder / name for name, _ in self.hub_files]
 
     def _programs(self) -> list[Path]:
         """Folders to put before PATH so the code finds its programs (`self.programs_found`: program -> where it is

@@ -26,6 +26,12 @@ class IPLAP(ExternalMethod):
     entry = ("inference_single.py",)
     entry_file = "inference_single.py"
     checkpoints = ("landmark_generator", "renderer")
+    hub_files = (
+        ("vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),
+        ("s3fd-619a316812.pth", "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth"),
+        ("2DFAN4-cd938726ad.zip", "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-cd938726ad.zip"),
+    )
+    """Its renderer builds torchvision's VGG19 (pretrained) and its paste-back runs face_alignment 1.3.4."""
     programs = ("ffmpeg",)
 
     def command(self, job, sample):

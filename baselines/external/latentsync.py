@@ -16,6 +16,8 @@ class LatentSyncOptions(ExternalOptions):
     inference_steps: int = 20
     guidance_scale: float = 1.5
     seed: int = 1247
+    deepcache: bool = True
+    """--enable_deepcache, as its inference.sh and eval/inference_videos.py run it (UNet features reused across steps)."""
     timeout_s: float = 3600.0
     """Per clip; diffusion sampling is slow."""
 
@@ -39,7 +41,7 @@ class LatentSync(ExternalMethod):
         return ["--unet_config_path", str(self.files["unet_config"]), "--inference_ckpt_path", str(self.files["checkpoint"]),
                 "--inference_steps", str(o.inference_steps), "--guidance_scale", f"{o.guidance_scale:g}",
                 "--video_path", TEMPLATE, "--audio_path", AUDIO, "--video_out_path", "result.mp4",
-                "--seed", str(o.seed), "--temp_dir", "tmp"]  # fmt: skip
+                "--seed", str(o.seed), "--temp_dir", "tmp", *(["--enable_deepcache"] if o.deepcache else [])]  # fmt: skip
 
     def output(self, job, sample):
         return job / "result.mp4"

@@ -31,6 +31,8 @@ class MuseTalk(ExternalMethod):
     entry = ("-m", "scripts.inference")
     entry_file = "scripts/inference.py"
     checkpoints = ("unet", "unet_config")
+    required_files = ("musetalk/utils/face_detection/detection/sfd/s3fd.pth",)
+    """Its S3FD (without it the code downloads one at run time)."""
 
     def prepare(self, job, sample):
         from omegaconf import OmegaConf

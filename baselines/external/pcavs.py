@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +16,12 @@ from .jobs import job_name
 
 PCAVS_FLAGS = (
     "--dataset_mode", "voxtest", "--netG", "modulate", "--netA", "resseaudio", "--netA_sync", "ressesync",
-    "--netD", "multiscale", "--netV", "resnext", "--netE", "fan", "--model", "av", "--gpu_ids", "0",
+    "--netD", "multiscale", "--netV", "resnext", "--netE", "fan", "--model", "av",
     "--clip_len", "1", "--batchSize", "16", "--style_dim", "2560", "--nThreads", "4", "--input_id_feature",
     "--generate_interval", "1", "--style_feature_loss", "--use_audio", "1", "--noise_pose", "--driving_pose",
     "--gen_video", "--generate_from_audio_only",
 )  # fmt: skip
-"""The flags of PC-AVS's `experiments/demo_vox.sh`."""
+"""The flags of PC-AVS's `experiments/demo_vox.sh` but --gpu_ids (`pcavs.gpu_ids`)."""
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,17 @@ class PCAVSOptions(ExternalOptions):
     crop_scale: float = 1.0
     """Multiplies the harness face box side."""
     crop_size: int = 224
+    gpu_ids: str = "0"
+    """Its --gpu_ids (demo_vox.sh: 0). -1 selects no GPU, but its inference.py still calls .cuda(): it needs CUDA."""
 
 
 @METHODS.register("pcavs")
 class PCAVS(ExternalMethod):
-    """Hangz-nju-cuhk/Talking-Face_PC-AVS `inference.py` with demo_vox.sh's flags, identity and pose from
-    the template; in batch mode one meta file with a line per clip (its loop catches each line's error). Input: the harness's square crops (stsa_bench.core.preprocess.crop_faces) of our face boxes
-    (x crop_scale) at 224 px, an approximation of its align_68 crops; its 224x224 output is pasted back
-    into those boxes (paste_faces)."""
+    """Hangz-nju-cuhk/Talking-Face_PC-AVS `inference.py` with demo_vox.sh's flags. Pose from the template's frames,
+    identity from its first frame alone (of a folder it picks the identity image by an unseeded shuffle). In batch
+    mode one meta file with a line per clip (its loop catches each line's error, and it exits 0). Input: the harness's
+    square crops (stsa_bench.core.preprocess.crop_faces) of our face boxes (x crop_scale) at 224 px, an approximation
+    of its align_68 crops; its 224x224 output is pasted back into those boxes (paste_faces)."""
 
     label = "PC-AVS"
     batched = True
@@ -48,6 +52,11 @@ class PCAVS(ExternalMethod):
     entry_file = "inference.py"
     checkpoints = ("checkpoints_dir",)
     writes = ("results",)
+    hub_files = (("vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),)
+    """Its loss module builds torchvision's VGG19 (pretrained) as a default argument, at import."""
+
+    def loaded_files(self):
+        return [self.files["checkpoints_dir"] / self.opts.experiment, *self.hub]
 
     def tag(self, sample: Sample) -> str:
         """The frames folder's name (plain ASCII: its meta file is split on spaces), which names its results folder."""
@@ -55,13 +64,13 @@ class PCAVS(ExternalMethod):
 
     def result_dir(self, cwd: Path, sample: Sample) -> Path:
         tag = self.tag(sample)
-        return cwd / "results" / f"id_{tag}_pose_{tag}_audio_{AUDIO[:-4]}"
+        return cwd / "results" / f"id_{tag}_id_pose_{tag}_audio_{AUDIO[:-4]}"
 
     def meta_line(self, job: Path, sample: Sample, prefix: str = "") -> str:
         """Its 8-field line (identity frames, pose frames and their counts, audio) for the crops staged in `job`, with
         paths relative to the working directory (`prefix` leads from there to `job`)."""
         frames, n = prefix + self.tag(sample), len(list((job / self.tag(sample)).glob("*.jpg")))
-        return f"{frames} 1 {frames} {n} {prefix}{AUDIO} {frames} {n} dummy\n"
+        return f"{frames}_id 1 {frames} {n} {prefix}{AUDIO} {frames} {n} dummy\n"
 
     def boxes(self, sample: Sample) -> np.ndarray:
         """The harness face boxes (cx, cy, side) with the side scaled by `crop_scale`."""
@@ -74,13 +83,16 @@ class PCAVS(ExternalMethod):
 
         frames_dir = job / self.tag(sample)
         frames_dir.mkdir()
+        (job / f"{self.tag(sample)}_id").mkdir()
         for i, crop in enumerate(crop_faces(sample.frames, self.boxes(sample), self.opts.crop_size)):
             cv2.imwrite(str(frames_dir / f"{i:06d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            if i == 0:
+                shutil.copyfile(frames_dir / f"{i:06d}.jpg", job / f"{self.tag(sample)}_id" / f"{i:06d}.jpg")
         (job / "meta.csv").write_text(self.meta_line(job, sample))
 
     def command(self, job, sample):
         return ["--name", self.opts.experiment, "--checkpoints_dir", str(self.files["checkpoints_dir"]),
-                "--meta_path_vox", "meta.csv", *PCAVS_FLAGS]  # fmt: skip
+                "--meta_path_vox", "meta.csv", *PCAVS_FLAGS, "--gpu_ids", self.opts.gpu_ids]  # fmt: skip
 
     def output(self, job, sample):
         return self.result_dir(job, sample) / "G_Pose_Driven_.mp4"
@@ -89,7 +101,7 @@ class PCAVS(ExternalMethod):
         """One meta file in the batch folder; each line names its job's files as `../<job>/...`."""
         (folder / "meta.csv").write_text("".join(self.meta_line(job, sample, f"../{job.name}/") for job, sample in jobs))
         return ["--name", self.opts.experiment, "--checkpoints_dir", str(self.files["checkpoints_dir"]),
-                "--meta_path_vox", "meta.csv", *PCAVS_FLAGS]  # fmt: skip
+                "--meta_path_vox", "meta.csv", *PCAVS_FLAGS, "--gpu_ids", self.opts.gpu_ids]  # fmt: skip
 
     def batch_output(self, folder, index, job, sample):
         return self.result_dir(folder, sample) / "G_Pose_Driven_.mp4"

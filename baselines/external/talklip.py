@@ -28,6 +28,8 @@ class TalkLip(ExternalMethod):
     entry = ("inf_demo.py",)
     entry_file = "inf_demo.py"
     checkpoints = ("checkpoint", "avhubert_root")
+    required_files = ("face_detection/detection/sfd/s3fd.pth",)
+    """Its S3FD (without it the code downloads one at run time)."""
     programs = ("ffmpeg",)
 
     def command(self, job, sample):
