@@ -33,6 +33,7 @@ class MuseTalk(ExternalMethod):
     checkpoints = ("unet", "unet_config")
     required_files = ("musetalk/utils/face_detection/detection/sfd/s3fd.pth",)
     """Its S3FD (without it the code downloads one at run time)."""
+    programs = ("ffmpeg",)
 
     def prepare(self, job, sample):
         from omegaconf import OmegaConf

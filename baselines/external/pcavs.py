@@ -53,6 +53,8 @@ class PCAVS(ExternalMethod):
     checkpoints = ("checkpoints_dir",)
     writes = ("results",)
     hub_files = (("vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),)
+    programs = ("ffmpeg",)
+    """It writes its videos from JPEG frames with os.system("ffmpeg ...")."""
     """Its loss module builds torchvision's VGG19 (pretrained) as a default argument, at import."""
 
     def loaded_files(self):
