@@ -161,7 +161,7 @@ def compose(overrides: list[str], config_name: str = RUN_CONFIG) -> dict:
             _store("stsa_components", nodes)
             present = set(flatten(nodes))
             overrides = [o[1:] if o.startswith("+") and o[1:].split("=", 1)[0] in present else o for o in overrides]
-            mappings = set(mapping_keys(nodes))
+            mappings = {key for label, node in nodes.items() for key in mapping_keys(node, f"{label}.")}
             overrides = [f"++{o}" if o.split("=", 1)[0] in mappings and "=" in o else o for o in overrides]
         return _hydra(config_name, overrides)
     except (HydraException, OmegaConfBaseException) as exc:

@@ -90,10 +90,11 @@ def external_methods(cfg, missing: list[str]) -> list[str]:
         if not issubclass(METHODS.get(name), ExternalMethod):
             continue
         try:
-            m = build_method(name, cfg.options_for(label), MethodEnv(weights=cfg.weights))
-        except ConfigError as exc:
-            missing.append(str(exc))
-            lines.append(f"{label:15} cannot run: {exc}")
+            m = build_method(name, cfg.options_for(label), MethodEnv(weights=cfg.weights), label=label)
+        except Exception as exc:  # noqa: BLE001 - doctor reports what stops the run, whatever it is
+            why = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            missing.append(why)
+            lines.append(f"{label:15} cannot run: {why}")
             continue
         programs = [f"{p} {where}" for p, where in m.programs_found.items()]
         found = [m.version, f"python {m.python}", f"weights sha256 {m.weights_sha or 'none'}", *programs]

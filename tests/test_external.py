@@ -30,7 +30,7 @@ CHECKOUT_FILES = {
     "talklip": ["inf_demo.py", "ckpt/talklip.pt", "av_hubert/avhubert/hubert.py", "face_detection/detection/sfd/s3fd.pth"],
     "musetalk": ["scripts/__init__.py", "scripts/inference.py", "models/musetalkV15/unet.pth", "models/musetalkV15/musetalk.json",
                  "musetalk/utils/face_detection/detection/sfd/s3fd.pth"],
-    "pcavs": ["inference.py", "checkpoints/demo/latest_net_G.pth"],
+    "pcavs": ["inference.py", *(f"checkpoints/demo/latest_net_{n}.pth" for n in ("G", "A_sync", "E", "V"))],
     "latentsync": ["scripts/__init__.py", "scripts/inference.py", "configs/unet/stage2_512.yaml",
                    "checkpoints/latentsync_unet.pt", "checkpoints/whisper/tiny.pt"],
 }  # fmt: skip
@@ -184,8 +184,18 @@ def test_missing_settings_are_config_errors_naming_the_setting(tmp_path):
         build_method("talklip", {"repo": str(make_checkout(tmp_path / "src", "talklip")), "python": sys.executable})
     w2l = make_checkout(tmp_path / "src", "wav2lip_official")
     (w2l / "face_detection/detection/sfd/s3fd.pth").unlink()
-    with pytest.raises(ConfigError, match=r"no face_detection/detection/sfd/s3fd.pth"):
-        build_method("wav2lip_official", {"repo": str(w2l), "python": sys.executable})
+    with pytest.raises(ConfigError, match=r"no face_detection/detection/sfd/s3fd.pth \(nor .*s3fd-619a316812.pth\): Wav2Lip's face "
+                       r"detector loads the first, else downloads the second at run time"):  # fmt: skip
+        build_method("wav2lip_official", options("wav2lip_official", w2l))
+    hub = tmp_path / "src" / "torch_home" / "hub" / "checkpoints" / "s3fd-619a316812.pth"
+    hub.write_bytes(b"s3fd")
+    assert build_method("wav2lip_official", options("wav2lip_official", w2l)).loaded_files()[-1] == hub
+    pcavs = make_checkout(tmp_path / "src", "pcavs")
+    (pcavs / "checkpoints/demo/latest_net_E.pth").unlink()
+    with pytest.raises(ConfigError, match=r"pcavs.experiment=demo: no latest_net_E.pth in .*checkpoints/demo"):
+        build_method("pcavs", options("pcavs", pcavs))
+    with pytest.raises(ConfigError, match=r"dinet.env='x': a mapping"):
+        build_method("dinet", options("dinet", repo) | {"env": "x"})
     with pytest.raises(ConfigError, match=r"unknown setting dinet.timeout; did you mean 'timeout_s'"):
         build_method("dinet", {"repo": str(repo), "python": sys.executable, "timeout": 3})
 

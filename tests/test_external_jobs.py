@@ -73,17 +73,19 @@ def fake_env(**extra: str) -> dict:
     return {**os.environ, "PATH": path, **extra}
 
 
-def test_names_with_spaces_and_shell_characters_reach_the_official_code_intact(tmp_path, demo_sample):
+def test_names_with_spaces_and_shell_characters_reach_the_official_code_intact(tmp_path, demo_sample, monkeypatch):
     """A clip id and a run folder with a space, `$` and a backtick: the job runs in a plain folder with relative names,
     and the output is the clip's. Guard: the fake, run the old way on those paths, exits 0 and writes nothing (the real
     Wav2Lip's shell-string ffmpeg split `.../deep clip $x/result.mp4`)."""
     repo = make_checkout(tmp_path / "src", W2L)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     sample = replace(demo_sample, clip_id="deep clip $HOME `id`")
     run_dir = tmp_path / "my run $PATH"
     m = build_method(W2L, options(W2L, repo), MethodEnv("cpu", {}, run_dir))
     gen = m.generate(sample)
     (call,) = calls(repo)
-    assert PLAIN.fullmatch(call["cwd"]) and Path(call["cwd"]).is_relative_to(tempfile.gettempdir())
+    assert PLAIN.fullmatch(call["cwd"]) and Path(call["cwd"]).is_relative_to(tmp_path / "tmp" / "stsa-bench-work")
     assert Path(call["cwd"]).name == job_name(sample.clip_id, sample.sha256) and "deep_clip_HOME_id" in call["cwd"]
     assert lower_half_inverted(np.asarray(gen.frames)[:17], np.asarray(sample.frames))
     assert m.kept_path(sample).is_file() and run_dir in m.kept_path(sample).parents
@@ -95,6 +97,24 @@ def test_names_with_spaces_and_shell_characters_reach_the_official_code_intact(t
     assert official_way(repo, plain, fake_env()).wait(60) == 0 and (plain / "result.mp4").is_file()
     proc = official_way(repo, old, fake_env())
     assert proc.wait(60) == 0 and not (old / "result.mp4").exists(), "the fake muxes as the real code: the space splits it"
+
+    monkeypatch.setattr(tempfile, "tempdir", str(old))
+    with pytest.raises(ConfigError, match=r"both hold characters a shell splits or expands: external methods need one of them plain"):
+        build_method(W2L, options(W2L, repo), MethodEnv("cpu", {}, run_dir)).generate(replace(sample, sha256="f" * 64))
+
+
+def test_the_checkout_s_own_files_of_a_job_s_names_are_left_alone(tmp_path, demo_sample):
+    """A checkout holding files named like the job's logs or outputs (stdout.log, result.mp4, temp/): the job writes
+    its own, and the checkout's are untouched."""
+    repo = make_checkout(tmp_path / "src", W2L)
+    (repo / "stdout.log").write_text("the user's log")
+    (repo / "result.mp4").write_bytes(b"the user's video")
+    (repo / "temp").mkdir()
+    (repo / "temp" / "README.md").write_text("kept")
+    m = build_method(W2L, options(W2L, repo), MethodEnv("cpu", {}, tmp_path / "run"))
+    assert lower_half_inverted(np.asarray(m.generate(demo_sample).frames)[:17], np.asarray(demo_sample.frames))
+    assert (repo / "stdout.log").read_text() == "the user's log" and (repo / "result.mp4").read_bytes() == b"the user's video"
+    assert sorted(p.name for p in (repo / "temp").iterdir()) == ["README.md"]
 
 
 def test_two_jobs_in_one_checkout_at_once_give_their_own_outputs(tmp_path, demo_sample):
@@ -168,6 +188,8 @@ def test_doctor_names_a_missing_ffmpeg_and_the_fix(tmp_path, cache_dir, monkeypa
     main(args)
     out = capsys.readouterr().out
     assert "ffmpeg" in out and "(imageio-ffmpeg)" in out and "wav2lip_official@0123456789ab" in out and "needs ffmpeg" not in out
+    assert main([*args[:3], "--methods", f"mine:{W2L}", f"mine.repo={repo}", "mine.python=/no/python", args[-1]]) == 1
+    assert "mine.python=/no/python: not an executable" in capsys.readouterr().out, "settings are named by the row label"
 
 
 def test_the_harness_box_needs_no_detector_and_rows_carry_the_checkpoint_sha(tmp_path, cache_dir):

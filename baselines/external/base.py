@@ -34,7 +34,10 @@ from stsa_bench.core.layout import file_stem
 
 from ..base import Generated, Method, MethodEnv, Sample
 from ..normalize import normalize_output
-from .jobs import find_ffmpeg, job_name, link_checkout, program_dir, weights_sha, work_root
+from .jobs import WEIGHT_SUFFIXES, find_ffmpeg, job_name, link_checkout, program_dir, weights_sha, work_root
+
+S3FD_HUB = ("s3fd-619a316812.pth", "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth")
+"""The S3FD file face_alignment-derived detectors download into the torch hub cache when theirs is absent."""
 
 TEMPLATE, AUDIO = "template.mp4", "audio.wav"
 
@@ -116,13 +119,20 @@ class ExternalMethod(Method):
     checkpoints: ClassVar[tuple[str, ...]] = ()
     """Option names holding checkpoint paths (relative paths are taken from the checkout)."""
     required_files: ClassVar[tuple[str, ...]] = ()
-    """Files the method's code loads from fixed places in its checkout (detector weights)."""
+    """Files the method's code loads from fixed places in its checkout."""
+    detector: ClassVar[str | None] = None
+    """Where its face_detection package (Wav2Lip's S3FD) looks for `s3fd.pth` in the checkout; without that file the
+    code downloads S3FD_HUB into the torch hub cache, so one of the two must be in place."""
     writes: ClassVar[tuple[str, ...]] = ()
     """Folders the code writes to relative to its working directory: each job gets empty ones of its own."""
+    scratch: ClassVar[tuple[str, ...]] = ()
+    """Other names the code creates in its working directory: never linked from the checkout."""
     hub_files: ClassVar[tuple[tuple[str, str], ...]] = ()
     """(file name, URL) of weights the code loads from the torch hub cache, `$TORCH_HOME/hub/checkpoints/` (torchvision's
     VGG19, face_alignment's S3FD and FAN), which it would otherwise download at run time."""
     programs: ClassVar[tuple[str, ...]] = ()
+    bundled_ffmpeg: ClassVar[str | None] = None
+    """An ffmpeg the checkout carries and the code puts on PATH itself (MuseTalk's static build)."""
     """Programs the code runs (only "ffmpeg" is known): found or offered on the job's PATH (`<name>.ffmpeg`)."""
     deterministic: ClassVar[bool] = True
 
@@ -130,20 +140,35 @@ class ExternalMethod(Method):
         super().__init__(env, **options)
         self.repo = self._repo()
         self.python = self._python()
+        if not isinstance(self.opts.env, Mapping):
+            raise ConfigError(f"{self.name}.env={self.opts.env!r}: a mapping, e.g. {self.name}.env={{CUDA_VISIBLE_DEVICES: 1}}")
         self.files = {key: self._checkpoint(key) for key in self.checkpoints}
         self.hub = self._hub_files()
         self.path_dirs = self._programs()
         self.version = f"{self.name}@{self._commit()}"
-        self.weights_sha = weights_sha(self.loaded_files())
         self.batched = type(self).batched and self.opts.batch
+        self._weights_sha: str | None = None
+
+    @property
+    def weights_sha(self) -> str | None:
+        """`method_weights_sha`: the sha256 of the checkpoints a job loads (jobs.weights_sha), computed at the first row."""
+        if self._weights_sha is None:
+            self._weights_sha = weights_sha(self.loaded_files())
+        return self._weights_sha
 
     def needed_files(self) -> tuple[str, ...]:
         """The checkout files this configuration loads (`required_files`; an adapter may drop some by option)."""
         return self.required_files
 
+    def uses_detector(self) -> bool:
+        """Whether this configuration runs the code's S3FD (`detector`)."""
+        return self.detector is not None
+
     def loaded_files(self) -> list[Path]:
-        """The checkpoints a job loads, in the order `method_weights_sha` hashes them."""
-        return [*self.files.values(), *(self.repo / rel for rel in self.needed_files()), *self.hub]
+        """The checkpoints a job loads (configuration files aside), in the order `method_weights_sha` hashes them."""
+        files = [p for p in self.files.values() if p.is_dir() or p.suffix in WEIGHT_SUFFIXES]
+        detector = [self.repo / self.detector] if self.uses_detector() and (self.repo / self.detector).is_file() else []
+        return [*files, *(self.repo / rel for rel in self.needed_files()), *detector, *self.hub]
 
     def _repo(self) -> Path:
         if not self.opts.repo:
@@ -177,12 +202,19 @@ class ExternalMethod(Method):
         env = self._env()
         torch_home = env.get("TORCH_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
         folder = Path(torch_home).expanduser() / "hub" / "checkpoints"
-        for name, url in self.hub_files:
+        wanted = list(self.hub_files)
+        if self.uses_detector() and not (self.repo / self.detector).is_file():
+            if not (folder / S3FD_HUB[0]).is_file():
+                raise ConfigError(f"{self.name}.repo={self.opts.repo}: no {self.detector} (nor {folder / S3FD_HUB[0]}): {self.label}'s "
+                                  f"face detector loads the first, else downloads the second at run time; put either in "
+                                  f"place ({S3FD_HUB[1]})")  # fmt: skip
+            wanted.append(S3FD_HUB)
+        for name, url in wanted:
             if not (folder / name).is_file():
                 raise ConfigError(f"{self.name}: no {folder / name}: {self.label}'s code loads it from the torch hub cache (and would "
                                   f"download it at run time); download {url} there, or set {self.name}.env.TORCH_HOME to a folder "
                                   f"whose hub/checkpoints holds it")  # fmt: skip
-        return [folder / name for name, _ in self.hub_files]
+        return [folder / name for name, _ in wanted]
 
     def _programs(self) -> list[Path]:
         """Folders to put before PATH so the code finds its programs (`self.programs_found`: program -> where it is
@@ -192,6 +224,10 @@ class ExternalMethod(Method):
             if program != "ffmpeg":
                 raise ValueError(f"{self.name}: unknown program {program!r}")
             exe, source = find_ffmpeg(self.opts.ffmpeg, self._env().get("PATH"))
+            bundled = self.repo / self.bundled_ffmpeg if self.bundled_ffmpeg else None
+            if self.opts.ffmpeg == "auto" and source != "PATH" and bundled and bundled.is_file():
+                self.programs_found[program] = f"{bundled} (its checkout's; its code puts it on PATH)"
+                continue
             if exe is None:
                 raise ConfigError(f"{self.name} needs ffmpeg ({self.label}'s code runs it to write its video, and exits 0 without "
                                   f"one): {source}; install ffmpeg (e.g. apt install ffmpeg), or pip install 'stsa-bench[ffmpeg]', "
@@ -203,7 +239,7 @@ class ExternalMethod(Method):
 
     def _commit(self) -> str:
         """The checkout's commit from `.git`; without one, the `commit` setting; a setting `.git` contradicts is an error."""
-        found, stated = checkout_commit(self.repo), (self.opts.commit or "").strip()
+        found, stated = checkout_commit(self.repo), (self.opts.commit or "").strip().lower()
         if found == "unknown":
             return stated[:12] if stated else found
         if stated and not (found.startswith(stated[:12]) or stated.startswith(found)):
@@ -277,8 +313,12 @@ class ExternalMethod(Method):
         write_video(job / TEMPLATE, sample.frames, sample.fps, None, lossless=False, crf=0)
         write_wav(job / AUDIO, sample.audio, sample.sample_rate)
         self.prepare(job, sample)
-        link_checkout(self.repo, job, self.writes)
+        link_checkout(self.repo, job, self.writes, self._reserved(self.output(job, sample).relative_to(job)))
         return job
+
+    def _reserved(self, output: Path) -> set[str]:
+        """Names of the working directory never linked from the checkout: the logs, the output's and `scratch`."""
+        return {"stdout.log", "stderr.log", output.parts[0], *self.scratch}
 
     @staticmethod
     def _keep(out: Path, kept: Path) -> None:
@@ -290,7 +330,12 @@ class ExternalMethod(Method):
     def _run(self, sample: Sample, kept: Path) -> None:
         job = self._stage(sample)
         try:
-            self.execute(self.argv(job, sample), job, sample.clip_id)
+            try:
+                argv = self.argv(job, sample)
+            except ClipError:
+                shutil.rmtree(job, ignore_errors=True)
+                raise
+            self.execute(argv, job, sample.clip_id)
             out = self.output(job, sample)
             if not out.is_file():
                 raise ClipError(
@@ -342,7 +387,8 @@ class ExternalMethod(Method):
         jobs = [(job, sample) for job, _, sample in staged]
         try:
             argv = [self.python, *self.entry, *self.batch_argv(folder, jobs), *self.opts.extra_args]
-            link_checkout(self.repo, folder, self.writes)
+            output = self.batch_output(folder, 0, *jobs[0]).relative_to(folder)
+            link_checkout(self.repo, folder, self.writes, self._reserved(output))
             self.execute(argv, folder, f"{len(jobs)} clips in one {self.name} process", self.opts.timeout_s * len(jobs))
         finally:
             for index, (job, kept, sample) in enumerate(staged):

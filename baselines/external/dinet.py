@@ -43,6 +43,8 @@ class DINet(ExternalMethod):
     entry = ("inference.py",)
     entry_file = "inference.py"
     checkpoints = ("checkpoint", "deepspeech")
+    scratch = ("template",)
+    """It extracts the template's frames into `template/` beside it."""
     programs = ("ffmpeg",)
     deterministic = False
 

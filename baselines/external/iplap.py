@@ -32,6 +32,7 @@ class IPLAP(ExternalMethod):
         ("2DFAN4-cd938726ad.zip", "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-cd938726ad.zip"),
     )
     """Its renderer builds torchvision's VGG19 (pretrained) and its paste-back runs face_alignment 1.3.4."""
+    writes = ("tempfile_of_out",)
     programs = ("ffmpeg",)
 
     def command(self, job, sample):

@@ -21,12 +21,13 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from stsa_bench.core.errors import ConfigError
 from stsa_bench.core.paths import sha256_file
 
 PLAIN = re.compile(r"[A-Za-z0-9._/+-]+")
 """A path no shell splits or expands."""
 
-WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".pb", ".onnx", ".pkl", ".tar", ".npy", ".npz")
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".pb", ".onnx", ".pkl", ".tar", ".npy", ".npz", ".zip", ".model")
 """What counts as a checkpoint inside a checkpoint folder (PC-AVS's experiment folder, TalkLip's av_hubert root)."""
 
 
@@ -48,18 +49,21 @@ def work_root(run_dir: Path, method: str) -> Path:
     root = Path(run_dir).absolute() / "work"
     if not PLAIN.fullmatch(str(root)):
         key = hashlib.sha256(str(root).encode()).hexdigest()[:8]
-        root = Path(tempfile.gettempdir()) / "stsa-bench-work" / key
+        root = Path(tempfile.gettempdir()).absolute() / "stsa-bench-work" / key
+        if not PLAIN.fullmatch(str(root)):
+            raise ConfigError(f"--out {run_dir} and the temporary folder {tempfile.gettempdir()} both hold characters a shell splits "
+                              f"or expands: external methods need one of them plain (set TMPDIR)")  # fmt: skip
     return root / method
 
 
-def link_checkout(repo: Path, folder: Path, writes: Iterable[str]) -> None:
-    """Symlink every top-level entry of `repo` into `folder` (not `.git`, nor a name `folder` already holds);
-    the names in `writes` become empty folders of the job's own."""
-    writes = set(writes)
+def link_checkout(repo: Path, folder: Path, writes: Iterable[str], reserved: Iterable[str] = ()) -> None:
+    """Symlink every top-level entry of `repo` into `folder` (not `.git`, nor a name `folder` already holds or
+    `reserved` names); the names in `writes` become empty folders of the job's own."""
+    writes, skip = set(writes), {".git", *reserved}
     for name in writes:
         (folder / name).mkdir(exist_ok=True)
     for entry in sorted(repo.iterdir()):
-        if entry.name == ".git" or entry.name in writes or os.path.lexists(folder / entry.name):
+        if entry.name in skip or entry.name in writes or os.path.lexists(folder / entry.name):
             continue
         (folder / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
 

@@ -35,6 +35,7 @@ class LatentSync(ExternalMethod):
     checkpoints = ("unet_config", "checkpoint")
     required_files = ("checkpoints/whisper/tiny.pt",)
     writes = ("temp",)
+    scratch = ("tmp",)
     programs = ("ffmpeg",)
 
     def command(self, job, sample):

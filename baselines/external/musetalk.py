@@ -31,9 +31,9 @@ class MuseTalk(ExternalMethod):
     entry = ("-m", "scripts.inference")
     entry_file = "scripts/inference.py"
     checkpoints = ("unet", "unet_config")
-    required_files = ("musetalk/utils/face_detection/detection/sfd/s3fd.pth",)
-    """Its S3FD (without it the code downloads one at run time)."""
+    detector = "musetalk/utils/face_detection/detection/sfd/s3fd.pth"
     programs = ("ffmpeg",)
+    bundled_ffmpeg = "ffmpeg-4.4-amd64-static/ffmpeg"
 
     def prepare(self, job, sample):
         from omegaconf import OmegaConf

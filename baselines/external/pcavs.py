@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stsa_bench.core.errors import ConfigError
 from stsa_bench.core.registry import METHODS
 
 from ..base import Sample
@@ -53,12 +54,23 @@ class PCAVS(ExternalMethod):
     checkpoints = ("checkpoints_dir",)
     writes = ("results",)
     hub_files = (("vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),)
+    """Its loss module builds torchvision's VGG19 (pretrained) as a default argument, at import."""
     programs = ("ffmpeg",)
     """It writes its videos from JPEG frames with os.system("ffmpeg ...")."""
-    """Its loss module builds torchvision's VGG19 (pretrained) as a default argument, at import."""
+    networks = ("G", "A_sync", "E", "V")
+    """The networks its inference loads from `<checkpoints_dir>/<experiment>/latest_net_<X>.pth` (a missing one other
+    than G is only printed, and the run goes on with random weights)."""
+
+    def __init__(self, env=None, /, **options):
+        super().__init__(env, **options)
+        folder = self.files["checkpoints_dir"] / self.opts.experiment
+        missing = [f"latest_net_{n}.pth" for n in self.networks if not (folder / f"latest_net_{n}.pth").is_file()]
+        if missing:
+            raise ConfigError(f"{self.name}.experiment={self.opts.experiment}: no {', '.join(missing)} in {folder}")
 
     def loaded_files(self):
-        return [self.files["checkpoints_dir"] / self.opts.experiment, *self.hub]
+        folder = self.files["checkpoints_dir"] / self.opts.experiment
+        return [*(folder / f"latest_net_{n}.pth" for n in self.networks), *self.hub]
 
     def tag(self, sample: Sample) -> str:
         """The frames folder's name (plain ASCII: its meta file is split on spaces), which names its results folder."""

@@ -28,9 +28,13 @@ class TalkLip(ExternalMethod):
     entry = ("inf_demo.py",)
     entry_file = "inf_demo.py"
     checkpoints = ("checkpoint", "avhubert_root")
-    required_files = ("face_detection/detection/sfd/s3fd.pth",)
-    """Its S3FD (without it the code downloads one at run time)."""
+    detector = "face_detection/detection/sfd/s3fd.pth"
+    scratch = ("result.avi",)
     programs = ("ffmpeg",)
+
+    def loaded_files(self):
+        """Its checkpoint and S3FD (the av_hubert checkout holds code, not the weights it runs)."""
+        return [p for p in super().loaded_files() if p != self.files["avhubert_root"]]
 
     def command(self, job, sample):
         return ["--video_path", TEMPLATE, "--wav_path", AUDIO, "--ckpt_path", str(self.files["checkpoint"]),

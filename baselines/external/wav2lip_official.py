@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stsa_bench.core.errors import ClipError
+from stsa_bench.core.errors import ClipError, ConfigError
 from stsa_bench.core.registry import METHODS
 
 from .base import AUDIO, TEMPLATE, ExternalMethod, ExternalOptions
@@ -43,6 +43,8 @@ def harness_box(landmarks: np.ndarray, width: int, height: int, pads: tuple[int,
     spread = (x2 - x1) * (y2 - y1) / max(float(np.median(np.prod(hi - lo, axis=1))), 1.0)
     top, bottom, left, right = (int(p) for p in (*pads, 0, 0, 0, 0)[:4])
     box = (max(0, int(y1) - top), min(height, int(np.ceil(y2)) + bottom), max(0, int(x1) - left), min(width, int(np.ceil(x2)) + right))
+    if box[0] >= box[1] or box[2] >= box[3]:
+        raise ClipError(f"the landmarks' box {box} (top, bottom, left, right) is empty inside the {width}x{height} frame")
     return box, float(spread)
 
 
@@ -59,19 +61,17 @@ class Wav2LipOfficial(ExternalMethod):
     entry = ("inference.py",)
     entry_file = "inference.py"
     checkpoints = ("checkpoint",)
-    required_files = (DETECTOR,)
+    detector = DETECTOR
     writes = ("temp",)
     programs = ("ffmpeg",)
 
     def __init__(self, env=None, /, **options):
         if options.get("boxes", "official") not in ("official", "harness"):
-            from stsa_bench.core.errors import ConfigError
-
             raise ConfigError(f"wav2lip_official.boxes={options['boxes']}: official or harness")
         super().__init__(env, **options)
 
-    def needed_files(self):
-        return () if self.opts.boxes == "harness" else self.required_files
+    def uses_detector(self):
+        return self.opts.boxes == "official"
 
     def box(self, sample):
         h, w = sample.frames.shape[1:3]

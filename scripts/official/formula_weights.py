@@ -9,12 +9,16 @@ then saves each file where and how the official loader reads it.
     python formula_weights.py pcavs    --checkout ~/src/Talking-Face_PC-AVS --torch-home ~/th
 
 wav2lip  checkpoints/wav2lip_formula.pth ({"state_dict": {"module." + key: tensor}}, keys checked against
-         ../shared/golden/wav2lip/manifest.json) and face_detection/detection/sfd/s3fd.pth (a plain state dict)
-iplap    test/checkpoints/{landmarkgenerator,renderer}_checkpoint.pth ({"state_dict": ...}) and, in the torch hub cache,
+         ../shared/golden/wav2lip/manifest.json) and face_detection/detection/sfd/s3fd.pth (a plain state dict; the
+         code reads it from there only)
+iplap    test/checkpoints/{landmarkgenerator,renderer}_formula.pth ({"state_dict": ...}) and, in the torch hub cache,
          vgg19-dcbb9e9d.pth (torchvision), s3fd-619a316812.pth (face_alignment) and 2DFAN4-cd938726ad.zip, a traced FAN(4)
          (face_alignment 1.3.x loads only a TorchScript FAN; the architecture is Wav2Lip's face_detection/models.py)
-pcavs    checkpoints/demo/latest_net_{G,A_sync,E,V}.pth (plain state dicts; the networks of experiments/demo_vox.sh)
-         and vgg19-dcbb9e9d.pth in the torch hub cache
+pcavs    checkpoints/formula/latest_net_{G,A_sync,E,V}.pth (plain state dicts; the networks of experiments/demo_vox.sh;
+         run it with pcavs.experiment=formula) and vgg19-dcbb9e9d.pth in the torch hub cache
+
+The torch hub folder must be named (a scratch one: torch loads cached files unchecked, so formula files there
+would replace real ones for every tool), and no existing file is replaced without --force.
 """
 
 from __future__ import annotations
@@ -31,6 +35,22 @@ def shared() -> Path:
     return root
 
 
+FORCE = False
+
+
+def save(obj, path: Path, script: bool = False) -> None:
+    """torch.save (or a traced module's save) to `path`, refusing to replace a file unless --force."""
+    import torch
+
+    if path.exists() and not FORCE:
+        raise SystemExit(f"{path} exists: formula weights never replace a file unless --force")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if script:
+        obj.save(str(path))
+    else:
+        torch.save(obj, path)
+
+
 def formula(model):
     """The formula state dict of `model`, loaded into it (strict)."""
     from make_weights import find_aliases, golden_state_dict
@@ -44,8 +64,6 @@ def formula(model):
 def wav2lip(args) -> None:
     import json
 
-    import torch
-
     sys.path.insert(0, str(args.checkout))
     from face_detection.detection.sfd.net_s3fd import s3fd
     from models import Wav2Lip
@@ -53,8 +71,8 @@ def wav2lip(args) -> None:
     sd = formula(Wav2Lip())
     manifest = json.loads((shared() / "golden" / "wav2lip" / "manifest.json").read_text())
     assert [e[0] for e in manifest["state_dict"]] == list(sd), "the checkout's Wav2Lip keys differ from the golden manifest"
-    torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}}, args.checkout / "checkpoints" / "wav2lip_formula.pth")
-    torch.save(formula(s3fd()), args.checkout / "face_detection" / "detection" / "sfd" / "s3fd.pth")
+    save({"state_dict": {"module." + k: v for k, v in sd.items()}}, args.checkout / "checkpoints" / "wav2lip_formula.pth")
+    save(formula(s3fd()), args.checkout / "face_detection" / "detection" / "sfd" / "s3fd.pth")
 
 
 def hub(args) -> Path:
@@ -64,10 +82,9 @@ def hub(args) -> Path:
 
 
 def vgg19(args) -> None:
-    import torch
     import torchvision
 
-    torch.save(formula(torchvision.models.vgg19()), hub(args) / "vgg19-dcbb9e9d.pth")
+    save(formula(torchvision.models.vgg19()), hub(args) / "vgg19-dcbb9e9d.pth")
 
 
 def iplap(args) -> None:
@@ -75,7 +92,7 @@ def iplap(args) -> None:
     from face_alignment.detection.sfd.net_s3fd import s3fd
 
     vgg19(args)
-    torch.save(formula(s3fd()), hub(args) / "s3fd-619a316812.pth")
+    save(formula(s3fd()), hub(args) / "s3fd-619a316812.pth")
     sys.path.insert(0, str(args.wav2lip_checkout))
     from face_detection.models import FAN
 
@@ -94,20 +111,17 @@ def iplap(args) -> None:
     fan = LastHeatmap().eval()
     formula(fan)
     with torch.no_grad():
-        torch.jit.trace(fan, torch.rand(1, 3, 256, 256)).save(str(hub(args) / "2DFAN4-cd938726ad.zip"))
+        save(torch.jit.trace(fan, torch.rand(1, 3, 256, 256)), hub(args) / "2DFAN4-cd938726ad.zip", script=True)
     sys.path.insert(0, str(args.checkout))
     from models import Landmark_generator, Renderer
 
     out = args.checkout / "test" / "checkpoints"
-    out.mkdir(parents=True, exist_ok=True)
     generator = Landmark_generator(T=5, d_model=512, nlayers=4, nhead=4, dim_feedforward=1024, dropout=0.1)
-    torch.save({"state_dict": formula(generator)}, out / "landmarkgenerator_checkpoint.pth")
-    torch.save({"state_dict": formula(Renderer())}, out / "renderer_checkpoint.pth")
+    save({"state_dict": formula(generator)}, out / "landmarkgenerator_formula.pth")
+    save({"state_dict": formula(Renderer())}, out / "renderer_formula.pth")
 
 
 def pcavs(args) -> None:
-    import torch
-
     vgg19(args)
     os.environ["TORCH_HOME"] = str(Path(args.torch_home).expanduser())
     sys.path.insert(0, str(args.checkout))
@@ -122,19 +136,23 @@ def pcavs(args) -> None:
 
     opt = TestOptions().parse()
     opt.isTrain = False
-    out = args.checkout / "checkpoints" / "demo"
-    out.mkdir(parents=True, exist_ok=True)
+    out = args.checkout / "checkpoints" / "formula"
     for label, build in {"G": networks.define_G, "A_sync": networks.define_A_sync, "E": networks.define_E, "V": networks.define_V}.items():
-        torch.save(formula(build(opt)), out / f"latest_net_{label}.pth")
+        save(formula(build(opt)), out / f"latest_net_{label}.pth")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("method", choices=["wav2lip", "iplap", "pcavs"])
     parser.add_argument("--checkout", type=Path, required=True)
-    parser.add_argument("--torch-home", default=os.environ.get("TORCH_HOME", "~/.cache/torch"))
+    parser.add_argument("--torch-home", help="iplap, pcavs: a scratch TORCH_HOME for the hub files (never your own)")
     parser.add_argument("--wav2lip-checkout", type=Path, help="iplap: a Wav2Lip checkout (its FAN architecture)")
+    parser.add_argument("--force", action="store_true", help="replace existing files")
     args = parser.parse_args()
+    if args.method != "wav2lip" and not args.torch_home:
+        parser.error(f"{args.method} needs --torch-home (a scratch folder)")
+    global FORCE
+    FORCE = args.force
     args.checkout = args.checkout.expanduser().resolve()
     shared()
     {"wav2lip": wav2lip, "iplap": iplap, "pcavs": pcavs}[args.method](args)
