@@ -15,9 +15,10 @@ decode and preprocessing settings.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -122,7 +123,7 @@ class EvalPair:
         self.pred_frames = self.gt_frames if same else as_frames(self.pred_frames)
 
     @classmethod
-    def of_crops(cls, pred: np.ndarray, gt: np.ndarray, **fields: Any) -> "EvalPair":
+    def of_crops(cls, pred: np.ndarray, gt: np.ndarray, **fields: Any) -> EvalPair:
         """A pair made of face crops only (the crops are also the frames): for crop metrics and tests."""
         pred, gt = np.asarray(pred), np.asarray(gt)
         if pred.shape != gt.shape:

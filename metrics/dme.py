@@ -11,7 +11,8 @@ ground-truth boxes), not on whole frames. Flow backends: `dme` RAFT (torchvision
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 

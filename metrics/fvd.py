@@ -16,8 +16,9 @@ TorchScript I3D, exact Frechet. The detector is TorchScript: it loads only with 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -13,8 +13,9 @@ LSE-D = min mdist, LSE-C = median mdist - min mdist, AV offset = vshift - argmin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 

@@ -219,7 +219,8 @@ def _agree(a: tuple[Path, ResultRow], b: tuple[Path, ResultRow]) -> None:
         or (ra.value is not None and rb.value is not None and math.isclose(ra.value, rb.value, rel_tol=AGREE_REL, abs_tol=AGREE_ABS))
     )
     if not same:
-        what = lambda r: f"{r.value!r}" if r.status == "ok" else f"failed ({r.error})"
+        def what(r):
+            return f"{r.value!r}" if r.status == "ok" else f"failed ({r.error})"
         raise ConfigError(
             f"{pa} and {pb} disagree on clip {ra.clip!r}, method {ra.method!r}, {ra.metric}: "
             f"{what(ra)} vs {what(rb)}"

@@ -51,7 +51,8 @@ def summary_markdown(rows: list[ResultRow], directions: dict[str, bool] | None =
         for error, group in list(groups.items())[:max_failures]:
             clips = list(dict.fromkeys(md_text(r.clip) for r in group))
             which = list(dict.fromkeys(f"{md_text(r.method)}/{metric_name(r.metric)}" for r in group))
-            more = lambda xs: ", ".join(xs[:4]) + (f", … ({len(xs)})" if len(xs) > 4 else "")
+            def more(xs):
+                return ", ".join(xs[:4]) + (f", … ({len(xs)})" if len(xs) > 4 else "")
             lines.append(f"- {md_text(error)} [{len(group)} rows; clips: {more(clips)}; {more(which)}]")
         if len(groups) > max_failures:
             lines.append(f"- … and {len(groups) - max_failures} more reasons in results.jsonl")

@@ -21,7 +21,7 @@ from stsa_bench.core.results import POOLED_CLIP as POOLED
 from stsa_bench.core.results import metric_name
 
 from .aggregate import Cell, Table, TableOptions, aggregate
-from .escape import tex_escape, csv_safe, md_cell, md_code, md_text
+from .escape import csv_safe, md_cell, md_code, md_text, tex_escape
 from .runs import GROUPS, GT_METHODS, Run
 
 LABELS = {

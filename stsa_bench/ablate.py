@@ -16,9 +16,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .core.errors import ConfigError
 from .core.registry import did_you_mean

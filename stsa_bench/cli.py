@@ -34,9 +34,8 @@ def to_overrides(args: argparse.Namespace) -> list[str]:
 def load_config(args: argparse.Namespace):
     """The run's config; its `cache_dir` also locates the weights folder (core.weights.use_cache)."""
     from .core.config import run_config_from_dict
-    from .core.weights import use_cache
-
     from .core.paths import cache_root
+    from .core.weights import use_cache
 
     cfg = run_config_from_dict(compose(to_overrides(args)))
     use_cache(cfg.cache_dir if Path(cfg.cache_dir) != cache_root(None) else None)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .core.config import BASE_SECTIONS, TOP_LEVEL, flatten, plain_defaults
 from .core.errors import ConfigError

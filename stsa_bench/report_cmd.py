@@ -71,7 +71,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 1 with a diff table when the run drifted from the golden rows; --update rewrites them."""
-    from reports.check import compare, diff_table, environment_note, load_golden, parse_tolerances, run_environment, write_golden
+    from reports.check import (
+        compare,
+        diff_table,
+        environment_note,
+        load_golden,
+        parse_tolerances,
+        run_environment,
+        write_golden,
+    )
 
     from .core.provenance import git_sha
     from .core.results import read_rows

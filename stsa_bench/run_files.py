@@ -39,7 +39,7 @@ def init_run_dir(out: Path, cfg: RunConfig, write: bool = True, log: Callable[[s
     if not write:
         return
     invocation = {
-        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "git_sha": git_sha(),
         "methods": list(cfg.methods),
         "metrics": list(cfg.metrics),

@@ -11,9 +11,10 @@ import contextlib
 import datetime as _dt
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .core.config import RunConfig
 from .core.errors import ClipError, ConfigError, disk_full, one_line
@@ -24,7 +25,6 @@ from .core.registry import METHODS, METRICS
 from .core.results import POOLED_CLIP, ResultRow, append_rows, metric_directions, read_rows, rewrite_rows, scan_rows
 from .core.suites import Clip, SuiteContext, load_suite
 from .core.timing import StageTimer
-from .scoring import evaluate_clip
 from .run_files import (
     Partials,
     check_out,
@@ -34,6 +34,7 @@ from .run_files import (
     write_manifest,
     write_timing,
 )
+from .scoring import evaluate_clip
 
 Log = Callable[[str], None]
 
@@ -86,8 +87,8 @@ class RunParts:
     methods: dict[str, Any]
     metrics: list[Any]
     prep: Any
-    partials: "Partials"
-    rows: "RowFactory"
+    partials: Partials
+    rows: RowFactory
     results: Path
     timer: StageTimer
     rank: Rank = Rank()
@@ -122,7 +123,7 @@ class RowFactory:
             error=error,
             weights_sha=metric.weights_sha256,
             clip_sha256=clip.sha256,
-            time=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             note=note,
             higher_is_better=metric.higher_is_better,
             group=metric.group,

@@ -4,8 +4,9 @@ frames (crops, saved video, what metrics read from full frames) -> metric update
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from .core.config import RunConfig
 from .core.errors import ClipError

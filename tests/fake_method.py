@@ -63,7 +63,7 @@ def via_avi_and_shell_ffmpeg(frames: np.ndarray, avi: str, audio: str, outfile: 
         deadline = time.time() + 60
         while len(os.listdir(folder)) < int(n) and time.time() < deadline:
             time.sleep(0.05)
-    command = "ffmpeg -y -i {} -i {} -strict -2 -q:v 1 {}".format(audio, avi, outfile)
+    command = f"ffmpeg -y -i {audio} -i {avi} -strict -2 -q:v 1 {outfile}"
     subprocess.call(command, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -41,9 +41,9 @@ def network_inputs(b: int, device: str):
 
 @pytest.mark.slow
 def test_bench_stsa_networks(benchmark, stsa_weights):  # noqa: F811
-    from stsa_bench.core.devices import resolve_device
     from stsa.guidance import load_guidance
     from stsa.renderer import load_renderer
+    from stsa_bench.core.devices import resolve_device
 
     device, b = resolve_device("auto"), 2 if smoke(benchmark) else 8
     guidance, renderer = load_guidance(stsa_weights["heatmap_ckpt"], device), load_renderer(stsa_weights["renderer_ckpt"], device)
@@ -75,9 +75,9 @@ def test_bench_stsa_official_one_frame_loop(benchmark, stsa_weights):  # noqa: F
     """The official script's way, for the speed-up figure: per frame one guidance forward (batch 1) and
     one `Face_renderer` forward that also computes its training losses (VGG-19 perceptual + MINE), as
     the official inference does. Same device, weights and inputs as `test_bench_stsa_networks`."""
-    from stsa_bench.core.devices import resolve_device
     from stsa.guidance import load_guidance
     from stsa.training.renderer_losses import FaceRendererTrainer
+    from stsa_bench.core.devices import resolve_device
 
     device, n = resolve_device("auto"), 2 if smoke(benchmark) else 8
     guidance = load_guidance(stsa_weights["heatmap_ckpt"], device)

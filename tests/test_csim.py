@@ -4,8 +4,8 @@ decode, both crops, and the official values (../shared/golden/reference_csim_dev
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 
 import numpy as np
 import pytest

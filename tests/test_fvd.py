@@ -85,8 +85,8 @@ def test_frechet_modes_agree_when_no_singular_value_is_below_the_threshold():
 
 
 def test_options_are_checked_and_named_in_the_id():
-    from stsa_bench.core.errors import ConfigError
     from metrics.base import build_metric
+    from stsa_bench.core.errors import ConfigError
 
     m = build_metric("fvd", "face128@25fps/pp=x", options={"region": "frame", "frechet": "videogpt"})
     assert m.id == "fvd[frame@25fps/ffmpeg_cfr/16kHz,i3d400-w16s16,bilinear-short224-crop224,frechet=videogpt,pooled]"

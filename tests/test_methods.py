@@ -65,8 +65,7 @@ def test_results_folder_and_mouth_blur_end_to_end(tmp_path, cache_dir):
 @pytest.mark.slow
 def test_mouth_blur_changes_only_the_mouth(cache_dir):
     from baselines import build_method
-    from stsa_bench.core.config import PreprocessConfig
-    from stsa_bench.core.config import DataConfig
+    from stsa_bench.core.config import DataConfig, PreprocessConfig
     from stsa_bench.core.preprocess import Preprocessor
     from stsa_bench.core.suites import SuiteContext, load_suite
 

@@ -40,8 +40,8 @@ def short_sample(lrs2_sample) -> Sample:
 
 @pytest.mark.slow
 def test_generation_is_deterministic_batch_invariant_and_stays_inside_the_mask(stsa_weights, short_sample):
-    from stsa_bench.core.faces import landmarks68
     from stsa.blend import soft_mask
+    from stsa_bench.core.faces import landmarks68
 
     s = short_sample
     a = build_method("stsa", {**stsa_weights, "batch_size": N}, MethodEnv("cpu")).generate(s)

@@ -8,9 +8,9 @@ import pytest
 from baselines import build_method
 from baselines.base import MethodEnv, Sample
 from baselines.wav2lip import smooth_boxes, wav2lip_boxes
-from stsa_bench.core.mel import mel_windows, wav2lip_mel
 from stsa_bench.cli import main
 from stsa_bench.core.errors import ConfigError
+from stsa_bench.core.mel import mel_windows, wav2lip_mel
 from stsa_bench.core.results import read_rows
 
 from .conftest import LRS2_CLIP as CLIP

@@ -15,6 +15,7 @@ from stsa_bench.core import weights_store as store
 from stsa_bench.core.process import huge_page_mode
 from stsa_bench.core.weights import WeightsMissing, WeightsSpec
 
+
 def _state_dict_bytes() -> bytes:
     """A 1 MiB weights file (a state dict of one tensor): what fetch's load check accepts."""
     import io

@@ -23,9 +23,10 @@ import re
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 

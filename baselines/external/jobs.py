@@ -18,8 +18,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from stsa_bench.core.errors import ConfigError
 from stsa_bench.core.paths import sha256_file

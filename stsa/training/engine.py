@@ -32,8 +32,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from .data import StepBatchSampler
 from ..precision import emulation_warning
+from .data import StepBatchSampler
 from .options import TrainOptions
 from .tasks import Nets
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -75,7 +75,7 @@ class FaceMeshDetector:
     def close(self) -> None:
         self._mesh.close()
 
-    def __enter__(self) -> "FaceMeshDetector":
+    def __enter__(self) -> FaceMeshDetector:
         return self
 
     def __exit__(self, *exc) -> None:

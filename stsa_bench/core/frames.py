@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class Frames:
             return self.read(start, max(start, stop))
         return self.read()[key]
 
-    def map(self, fn: Callable[[np.ndarray, int], np.ndarray]) -> "Frames":
+    def map(self, fn: Callable[[np.ndarray, int], np.ndarray]) -> Frames:
         """Frames whose chunk at `start` is `fn(chunk, start)` (same shape), computed when read."""
         return MappedFrames(self, fn)
 

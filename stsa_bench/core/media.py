@@ -428,7 +428,7 @@ class VideoWriter:
     def close(self) -> None:
         self.container.close()
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,8 +16,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 CACHE_ENV = "STSA_BENCH_CACHE"
 SHARED_ENV = "STSA_BENCH_SHARED"

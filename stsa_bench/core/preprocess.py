@@ -274,7 +274,7 @@ class StreamingCropper:
         raw, found = np.concatenate(self.raw)[:known], np.concatenate(self.found)[:known]
         return smooth_boxes(raw, found, self.cfg.smooth_sigma)
 
-    def finish(self, frames: "Frames | None" = None) -> np.ndarray | None:
+    def finish(self, frames: Frames | None = None) -> np.ndarray | None:
         """Every crop: the waiting frames cut with the final boxes, the let-go ones read again from `frames`;
         stacked, or (with a sink) written and the sink closed."""
         self._cut(upto=self.n, known=self.n)
@@ -330,7 +330,7 @@ class Preprocessor:
         """Load from cache, or compute and store atomically. Raises ClipError for bad input."""
         return self.prepare_with_frames(clip, keep_frames=False)[0]
 
-    def prepare_with_frames(self, clip: Clip, keep_frames: bool = True, lazy: bool = False) -> tuple[Prepared, "Frames | None"]:
+    def prepare_with_frames(self, clip: Clip, keep_frames: bool = True, lazy: bool = False) -> tuple[Prepared, Frames | None]:
         """`prepare` and the clip's frames at cfg.fps: in memory when they fit `memory_mb` (a cold cache then
         decodes the clip once for both), else a source that decodes them chunk by chunk. `lazy`: a source
         unless the preparation has just decoded them, so nothing is decoded until they are read."""
@@ -352,7 +352,7 @@ class Preprocessor:
                 return prepared, ArrayFrames(source.read())
         return prepared, source
 
-    def source(self, clip: Clip, n: int, height: int, width: int) -> "Frames":
+    def source(self, clip: Clip, n: int, height: int, width: int) -> Frames:
         """The clip's n frames, decoded again at each read."""
         from .frames import VideoFrames
 

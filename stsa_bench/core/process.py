@@ -6,7 +6,6 @@ import os
 import sys
 from pathlib import Path
 
-
 ALLOCATOR_ENV = {"THP_MEM_ALLOC_ENABLE": "1", "GOMP_SPINCOUNT": "10000"}
 """Defaults for variables read once, when torch is loaded or first allocates (a value already set is kept):
 PyTorch's CPU tensors of 2 MB and more in transparent huge pages, and OpenMP threads that stop spinning

@@ -9,7 +9,7 @@ from pathlib import Path
 from stsa_bench import __version__
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def git_sha() -> str:
     """HEAD of the checkout the harness runs from (`+dirty` with uncommitted changes), else `unknown`."""
     root = Path(__file__).resolve().parents[2]

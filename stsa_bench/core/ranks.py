@@ -11,8 +11,9 @@ import contextlib
 import datetime as _dt
 import heapq
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -16,9 +16,10 @@ import ast
 import difflib
 import importlib
 import importlib.util
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from .errors import ConfigError
 
@@ -92,7 +93,7 @@ class Registry(Generic[T]):
 
     def option_groups(self) -> list[str]:
         """Config keys shared by several registered names (`options_key = "lse"` in lse_c and lse_d)."""
-        self._lazy
+        _ = self._lazy  # the scan fills self._groups
         return sorted(set(self._groups) | {g for o in self._items.values() if (g := getattr(o, "options_key", None))})
 
     @cached_property

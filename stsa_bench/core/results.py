@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable
 
 from .paths import atomic_write_text, file_lock
 
@@ -74,7 +74,7 @@ class ResultRow:
         return text
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ResultRow":
+    def from_dict(cls, d: dict) -> ResultRow:
         """A row from a parsed line; ValueError naming the field when it is not one (missing or wrong type)."""
         if not isinstance(d, dict):
             raise ValueError(f"not a JSON object but {type(d).__name__}")

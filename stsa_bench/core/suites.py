@@ -13,9 +13,10 @@ import json
 import os
 import unicodedata
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .config import DataConfig, require, typed
 from .errors import ClipError, ConfigError
@@ -87,7 +88,7 @@ def freeze_manifest(ctx: SuiteContext, identity: Mapping[str, Any], clips: list[
     path = entry_dir(ctx.cache_dir, "manifests", key).with_suffix(".json")
     with file_lock(path):
         frozen = json.loads(path.read_text()) if path.is_file() and not ctx.refreeze else None
-        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         if frozen is None:
             frozen = {"suite": ctx.name, "identity": dict(identity), "frozen_at": now, "clips": {}}
         out = []

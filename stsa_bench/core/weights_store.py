@@ -17,9 +17,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .paths import atomic_write_text, file_lock, sha256_file
 from .weights import WeightsMissing, WeightsSpec, candidates, torch_hub_dir, weights_dir

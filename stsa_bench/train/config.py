@@ -12,9 +12,10 @@ command line, and the composed config (`--print-config`, <out>/config.json) is c
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from stsa.training.options import STAGES, Ablation, LossWeights, TrainOptions
 

@@ -8,8 +8,8 @@ clip's content, the preprocessing and the wav2vec2 weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..core.errors import ClipError, ConfigError
 from ..core.paths import canonical_json

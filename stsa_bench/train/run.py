@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..core.config import config_hash
 from ..core.errors import ConfigError
