@@ -177,3 +177,8 @@ def test_torch_load_is_always_weights_only():
                     if not any(k.arg == "weights_only" and getattr(k.value, "value", None) is True for k in node.keywords):
                         offenders.append(str(py.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_readme_stays_short():
+    """The README holds the two commands, what works and how to run; the rest lives in docs/ (at most 300 lines)."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 300

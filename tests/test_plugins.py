@@ -1,6 +1,6 @@
-"""Third-party plugins: the README's "Extending stsa-bench" code, installed as a throw-away distribution.
+"""Third-party plugins: the code of docs/extending.md, installed as a throw-away distribution.
 
-The code blocks of that README section are written out as the package `my_plugin`, with a
+Its code blocks are written out as the package `my_plugin`, with a
 `.dist-info` whose entry points come from the section's pyproject block; nothing in the repository
 is edited. The plugins must be listed without being imported, and run on the demo suite.
 """
@@ -36,14 +36,11 @@ write_video(Path(arg("--out")), frames, 25, None, lossless=False)
 
 
 def extending_section() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("## Extending stsa-bench")
-    end = text.find("\n## ", start + 5)
-    return text[start : end if end > 0 else None]
+    return (ROOT / "docs" / "extending.md").read_text()
 
 
 def install_plugin(site: Path) -> dict[str, dict[str, str]]:
-    """Write the README's blocks as `my_plugin` plus its dist-info under `site`; returns the entry points."""
+    """Write docs/extending.md's blocks as `my_plugin` plus its dist-info under `site`; returns the entry points."""
     section = extending_section()
     blocks = re.findall(r"```python\n(# (\S+)\n.*?)```", section, flags=re.S)
     assert {path for _, path in blocks} == {"my_plugin/mean_abs.py", "my_plugin/my_talker.py", "my_plugin/listed.py"}
