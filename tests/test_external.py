@@ -194,7 +194,7 @@ def test_missing_settings_are_config_errors_naming_the_setting(tmp_path):
     (pcavs / "checkpoints/demo/latest_net_E.pth").unlink()
     with pytest.raises(ConfigError, match=r"pcavs.experiment=demo: no latest_net_E.pth in .*checkpoints/demo"):
         build_method("pcavs", options("pcavs", pcavs))
-    with pytest.raises(ConfigError, match=r"dinet.env='x': a mapping"):
+    with pytest.raises(ConfigError, match=r"dinet.env must be a mapping, got 'x'"):
         build_method("dinet", options("dinet", repo) | {"env": "x"})
     with pytest.raises(ConfigError, match=r"unknown setting dinet.timeout; did you mean 'timeout_s'"):
         build_method("dinet", {"repo": str(repo), "python": sys.executable, "timeout": 3})

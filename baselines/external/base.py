@@ -141,8 +141,6 @@ class ExternalMethod(Method):
         super().__init__(env, **options)
         self.repo = self._repo()
         self.python = self._python()
-        if not isinstance(self.opts.env, Mapping):
-            raise ConfigError(f"{self.name}.env={self.opts.env!r}: a mapping, e.g. {self.name}.env={{CUDA_VISIBLE_DEVICES: 1}}")
         self.files = {key: self._checkpoint(key) for key in self.checkpoints}
         self.hub = self._hub_files()
         self.path_dirs = self._programs()
