@@ -189,8 +189,9 @@ def test_audio_upsampled_or_downmixed_is_noted(tmp_path, cache_dir):
     assert "audio" not in notes["plain"]
 
 
-def test_a_results_file_that_no_clip_reads_is_named(tmp_path, cache_dir, capsys):
-    """Issue 30: a results folder's extra file (a clip outside the suite, a misnamed file) was ignored without a word."""
+def one_clip_and_a_results_folder(tmp_path: Path):
+    """(frames, audio, data, generated): a folder suite of one 10-frame demo clip, `clip.mkv`, and an empty results
+    folder beside it."""
     from stsa_bench.core.media import write_video
 
     frames, audio = demo_media(0)
@@ -198,6 +199,14 @@ def test_a_results_file_that_no_clip_reads_is_named(tmp_path, cache_dir, capsys)
     data.mkdir()
     generated.mkdir()
     write_video(data / "clip.mkv", frames[:10], 25, audio[:6400])
+    return frames, audio, data, generated
+
+
+def test_a_results_file_that_no_clip_reads_is_named(tmp_path, cache_dir, capsys):
+    """Issue 30: a results folder's extra file (a clip outside the suite, a misnamed file) was ignored without a word."""
+    from stsa_bench.core.media import write_video
+
+    frames, audio, data, generated = one_clip_and_a_results_folder(tmp_path)
     for name in ("clip.mkv", "Clip_typo.mkv", "other.mkv"):
         write_video(generated / name, frames[:10], 25, audio[:6400])
     (generated / "notes.txt").write_text("not a video")
@@ -212,11 +221,7 @@ def test_a_failing_results_video_is_named_not_the_ground_truth(tmp_path, cache_d
     results video name it, whether it cannot be read or its output fails a metric."""
     from stsa_bench.core.media import write_video
 
-    frames, audio = demo_media(0)
-    data, generated = tmp_path / "data", tmp_path / "generated"
-    data.mkdir()
-    generated.mkdir()
-    write_video(data / "clip.mkv", frames[:10], 25, audio[:6400])
+    frames, audio, data, generated = one_clip_and_a_results_folder(tmp_path)
     (generated / "clip.mkv").write_bytes(b"\x00" * 5000)
     out = tmp_path / "run"
     assert main(["run", "--suite", "folder", f"data.root={data}", "--out", str(out), f"cache_dir={cache_dir}", "--methods", "results",
@@ -245,11 +250,7 @@ def test_a_folder_made_before_an_option_was_added_is_extended(tmp_path, cache_di
     """A method option added by a newer harness (results.fps_mode) at its default does not refuse an older folder."""
     from stsa_bench.core.media import write_video
 
-    frames, audio = demo_media(0)
-    data, generated = tmp_path / "data", tmp_path / "generated"
-    data.mkdir()
-    generated.mkdir()
-    write_video(data / "clip.mkv", frames[:10], 25, audio[:6400])
+    frames, audio, data, generated = one_clip_and_a_results_folder(tmp_path)
     write_video(generated / "clip.mkv", frames[:10], 25, audio[:6400])
     out = tmp_path / "run"
     base = ["run", "--suite", "folder", f"data.root={data}", "--out", str(out), f"cache_dir={cache_dir}", f"results.dir={generated}",

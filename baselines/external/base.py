@@ -25,6 +25,7 @@ import signal
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from stsa_bench.core.errors import ClipError, ConfigError, disk_full
 from stsa_bench.core.layout import file_stem
+from stsa_bench.core.weights import torch_hub_dir
 
 from ..base import Generated, Method, MethodEnv, Sample
 from ..normalize import normalize_output
@@ -132,9 +134,9 @@ class ExternalMethod(Method):
     """(file name, URL) of weights the code loads from the torch hub cache, `$TORCH_HOME/hub/checkpoints/` (torchvision's
     VGG19, face_alignment's S3FD and FAN), which it would otherwise download at run time."""
     programs: ClassVar[tuple[str, ...]] = ()
+    """Programs the code runs (only "ffmpeg" is known): found or offered on the job's PATH (`<name>.ffmpeg`)."""
     bundled_ffmpeg: ClassVar[str | None] = None
     """An ffmpeg the checkout carries and the code puts on PATH itself (MuseTalk's static build)."""
-    """Programs the code runs (only "ffmpeg" is known): found or offered on the job's PATH (`<name>.ffmpeg`)."""
     deterministic: ClassVar[bool] = True
 
     def __init__(self, env: MethodEnv | None = None, /, **options: Any):
@@ -146,18 +148,11 @@ class ExternalMethod(Method):
         self.path_dirs = self._programs()
         self.version = f"{self.name}@{self._commit()}"
         self.batched = type(self).batched and self.opts.batch
-        self._weights_sha: str | None = None
 
-    @property
+    @cached_property
     def weights_sha(self) -> str | None:
         """`method_weights_sha`: the sha256 of the checkpoints a job loads (jobs.weights_sha), computed at the first row."""
-        if self._weights_sha is None:
-            self._weights_sha = weights_sha(self.loaded_files())
-        return self._weights_sha
-
-    def needed_files(self) -> tuple[str, ...]:
-        """The checkout files this configuration loads (`required_files`; an adapter may drop some by option)."""
-        return self.required_files
+        return weights_sha(self.loaded_files())
 
     def uses_detector(self) -> bool:
         """Whether this configuration runs the code's S3FD (`detector`)."""
@@ -167,7 +162,7 @@ class ExternalMethod(Method):
         """The checkpoints a job loads (configuration files aside), in the order `method_weights_sha` hashes them."""
         files = [p for p in self.files.values() if p.is_dir() or p.suffix in WEIGHT_SUFFIXES]
         detector = [self.repo / self.detector] if self.uses_detector() and (self.repo / self.detector).is_file() else []
-        return [*files, *(self.repo / rel for rel in self.needed_files()), *detector, *self.hub]
+        return [*files, *(self.repo / rel for rel in self.required_files), *detector, *self.hub]
 
     def _repo(self) -> Path:
         if not self.opts.repo:
@@ -175,7 +170,7 @@ class ExternalMethod(Method):
         repo = Path(self.opts.repo).expanduser().resolve()
         if not repo.is_dir():
             raise ConfigError(f"{self.name}.repo={self.opts.repo}: no such folder")
-        for rel in (self.entry_file, *self.needed_files()):
+        for rel in (self.entry_file, *self.required_files):
             if not (repo / rel).exists():
                 raise ConfigError(
                     f"{self.name}.repo={self.opts.repo}: no {rel} (a {self.label} checkout with its files in place is needed)"
@@ -198,9 +193,7 @@ class ExternalMethod(Method):
 
     def _hub_files(self) -> list[Path]:
         """The torch hub files in the job's hub cache; ConfigError naming the download for one missing."""
-        env = self._env()
-        torch_home = env.get("TORCH_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
-        folder = Path(torch_home).expanduser() / "hub" / "checkpoints"
+        folder = torch_hub_dir(self._env())
         wanted = list(self.hub_files)
         if self.uses_detector() and not (self.repo / self.detector).is_file():
             if not (folder / S3FD_HUB[0]).is_file():

@@ -63,14 +63,16 @@ class PCAVS(ExternalMethod):
 
     def __init__(self, env=None, /, **options):
         super().__init__(env, **options)
-        folder = self.files["checkpoints_dir"] / self.opts.experiment
-        missing = [f"latest_net_{n}.pth" for n in self.networks if not (folder / f"latest_net_{n}.pth").is_file()]
+        missing = [p.name for p in self.network_files() if not p.is_file()]
         if missing:
-            raise ConfigError(f"{self.name}.experiment={self.opts.experiment}: no {', '.join(missing)} in {folder}")
+            raise ConfigError(f"{self.name}.experiment={self.opts.experiment}: no {', '.join(missing)} in {self.network_files()[0].parent}")
+
+    def network_files(self) -> list[Path]:
+        folder = self.files["checkpoints_dir"] / self.opts.experiment
+        return [folder / f"latest_net_{n}.pth" for n in self.networks]
 
     def loaded_files(self):
-        folder = self.files["checkpoints_dir"] / self.opts.experiment
-        return [*(folder / f"latest_net_{n}.pth" for n in self.networks), *self.hub]
+        return [*self.network_files(), *self.hub]
 
     def tag(self, sample: Sample) -> str:
         """The frames folder's name (plain ASCII: its meta file is split on spaces), which names its results folder."""

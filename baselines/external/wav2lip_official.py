@@ -28,6 +28,10 @@ class Wav2LipOfficialOptions(ExternalOptions):
     frame_slack: int = 4
     """Its output ends at the last full 16-step mel window (3 frames short at 25 fps)."""
 
+    def __post_init__(self) -> None:
+        if self.boxes not in ("official", "harness"):
+            raise ConfigError(f"wav2lip_official.boxes={self.boxes}: official or harness")
+
 
 def harness_box(landmarks: np.ndarray, width: int, height: int, pads: tuple[int, ...]) -> tuple[tuple[int, int, int, int], float]:
     """((top, bottom, left, right), spread): the union over frames of the FaceMesh landmarks' extent in pixels, grown
@@ -64,11 +68,6 @@ class Wav2LipOfficial(ExternalMethod):
     detector = DETECTOR
     writes = ("temp",)
     programs = ("ffmpeg",)
-
-    def __init__(self, env=None, /, **options):
-        if options.get("boxes", "official") not in ("official", "harness"):
-            raise ConfigError(f"wav2lip_official.boxes={options['boxes']}: official or harness")
-        super().__init__(env, **options)
 
     def uses_detector(self):
         return self.opts.boxes == "official"

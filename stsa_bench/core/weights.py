@@ -62,9 +62,12 @@ class WeightsMissing(ClipError):
     """Weights not found locally (and not downloaded)."""
 
 
-def torch_hub_dir() -> Path:
-    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "torch")
-    return Path(home) / "hub" / "checkpoints"
+def torch_hub_dir(env: Mapping[str, str] | None = None) -> Path:
+    """`$TORCH_HOME/hub/checkpoints` (TORCH_HOME defaults to `$XDG_CACHE_HOME/torch`, that to `~/.cache/torch`), `~`
+    expanded as torch does, in `env` (this process's environment by default; an external job's its own)."""
+    env = os.environ if env is None else env
+    home = env.get("TORCH_HOME") or os.path.join(env.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "torch")
+    return Path(home).expanduser() / "hub" / "checkpoints"
 
 
 _CACHE: list[Path] = []
